@@ -1,0 +1,400 @@
+//! The command line: parses arguments, loads the config, and runs one command. Errors are
+//! returned as `anyhow` chains for `main` to print; this is the only place anyhow is used.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, LogFormat, Overrides};
+use crate::db::{self, integrations};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailmycustomer",
+    version,
+    about = "Turns your Stripe events into emails to your customers.",
+    long_about = "Turns your Stripe events into emails to your customers.\n\n\
+        Quick start:\n  \
+        mailmycustomer serve                      run on the embedded defaults (127.0.0.1:8080, ./mailmycustomer.db)\n  \
+        mailmycustomer init-config > config.toml  write a commented config to edit\n  \
+        mailmycustomer integration add --name shop --webhook-secret whsec_…\n\n\
+        Every config key can also be set with an environment variable MMC_SECTION__KEY \
+        (e.g. MMC_SERVER__LISTEN=0.0.0.0:8080); flags win over both."
+)]
+pub struct Cli {
+    /// Config file (TOML). Without one, the embedded defaults apply.
+    #[arg(long, short, global = true, env = "MMC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// SQLite database file; overrides database.path.
+    #[arg(long, global = true, value_name = "FILE")]
+    database: Option<PathBuf>,
+
+    /// Log level or filter (error, warn, info, debug); overrides log.level.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: receive Stripe webhooks and store them (migrates the database first).
+    Serve {
+        /// Address to listen on, e.g. 0.0.0.0:8080; overrides server.listen.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Public URL Stripe reaches this server at; overrides server.public_url.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
+    /// Print a commented config file with every key at its default.
+    InitConfig,
+    /// Check or print the effective configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Apply the database migrations this binary carries (serve does it too).
+    Migrate,
+    /// Exit 0 when the server answers /healthz, 1 otherwise (for systemd, Docker, monitors).
+    Healthcheck {
+        /// URL to check; default: /healthz on server.listen.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Seconds to wait for an answer.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// Manage the Stripe accounts this instance listens to.
+    Integration {
+        #[command(subcommand)]
+        action: IntegrationAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the config file, environment and flags; exit 1 with every problem found.
+    Check,
+    /// Print the effective config as TOML, secrets redacted.
+    Dump,
+}
+
+#[derive(Debug, Subcommand)]
+enum IntegrationAction {
+    /// Add a Stripe account; prints its id and the webhook URL to give Stripe.
+    Add {
+        /// A name you recognise, e.g. your shop's.
+        #[arg(long)]
+        name: String,
+        /// The endpoint's signing secret (whsec_…) from the Stripe Dashboard or from
+        /// `stripe listen --print-secret`. Use - to read it from standard input.
+        #[arg(long, value_name = "whsec_…")]
+        webhook_secret: String,
+        /// A secret (sk_…) or restricted (rk_…) API key, used to look up what a webhook lacks
+        /// (a customer's email, a product's name). Use - to read it from standard input.
+        #[arg(long, value_name = "rk_…|sk_…")]
+        api_key: Option<String>,
+        /// The connected account (acct_…) when this integration is a Stripe Connect account.
+        #[arg(long, value_name = "acct_…")]
+        account: Option<String>,
+    },
+    /// List integrations, secrets redacted.
+    List,
+    /// Remove an integration and the events stored for it.
+    Remove {
+        /// The integration id (int_…), as shown by `integration list`.
+        id: String,
+    },
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let (listen, public_url) = match &cli.command {
+        Command::Serve { listen, public_url } => (listen.clone(), public_url.clone()),
+        _ => (None, None),
+    };
+    let overrides = Overrides {
+        listen,
+        public_url,
+        database: cli.database.clone(),
+        log_level: cli.log_level.clone(),
+    };
+    let loaded = Config::load(cli.config.as_deref(), std::env::vars(), &overrides);
+
+    match cli.command {
+        Command::InitConfig => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { action } => match (action, loaded) {
+            (ConfigAction::Check, Ok(_)) => {
+                println!("config OK ({})", describe_source(&cli.config));
+                Ok(ExitCode::SUCCESS)
+            }
+            (ConfigAction::Dump, Ok(config)) => {
+                print!("{}", config.dump());
+                Ok(ExitCode::SUCCESS)
+            }
+            (_, Err(e)) => {
+                eprintln!("config invalid ({}): {e}", describe_source(&cli.config));
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        command => {
+            let config = loaded?;
+            init_logging(&config)?;
+            match command {
+                Command::Serve { .. } => serve(config, cli.config.is_some()),
+                Command::Migrate => migrate(&config),
+                Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
+                Command::Integration { action } => integration(&config, action),
+                Command::InitConfig | Command::Config { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn describe_source(file: &Option<PathBuf>) -> String {
+    match file {
+        Some(path) => format!("file {}", path.display()),
+        None => "embedded defaults, no config file".to_owned(),
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    // refinery reports every migration check at info; only its warnings are worth a line.
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)?
+        .add_directive("refinery_core=warn".parse()?);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(config: Config, from_file: bool) -> anyhow::Result<ExitCode> {
+    if from_file {
+        tracing::info!("configuration loaded");
+    } else {
+        tracing::info!(
+            listen = %config.server.listen,
+            database = %config.database.path.display(),
+            "no config file given (--config or MMC_CONFIG): running on the embedded defaults; \
+             `mailmycustomer init-config` prints a config to start from"
+        );
+    }
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is another instance running? Change server.listen or pass --listen",
+                    config.server.listen
+                )
+            })?;
+        crate::serve(config, listener, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (systemd stop).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing requests in flight");
+}
+
+fn open_db(config: &Config) -> anyhow::Result<rusqlite::Connection> {
+    let mut conn = db::open(
+        &config.database.path,
+        Duration::from_millis(config.database.busy_timeout_ms),
+    )?;
+    db::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let conn = open_db(config)?;
+    println!(
+        "database {} is at schema version {}",
+        config.database.path.display(),
+        db::schema_version(&conn)?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn healthcheck(config: &Config, url: Option<String>, timeout: u64) -> anyhow::Result<ExitCode> {
+    let url = url.unwrap_or_else(|| {
+        format!(
+            "http://{}/healthz",
+            config::local_address(&config.server.listen)
+        )
+    });
+    let result = runtime()?.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(timeout))
+            .build()?;
+        let response = client.get(&url).send().await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    match result {
+        Ok((status, body)) if status.is_success() => {
+            println!("healthy: {url} answered {status}: {body}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((status, body)) => {
+            eprintln!("unhealthy: {url} answered {status}: {body}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `-` means "read it from standard input", which keeps secrets out of shell history and `ps`.
+fn secret_arg(value: String, what: &str) -> anyhow::Result<String> {
+    if value != "-" {
+        return Ok(value.trim().to_owned());
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    Ok(line.trim().to_owned())
+}
+
+fn integration(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCode> {
+    let conn = open_db(config)?;
+    match action {
+        IntegrationAction::Add {
+            name,
+            webhook_secret,
+            api_key,
+            account,
+        } => {
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("--name is empty");
+            }
+            let webhook_secret = secret_arg(webhook_secret, "webhook secret")?;
+            if !webhook_secret.starts_with("whsec_") || webhook_secret.len() < 10 {
+                bail!(
+                    "--webhook-secret must be an endpoint signing secret starting with whsec_ \
+                     (Stripe Dashboard → Developers → Webhooks → your endpoint → Signing secret, \
+                     or `stripe listen --print-secret`)"
+                );
+            }
+            let api_key = api_key.map(|k| secret_arg(k, "API key")).transpose()?;
+            if let Some(key) = &api_key {
+                if key.starts_with("pk_") {
+                    bail!("--api-key is a publishable key (pk_…); it cannot read customers. Use a restricted key (rk_…) or a secret key (sk_…)");
+                }
+                if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+                    bail!("--api-key must be a secret (sk_…) or restricted (rk_…) Stripe API key");
+                }
+            }
+            if let Some(acct) = &account {
+                if !acct.starts_with("acct_") {
+                    bail!("--account must be a Stripe account id starting with acct_");
+                }
+            }
+            let added = integrations::insert(
+                &conn,
+                &integrations::NewIntegration {
+                    name,
+                    webhook_secret: &webhook_secret,
+                    api_key: api_key.as_deref(),
+                    stripe_account: account.as_deref(),
+                },
+            )?;
+            let url = config.webhook_url(&added.id);
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "id: {}", added.id)?;
+            writeln!(out, "webhook_url: {url}")?;
+            writeln!(
+                out,
+                "\nIn Stripe: Dashboard → Developers → Webhooks → Add endpoint, paste the URL above."
+            )?;
+            writeln!(
+                out,
+                "For local testing: stripe listen --forward-to {}",
+                Config {
+                    server: config::ServerConfig {
+                        public_url: String::new(),
+                        ..config.server.clone()
+                    },
+                    ..config.clone()
+                }
+                .webhook_url(&added.id)
+            )?;
+            if config.server.public_url.is_empty() {
+                writeln!(out, "Note: server.public_url is not set, so this URL is only reachable from this machine.")?;
+            }
+        }
+        IntegrationAction::List => {
+            let all = integrations::list(&conn)?;
+            if all.is_empty() {
+                println!("no integrations; add one with `mailmycustomer integration add`");
+            }
+            for i in all {
+                println!(
+                    "{}  {}  status={}  account={}  webhook_secret={}  api_key={}\n    {}",
+                    i.id,
+                    i.name,
+                    i.status,
+                    i.stripe_account.as_deref().unwrap_or("-"),
+                    integrations::redact(&i.webhook_secret),
+                    i.api_key
+                        .as_deref()
+                        .map(integrations::redact)
+                        .unwrap_or("-".into()),
+                    config.webhook_url(&i.id),
+                );
+            }
+        }
+        IntegrationAction::Remove { id } => {
+            if !integrations::remove(&conn, &id)? {
+                bail!(
+                    "no integration with id {id:?}; `mailmycustomer integration list` shows them"
+                );
+            }
+            println!("removed integration {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,422 @@
+//! Typed configuration: embedded defaults < TOML file < `MMC_SECTION__KEY` environment variables
+//! < command-line flags. Unknown keys are errors that name the key, so a typo never silently
+//! falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The commented example config, embedded so `init-config` can print it on any machine.
+pub const EXAMPLE: &str = include_str!("../config.example.toml");
+
+/// Prefix of the environment variables that set config keys: `MMC_SERVER__LISTEN` sets
+/// `server.listen`.
+pub const ENV_PREFIX: &str = "MMC_";
+
+/// Environment variables with the prefix that are flags of the CLI rather than config keys.
+pub const CLI_ENV_VARS: &[&str] = &["MMC_CONFIG"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub stripe: StripeConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds to.
+    pub listen: String,
+    /// The address Stripe reaches this server at, used to print webhook URLs. Empty: derived
+    /// from `listen`, which only works for `stripe listen --forward-to` on this machine.
+    pub public_url: String,
+    /// Largest webhook body accepted; Stripe events are well under this.
+    pub max_webhook_bytes: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            public_url: String::new(),
+            max_webhook_bytes: 512 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+    /// How long a connection waits for a lock held by another connection or process before
+    /// giving up (webhooks then get 503 and Stripe retries).
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            path: PathBuf::from("./mailmycustomer.db"),
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConfig {
+    pub api_base: String,
+    pub webhook_tolerance_secs: u64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig {
+            api_base: "https://api.stripe.com".to_owned(),
+            webhook_tolerance_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, or per module such as `info,mailmycustomer=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Values given as command-line flags; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub database: Option<PathBuf>,
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Builds the effective config. `file` is None when no config file was given, in which case
+    /// the embedded defaults apply; `env` is the process environment (passed in for tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, Error> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                // Parsing the text straight into the struct gives errors with line, column
+                // and the unknown key's name.
+                let from_file: Config = toml::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                toml::Table::try_from(from_file).expect("config serializes to a table")
+            }
+            None => toml::Table::try_from(Config::default()).expect("config serializes"),
+        };
+
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV_VARS.contains(&k.as_str()))
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            apply_env(&mut tree, &name, &value)?;
+        }
+
+        let mut config: Config = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e| Error::Config(format!("environment: {e}")))?;
+
+        if let Some(v) = &overrides.listen {
+            config.server.listen = v.clone();
+        }
+        if let Some(v) = &overrides.public_url {
+            config.server.public_url = v.clone();
+        }
+        if let Some(v) = &overrides.database {
+            config.database.path = v.clone();
+        }
+        if let Some(v) = &overrides.log_level {
+            config.log.level = v.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot; every problem is reported, not only the first.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.server.listen.parse::<SocketAddr>() {
+            problems.push(format!(
+                "server.listen = {:?} is not an address like 127.0.0.1:8080 ({e})",
+                self.server.listen
+            ));
+        }
+        if !self.server.public_url.is_empty() {
+            check_url("server.public_url", &self.server.public_url, &mut problems);
+        }
+        check_url("stripe.api_base", &self.stripe.api_base, &mut problems);
+        if self.server.max_webhook_bytes < 1024 {
+            problems.push("server.max_webhook_bytes must be at least 1024".to_owned());
+        }
+        if self.database.path.as_os_str().is_empty() {
+            problems.push("database.path is empty".to_owned());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!(
+                "log.level = {:?} is not a level or filter such as \"info\" ({e})",
+                self.log.level
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems.join("; ")))
+        }
+    }
+
+    /// The URL to paste into Stripe for an integration.
+    pub fn webhook_url(&self, integration_id: &str) -> String {
+        format!("{}/webhooks/stripe/{integration_id}", self.base_url())
+    }
+
+    /// The public URL, or one derived from `listen` when none is configured.
+    pub fn base_url(&self) -> String {
+        if !self.server.public_url.is_empty() {
+            return self.server.public_url.trim_end_matches('/').to_owned();
+        }
+        format!("http://{}", local_address(&self.server.listen))
+    }
+
+    /// The config as TOML. It holds no secrets today (Stripe keys and webhook secrets live in
+    /// the database, never in this file's output); a future secret key must be redacted here.
+    pub fn dump(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+/// `0.0.0.0:8080` is where the server listens, but not an address to send requests to.
+pub fn local_address(listen: &str) -> String {
+    match listen.parse::<SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            let loopback = if addr.is_ipv4() { "127.0.0.1" } else { "[::1]" };
+            format!("{loopback}:{}", addr.port())
+        }
+        _ => listen.to_owned(),
+    }
+}
+
+fn check_url(key: &str, value: &str, problems: &mut Vec<String>) {
+    let ok = (value.starts_with("http://") || value.starts_with("https://"))
+        && reqwest::Url::parse(value).is_ok();
+    if !ok {
+        problems.push(format!(
+            "{key} = {value:?} is not an http:// or https:// URL"
+        ));
+    }
+}
+
+/// Sets the key named by one `MMC_SECTION__KEY` variable. The value takes the type of the key's
+/// default, so `MMC_SERVER__MAX_WEBHOOK_BYTES=abc` is an error that names the variable.
+fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Error> {
+    let path = &name[ENV_PREFIX.len()..];
+    let Some((section, key)) = path.split_once("__") else {
+        return Err(Error::Config(format!(
+            "environment variable {name} is not a setting: settings are named MMC_SECTION__KEY, e.g. MMC_SERVER__LISTEN"
+        )));
+    };
+    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    let unknown = || {
+        Error::Config(format!(
+            "environment variable {name} names unknown setting {section}.{key}"
+        ))
+    };
+    let table = tree
+        .get_mut(&section)
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(unknown)?;
+    let current = table.get(&key).ok_or_else(unknown)?;
+    let parsed = match current {
+        toml::Value::String(_) => toml::Value::String(value.to_owned()),
+        toml::Value::Integer(_) => toml::Value::Integer(value.trim().parse().map_err(|_| {
+            Error::Config(format!("environment variable {name}={value:?} is not a whole number"))
+        })?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(value.trim().parse().map_err(|_| {
+            Error::Config(format!("environment variable {name}={value:?} is not true or false"))
+        })?),
+        other => {
+            return Err(Error::Config(format!(
+                "environment variable {name}: setting {section}.{key} of type {} cannot be set from the environment",
+                other.type_str()
+            )))
+        }
+    };
+    table.insert(key, parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.database.path, PathBuf::from("./mailmycustomer.db"));
+        assert_eq!(c.stripe.api_base, "https://api.stripe.com");
+        assert_eq!(c.stripe.webhook_tolerance_secs, 300);
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let file = write(
+            "[server]\nlisten = \"127.0.0.1:9000\"\npublic_url = \"https://file.example\"\n\
+             [stripe]\nwebhook_tolerance_secs = 60\n[log]\nlevel = \"warn\"\n",
+        );
+        let vars = env(&[
+            ("MMC_SERVER__PUBLIC_URL", "https://env.example"),
+            ("MMC_LOG__LEVEL", "debug"),
+            ("MMC_STRIPE__WEBHOOK_TOLERANCE_SECS", "120"),
+            ("PATH", "/usr/bin"),
+            ("MMC_CONFIG", "/ignored/as/a/flag"),
+        ]);
+        let flags = Overrides {
+            log_level: Some("error".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(file.path()), vars, &flags).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:9000", "file over default");
+        assert_eq!(c.server.public_url, "https://env.example", "env over file");
+        assert_eq!(c.stripe.webhook_tolerance_secs, 120, "env over file");
+        assert_eq!(c.log.level, "error", "flag over env");
+        assert_eq!(
+            c.database.path,
+            PathBuf::from("./mailmycustomer.db"),
+            "default kept"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let file = write("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
+        let err = Config::load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+
+        let file = write("[smtpp]\nhost = \"x\"\n");
+        let err = Config::load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smtpp"), "{err}");
+
+        for var in ["MMC_SERVER__LISEN", "MMC_NOPE__LISTEN", "MMC_LISTEN"] {
+            let err = Config::load(None, env(&[(var, "x")]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn wrong_values_are_named() {
+        let err = Config::load(
+            None,
+            env(&[("MMC_STRIPE__WEBHOOK_TOLERANCE_SECS", "five")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MMC_STRIPE__WEBHOOK_TOLERANCE_SECS"), "{err}");
+
+        let err = Config::load(
+            None,
+            env(&[("MMC_LOG__FORMAT", "xml")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("xml"), "{err}");
+
+        let file = write("[server]\nlisten = \"localhost\"\npublic_url = \"ftp://x\"\n");
+        let err = Config::load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.listen") && err.contains("server.public_url"),
+            "{err}"
+        );
+
+        let file = write("[server]\nlisten = 8080\n");
+        let err = Config::load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let file = write(EXAMPLE);
+        let c = Config::load(Some(file.path()), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn webhook_urls() {
+        let mut c = Config::default();
+        c.server.listen = "0.0.0.0:8080".into();
+        assert_eq!(
+            c.webhook_url("in_1"),
+            "http://127.0.0.1:8080/webhooks/stripe/in_1"
+        );
+        c.server.public_url = "https://mail.example.com/".into();
+        assert_eq!(
+            c.webhook_url("in_1"),
+            "https://mail.example.com/webhooks/stripe/in_1"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The `events` table: every verified webhook, stored raw and once per (integration, event id).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{classify_db_error, Error};
+use crate::stripe::envelope::Envelope;
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub integration_id: String,
+    pub envelope: Envelope,
+    /// The exact body Stripe signed.
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// Stripe delivered this event id for this integration before; nothing was written.
+    Duplicate,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub integration_id: String,
+    pub stripe_event_id: String,
+    pub event_type: String,
+    pub account: Option<String>,
+    pub api_version: Option<String>,
+    pub livemode: bool,
+    pub created: i64,
+    pub received_at: i64,
+    pub payload: String,
+    pub processing: String,
+}
+
+/// Inserts unless the event is already stored. Runs inside the caller's transaction.
+pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite::Result<Stored> {
+    let e = &event.envelope;
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO events (integration_id, stripe_event_id, type, account, api_version,
+                                 livemode, created, received_at, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (integration_id, stripe_event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.integration_id,
+            e.id,
+            e.event_type,
+            e.account,
+            e.api_version,
+            e.livemode,
+            e.created,
+            received_at,
+            event.payload,
+        ])?;
+    Ok(if changed == 1 {
+        Stored::New
+    } else {
+        Stored::Duplicate
+    })
+}
+
+pub fn get(
+    conn: &Connection,
+    integration_id: &str,
+    stripe_event_id: &str,
+) -> Result<Option<StoredEvent>, Error> {
+    conn.query_row(
+        "SELECT id, integration_id, stripe_event_id, type, account, api_version, livemode,
+                created, received_at, payload, processing
+         FROM events WHERE integration_id = ?1 AND stripe_event_id = ?2",
+        [integration_id, stripe_event_id],
+        |row| {
+            Ok(StoredEvent {
+                id: row.get(0)?,
+                integration_id: row.get(1)?,
+                stripe_event_id: row.get(2)?,
+                event_type: row.get(3)?,
+                account: row.get(4)?,
+                api_version: row.get(5)?,
+                livemode: row.get(6)?,
+                created: row.get(7)?,
+                received_at: row.get(8)?,
+                payload: row.get(9)?,
+                processing: row.get(10)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(classify_db_error)
+}
+
+/// How many events are stored for an integration (all integrations when `None`).
+pub fn count(conn: &Connection, integration_id: Option<&str>) -> Result<i64, Error> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM events WHERE ?1 IS NULL OR integration_id = ?1",
+        [integration_id],
+        |row| row.get(0),
+    )
+    .map_err(classify_db_error)
+}

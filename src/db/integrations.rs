@@ -1,0 +1,125 @@
+//! The `integrations` table: the Stripe accounts this instance listens to.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::error::{classify_db_error, Error};
+
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub id: String,
+    pub name: String,
+    pub webhook_secret: String,
+    pub api_key: Option<String>,
+    pub stripe_account: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+}
+
+pub struct NewIntegration<'a> {
+    pub name: &'a str,
+    pub webhook_secret: &'a str,
+    pub api_key: Option<&'a str>,
+    pub stripe_account: Option<&'a str>,
+}
+
+const COLUMNS: &str = "id, name, webhook_secret, api_key, stripe_account, status, created_at";
+
+fn from_row(row: &Row) -> rusqlite::Result<Integration> {
+    Ok(Integration {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        webhook_secret: row.get(2)?,
+        api_key: row.get(3)?,
+        stripe_account: row.get(4)?,
+        status: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+pub fn insert(conn: &Connection, new: &NewIntegration) -> Result<Integration, Error> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    let id = format!("int_{}", hex::encode(random));
+    conn.execute(
+        "INSERT INTO integrations (id, name, webhook_secret, api_key, stripe_account, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id,
+            new.name,
+            new.webhook_secret,
+            new.api_key,
+            new.stripe_account,
+            super::now_unix()
+        ],
+    )
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Config(format!(
+            "an integration named {:?} already exists; pick another --name or remove it first",
+            new.name
+        )),
+        _ => classify_db_error(e),
+    })?;
+    Ok(get(conn, &id)?.expect("row just inserted"))
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Integration>, Error> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM integrations WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+    .map_err(classify_db_error)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Integration>, Error> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM integrations ORDER BY created_at, id"
+        ))
+        .map_err(classify_db_error)?;
+    let rows = stmt
+        .query_map([], from_row)
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
+}
+
+/// Removes an integration and, through the foreign key, the events stored for it. Returns
+/// whether it existed.
+pub fn remove(conn: &Connection, id: &str) -> Result<bool, Error> {
+    let n = conn
+        .execute("DELETE FROM integrations WHERE id = ?1", [id])
+        .map_err(classify_db_error)?;
+    Ok(n > 0)
+}
+
+/// Shows enough of a secret to recognise it (its kind and last four characters), never all of it.
+pub fn redact(secret: &str) -> String {
+    let prefix = secret.split_once('_').map(|(p, _)| p).unwrap_or("");
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if secret.chars().count() <= 12 {
+        format!("{prefix}_…")
+    } else {
+        format!("{prefix}_…{tail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction_keeps_kind_and_last_four_only() {
+        assert_eq!(redact("whsec_abcdefghijklmnop1234"), "whsec_…1234");
+        assert_eq!(redact("sk_test_51Pgaf0000000000XYZW"), "sk_…XYZW");
+        assert_eq!(redact("whsec_short"), "whsec_…");
+    }
+}

@@ -1,0 +1,120 @@
+//! SQLite storage: every connection is opened the same way, the schema comes only from the
+//! embedded migrations in `migrations/`, and there is one file per table.
+//!
+//! Reads go through a small pool on tokio's blocking threads; webhook inserts go through the
+//! single group-committing writer in `writer`.
+
+pub mod events;
+pub mod integrations;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+use crate::error::{classify_db_error, Error};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// Applied to every connection. `synchronous=FULL` makes each commit durable (fsync of the WAL)
+/// before a webhook is answered 2xx; see ARCHITECTURE.md for why NORMAL is not enough here.
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+}
+
+/// Opens one connection with the project's settings.
+pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
+    create_parent_dir(path)?;
+    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    configure(&conn, busy_timeout).map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// A pool of reader connections, opened with the same settings.
+pub fn pool(path: &Path, busy_timeout: Duration, size: u32) -> Result<Pool, Error> {
+    let manager =
+        SqliteConnectionManager::file(path).with_init(move |c| configure(c, busy_timeout));
+    Ok(r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(5))
+        .build(manager)?)
+}
+
+/// Applies the embedded migrations that this database lacks and returns the schema version.
+pub fn migrate(conn: &mut Connection) -> Result<i64, Error> {
+    embedded::migrations::runner().run(conn)?;
+    schema_version(conn)
+}
+
+/// The newest applied migration, as recorded by refinery.
+pub fn schema_version(conn: &Connection) -> Result<i64, Error> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM refinery_schema_history",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(classify_db_error)
+}
+
+/// The newest migration embedded in this binary.
+pub fn latest_embedded_version() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs blocking database work on tokio's blocking threads, off the async executor.
+pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = pool.get()?;
+        work(&conn)
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), Error> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot create the database directory {}: {e}",
+                    dir.display()
+                ))
+            }),
+        _ => Ok(()),
+    }
+}
+
+fn open_error(path: &Path, err: rusqlite::Error) -> Error {
+    Error::Config(format!(
+        "cannot open the database {}: {err} (check database.path and the directory's permissions)",
+        path.display()
+    ))
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

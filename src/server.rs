@@ -1,0 +1,71 @@
+//! `serve(config, listener, shutdown)`: opens and migrates the database, starts the event
+//! writer, and runs the HTTP server until `shutdown` resolves, finishing requests in flight.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::Server;
+
+use crate::db::{self, writer::EventWriter, Pool};
+use crate::{web, Config, Error};
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub pool: Pool,
+    pub writer: EventWriter,
+}
+
+/// Reader connections; SQLite in WAL mode serves reads concurrently with the one writer.
+const READ_POOL_SIZE: u32 = 4;
+/// Webhooks waiting for the writer; beyond this, requests wait in the HTTP layer.
+const WRITE_QUEUE: usize = 1024;
+
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
+    let path = config.database.path.clone();
+    let (writer_conn, schema_version) = tokio::task::spawn_blocking(move || {
+        let mut conn = db::open(&path, busy_timeout)?;
+        let version = db::migrate(&mut conn)?;
+        Ok::<_, Error>((conn, version))
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
+    let (writer, writer_thread) = EventWriter::start(writer_conn, WRITE_QUEUE);
+
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let addresses = acceptor.local_addr();
+    tracing::info!(
+        listen = %addresses.first().map(ToString::to_string).unwrap_or_default(),
+        database = %config.database.path.display(),
+        schema_version,
+        "MailMyCustomer is serving; webhooks go to {}/webhooks/stripe/<integration id>",
+        config.base_url(),
+    );
+
+    let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let state = Arc::new(AppState {
+        config,
+        pool,
+        writer,
+    });
+    let served = Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(web::routes(state), shutdown, Some(grace))
+        .await;
+
+    // The routes held the last writer handle; once they are gone the writer drains its queue
+    // and ends, so every answered webhook is on disk before serve returns.
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        .map_err(|_| Error::Io(std::io::Error::other("the event writer thread panicked")))?;
+    tracing::info!("stopped");
+    Ok(served?)
+}

@@ -1,0 +1,1 @@
+//! Typed views over Stripe event payloads, old and new API shapes.

@@ -1,0 +1,5 @@
+//! Everything that speaks Stripe: the webhook signature check and typed views over event payloads.
+
+pub mod envelope;
+pub mod event;
+pub mod signature;

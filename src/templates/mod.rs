@@ -1,0 +1,3 @@
+//! Email templates: choosing, rendering and formatting money.
+
+pub mod money;

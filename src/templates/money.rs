@@ -1,0 +1,1 @@
+//! Money formatting that respects zero- and three-decimal currencies.
