@@ -43,7 +43,11 @@ pub async fn serve(
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let addresses = acceptor.local_addr();
     tracing::info!(
-        listen = %addresses.first().map(ToString::to_string).unwrap_or_default(),
+        listen = %addresses
+            .first()
+            .and_then(|a| a.as_socket_addr())
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         database = %config.database.path.display(),
         schema_version,
         "MailMyCustomer is serving; webhooks go to {}/webhooks/stripe/<integration id>",

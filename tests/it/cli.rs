@@ -1,0 +1,337 @@
+//! The real binary, spawned as a user would run it: serve, healthcheck, config, integration.
+
+use std::borrow::BorrowMut;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
+
+/// Runs the binary with a clean MMC_ environment, in `dir`.
+fn mmc(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MMC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(mut cmd: impl BorrowMut<Command>) -> (bool, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.borrow_mut().output().unwrap();
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+struct Spawned {
+    child: Child,
+    addr: String,
+}
+
+/// Starts `serve` on port 0 with JSON logs and reads the bound address from its first lines.
+fn spawn_serve(dir: &Path) -> Spawned {
+    let mut child = mmc(dir, &["serve", "--listen", "127.0.0.1:0"])
+        .env("MMC_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve exited early: {seen:#?}"))
+            .unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(log.clone());
+        if let Some(listen) = log["fields"]["listen"].as_str() {
+            if log["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("serving")
+            {
+                break listen.to_owned();
+            }
+        }
+    };
+    let first = seen[0]["fields"]["message"].as_str().unwrap();
+    assert!(
+        first.contains("embedded defaults"),
+        "first log line: {first}"
+    );
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Spawned { child, addr }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "shop",
+            "--webhook-secret",
+            SECRET,
+        ],
+    ));
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    assert!(out.contains(&format!("/webhooks/stripe/{id}")), "{out}");
+    assert!(out.contains("stripe listen --forward-to"), "{out}");
+
+    let Spawned { mut child, addr } = spawn_serve(dir.path());
+    let url = format!("http://{addr}/webhooks/stripe/{id}");
+    let body = fixture("invoice.paid.json");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("Stripe-Signature", sign_now(&body, SECRET))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let health = format!("http://{addr}/healthz");
+    let (ok, out, _) = run(mmc(dir.path(), &["healthcheck", "--url", &health]));
+    assert!(ok && out.contains("schema_version"), "{out}");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &["healthcheck", "--url", &health, "--timeout", "2"],
+    ));
+    assert!(!ok && err.contains("unhealthy"), "{err}");
+
+    // The event survived the process: the default database is in the working directory.
+    let conn = mailmycustomer::db::open(
+        &dir.path().join("mailmycustomer.db"),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    assert_eq!(
+        mailmycustomer::db::events::count(&conn, Some(&id)).unwrap(),
+        1
+    );
+}
+
+#[test]
+fn init_config_check_and_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, example, _) = run(mmc(dir.path(), &["init-config"]));
+    assert!(ok);
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+            .unwrap();
+    assert_eq!(example, shipped);
+
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, &example).unwrap();
+    let file = file.to_str().unwrap();
+    let (ok, out, err) = run(mmc(dir.path(), &["config", "check", "--config", file]));
+    assert!(ok, "{out}{err}");
+
+    let (ok, out, _) = run(mmc(dir.path(), &["config", "dump", "--config", file])
+        .env("MMC_SERVER__PUBLIC_URL", "https://mail.example.com"));
+    assert!(ok);
+    assert!(
+        out.contains("public_url = \"https://mail.example.com\""),
+        "{out}"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &["config", "check", "--config", "bad.toml"],
+    ));
+    assert!(!ok && err.contains("port"), "{err}");
+
+    let (ok, _, err) = run(mmc(dir.path(), &["config", "check"]).env("MMC_SERVER__LISTN", "x"));
+    assert!(!ok && err.contains("MMC_SERVER__LISTN"), "{err}");
+
+    let (ok, _, err) = run(mmc(dir.path(), &["serve", "--config", "missing.toml"]));
+    assert!(!ok && err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn integrations_are_listed_redacted_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_0123456789abcdefVERYSECRET";
+    let key = "rk_test_51ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "shop",
+            "--webhook-secret",
+            secret,
+            "--api-key",
+            key,
+            "--account",
+            "acct_123",
+        ],
+    ));
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(ok);
+    assert!(
+        out.contains(&id) && out.contains("shop") && out.contains("acct_123"),
+        "{out}"
+    );
+    assert!(
+        out.contains("whsec_…CRET") && out.contains("rk_…WXYZ"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(secret) && !out.contains(key),
+        "secret printed: {out}"
+    );
+
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "shop",
+            "--webhook-secret",
+            secret,
+        ],
+    ));
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "x",
+            "--webhook-secret",
+            "sk_live_oops",
+        ],
+    ));
+    assert!(!ok && err.contains("whsec_"), "{err}");
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "x",
+            "--webhook-secret",
+            secret,
+            "--api-key",
+            "pk_live_123",
+        ],
+    ));
+    assert!(!ok && err.contains("publishable"), "{err}");
+
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "remove", &id]));
+    assert!(ok && out.contains(&id));
+    let (ok, _, err) = run(mmc(dir.path(), &["integration", "remove", &id]));
+    assert!(!ok && err.contains("no integration"), "{err}");
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(ok && out.contains("no integrations"), "{out}");
+}
+
+#[test]
+fn a_secret_can_come_from_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "piped",
+            "--webhook-secret",
+            "-",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"whsec_from_stdin_1234\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (_, list, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(list.contains("whsec_…1234"), "{list}");
+}
+
+#[test]
+fn migrate_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, _) = run(mmc(dir.path(), &["migrate", "--database", "data/state.db"]));
+    assert!(ok && out.contains("schema version 1"), "{out}");
+    assert!(dir.path().join("data/state.db").exists());
+
+    let (ok, out, _) = run(mmc(dir.path(), &["--help"]));
+    assert!(ok);
+    for command in [
+        "serve",
+        "init-config",
+        "config",
+        "migrate",
+        "healthcheck",
+        "integration",
+    ] {
+        assert!(out.contains(command), "--help lacks {command}: {out}");
+    }
+}
