@@ -1,0 +1,283 @@
+//! `install.sh`, run for real under `--prefix`: it stages the binary, a config the binary
+//! accepts, the state directory and the hardened unit; a second run keeps the operator's config;
+//! `--dry-run` touches nothing; every flag is documented and an unknown one is refused.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
+const DB_LINE: &str = r#"path = "/var/lib/mailmycustomer/mailmycustomer.db""#;
+
+/// The lines the unit must carry: who it runs as, how it stops, and the sandbox.
+const UNIT_LINES: &[&str] = &[
+    "User=mailmycustomer",
+    "Group=mailmycustomer",
+    "ExecStart=/usr/local/bin/mailmycustomer serve --config /etc/mailmycustomer/config.toml",
+    "Restart=on-failure",
+    "KillSignal=SIGTERM",
+    "TimeoutStopSec=35",
+    "StateDirectory=mailmycustomer",
+    "ReadWritePaths=/var/lib/mailmycustomer",
+    "UMask=0077",
+    "NoNewPrivileges=true",
+    "CapabilityBoundingSet=",
+    "ProtectSystem=strict",
+    "ProtectHome=true",
+    "PrivateTmp=true",
+    "PrivateDevices=true",
+    "ProtectKernelTunables=true",
+    "ProtectKernelModules=true",
+    "ProtectKernelLogs=true",
+    "ProtectControlGroups=true",
+    "ProtectClock=true",
+    "ProtectHostname=true",
+    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    "RestrictNamespaces=true",
+    "RestrictRealtime=true",
+    "RestrictSUIDSGID=true",
+    "LockPersonality=true",
+    "MemoryDenyWriteExecute=true",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command without the caller's `MMC_` variables, which would change what the binary (and
+/// the installer's `config check`) sees.
+fn command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MMC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `./install.sh` itself, so its shebang and executable bit are tested too, without a
+/// terminal.
+fn install_sh(args: &[&str]) -> Output {
+    command(&repo().join("install.sh"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run install.sh")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Installs into `prefix` with the test build as the binary.
+fn install_into(prefix: &Path) -> Output {
+    let out = install_sh(&[
+        "--prefix",
+        prefix.to_str().expect("UTF-8 temp path"),
+        "--binary",
+        BIN,
+        "--non-interactive",
+    ]);
+    assert_ok(&out, "install.sh --prefix");
+    out
+}
+
+struct Staged {
+    binary: PathBuf,
+    config: PathBuf,
+    state: PathBuf,
+    unit: PathBuf,
+}
+
+fn staged(prefix: &Path) -> Staged {
+    Staged {
+        binary: prefix.join("usr/local/bin/mailmycustomer"),
+        config: prefix.join("etc/mailmycustomer/config.toml"),
+        state: prefix.join("var/lib/mailmycustomer"),
+        unit: prefix.join("etc/systemd/system/mailmycustomer.service"),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn version_of(binary: &Path) -> String {
+    let out = command(binary)
+        .arg("--version")
+        .output()
+        .expect("run installed binary");
+    assert_ok(&out, "installed binary --version");
+    text(&out.stdout)
+}
+
+fn asset_unit() -> String {
+    fs::read_to_string(repo().join("assets/mailmycustomer.service")).expect("read unit asset")
+}
+
+#[test]
+fn prefix_install_stages_binary_config_state_dir_and_hardened_unit() {
+    let prefix = tempfile::tempdir().unwrap();
+    install_into(prefix.path());
+    let s = staged(prefix.path());
+
+    assert_eq!(mode(&s.binary), 0o755);
+    assert!(version_of(&s.binary).starts_with("mailmycustomer "));
+
+    let config = fs::read_to_string(&s.config).expect("read staged config");
+    assert_eq!(
+        mode(&s.config),
+        0o640,
+        "the config may hold secrets later: not world-readable"
+    );
+    assert!(
+        config.lines().any(|l| l == DB_LINE),
+        "database.path not set:\n{config}"
+    );
+    assert!(
+        !config.contains("./mailmycustomer.db"),
+        "default database path left in:\n{config}"
+    );
+    let check = command(&s.binary)
+        .args(["config", "check", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert_ok(&check, "config check on the staged config");
+    // The path must land under [database], which only the binary's own view of the file proves.
+    let dump = command(&s.binary)
+        .args(["config", "dump", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert_ok(&dump, "config dump on the staged config");
+    let dump = text(&dump.stdout);
+    let database = dump
+        .split("[database]")
+        .nth(1)
+        .expect("[database] in the dump");
+    assert!(database.lines().any(|l| l == DB_LINE), "dump:\n{dump}");
+
+    assert!(s.state.is_dir());
+    assert_eq!(mode(&s.state), 0o750);
+
+    let unit = fs::read_to_string(&s.unit).expect("read staged unit");
+    assert_eq!(unit, asset_unit(), "the unit is installed as shipped");
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for want in UNIT_LINES {
+        assert!(lines.contains(want), "unit lacks `{want}`:\n{unit}");
+    }
+    // systemd must not kill the server while it drains: TimeoutStopSec above the drain time.
+    let drain: u64 = config
+        .lines()
+        .find_map(|l| l.strip_prefix("shutdown_timeout_secs = "))
+        .expect("shutdown_timeout_secs in the config")
+        .parse()
+        .unwrap();
+    assert!(
+        drain < 35,
+        "TimeoutStopSec=35 does not cover a {drain} s drain"
+    );
+}
+
+#[test]
+fn second_run_keeps_the_edited_config_and_replaces_binary_and_unit() {
+    let prefix = tempfile::tempdir().unwrap();
+    install_into(prefix.path());
+    let s = staged(prefix.path());
+
+    let mut edited = fs::read_to_string(&s.config).unwrap();
+    edited.push_str("# edited by the operator\n");
+    fs::write(&s.config, &edited).unwrap();
+    fs::write(&s.unit, "stale unit\n").unwrap();
+    fs::write(&s.binary, "#!/bin/sh\necho stale binary\n").unwrap();
+
+    let out = install_into(prefix.path());
+    assert!(
+        text(&out.stdout).contains("Keeping the existing config"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(fs::read_to_string(&s.config).unwrap(), edited);
+    assert_eq!(fs::read_to_string(&s.unit).unwrap(), asset_unit());
+    assert!(version_of(&s.binary).starts_with("mailmycustomer "));
+    let leftovers: Vec<_> = fs::read_dir(s.config.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["config.toml"],
+        "no temporary files left beside the config"
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing_and_prints_the_plan() {
+    let prefix = tempfile::tempdir().unwrap();
+    let p = prefix.path().to_str().unwrap();
+    let out = install_sh(&["--dry-run", "--prefix", p]);
+    assert_ok(&out, "install.sh --dry-run");
+
+    let entries: Vec<_> = fs::read_dir(prefix.path()).unwrap().collect();
+    assert!(entries.is_empty(), "dry run wrote {entries:?}");
+    let stdout = text(&out.stdout);
+    for planned in [
+        "would run: cargo build --release --locked".to_string(),
+        format!("{p}/usr/local/bin/mailmycustomer"),
+        format!("{p}/etc/mailmycustomer/config.toml"),
+        format!("{p}/var/lib/mailmycustomer"),
+        format!("{p}/etc/systemd/system/mailmycustomer.service"),
+    ] {
+        assert!(
+            stdout.contains(&planned),
+            "plan lacks `{planned}`:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+}
+
+#[test]
+fn help_lists_every_flag_and_unknown_flags_exit_2() {
+    let help = install_sh(&["--help"]);
+    assert_ok(&help, "install.sh --help");
+    let usage = text(&help.stdout);
+    for flag in [
+        "--help",
+        "--non-interactive",
+        "--prefix DIR",
+        "--dry-run",
+        "--binary PATH",
+        "--start",
+    ] {
+        assert!(
+            usage.contains(flag),
+            "--help does not mention {flag}:\n{usage}"
+        );
+    }
+
+    let bad = install_sh(&["--frobnicate"]);
+    assert_eq!(bad.status.code(), Some(2), "stderr:\n{}", text(&bad.stderr));
+    let stderr = text(&bad.stderr);
+    assert!(stderr.contains("unknown option: --frobnicate"), "{stderr}");
+    assert!(stderr.contains("Usage:"), "{stderr}");
+}
