@@ -25,6 +25,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub stripe: StripeConfig,
+    pub smtp: SmtpConfig,
+    pub outbox: OutboxConfig,
     pub log: LogConfig,
 }
 
@@ -83,6 +85,116 @@ impl Default for StripeConfig {
         StripeConfig {
             api_base: "https://api.stripe.com".to_owned(),
             webhook_tolerance_secs: 300,
+        }
+    }
+}
+
+/// A secret string: `Debug` never shows it, and `Config::dump` redacts it.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP: only for a relay on the same machine or network (port 25).
+    None,
+    /// SMTP upgraded with STARTTLS (port 587), the usual submission setup.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// The relay's host name. Empty: no SMTP yet; emails wait in the outbox until it is set.
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: String,
+    pub password: Secret,
+    /// The sender address, e.g. "billing@example.com". Its domain also names the Message-ID.
+    pub from_address: String,
+    pub from_name: String,
+    pub reply_to: String,
+    /// Name given in EHLO; empty: the from address's domain.
+    pub helo_name: String,
+    /// Connect and per-command timeout.
+    pub timeout_secs: u64,
+    /// Parallel connections to the relay.
+    pub pool_size: usize,
+    /// Messages per second at most (0: no limit), for relays that impose one.
+    pub rate_limit_per_sec: u32,
+    /// DKIM signing: all three set, or none. The key is a PEM RSA or Ed25519 private key.
+    pub dkim_key_path: String,
+    pub dkim_selector: String,
+    pub dkim_domain: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            username: String::new(),
+            password: Secret::default(),
+            from_address: String::new(),
+            from_name: String::new(),
+            reply_to: String::new(),
+            helo_name: String::new(),
+            timeout_secs: 30,
+            pool_size: 4,
+            rate_limit_per_sec: 0,
+            dkim_key_path: String::new(),
+            dkim_selector: String::new(),
+            dkim_domain: String::new(),
+        }
+    }
+}
+
+impl SmtpConfig {
+    pub fn is_configured(&self) -> bool {
+        !self.host.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// How long a message keeps being retried after a temporary failure before it is marked
+    /// failed (Stripe itself retries webhooks for 3 days).
+    pub max_retry_hours: u64,
+    /// A message claimed by a process that died is picked up again after this many seconds.
+    pub lease_secs: u64,
+    /// Delete sent, failed and skipped deliveries (and their events) older than this many days;
+    /// 0 keeps everything.
+    pub retention_days: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_retry_hours: 72,
+            lease_secs: 300,
+            retention_days: 0,
         }
     }
 }
@@ -188,6 +300,28 @@ impl Config {
         if self.server.max_webhook_bytes < 1024 {
             problems.push("server.max_webhook_bytes must be at least 1024".to_owned());
         }
+        let smtp = &self.smtp;
+        if smtp.is_configured() {
+            if !smtp.from_address.contains('@') {
+                problems.push(format!(
+                    "smtp.from_address = {:?} must be an email address when smtp.host is set",
+                    smtp.from_address
+                ));
+            }
+            if smtp.pool_size == 0 {
+                problems.push("smtp.pool_size must be at least 1".to_owned());
+            }
+            if smtp.username.is_empty() != smtp.password.is_empty() {
+                problems.push("smtp.username and smtp.password go together: set both or neither".to_owned());
+            }
+        }
+        let dkim = [&smtp.dkim_key_path, &smtp.dkim_selector, &smtp.dkim_domain];
+        if dkim.iter().any(|v| v.is_empty()) && dkim.iter().any(|v| !v.is_empty()) {
+            problems.push("smtp.dkim_key_path, smtp.dkim_selector and smtp.dkim_domain go together: set all three or none".to_owned());
+        }
+        if self.outbox.lease_secs < 10 {
+            problems.push("outbox.lease_secs must be at least 10".to_owned());
+        }
         if self.database.path.as_os_str().is_empty() {
             problems.push("database.path is empty".to_owned());
         }
@@ -217,10 +351,14 @@ impl Config {
         format!("http://{}", local_address(&self.server.listen))
     }
 
-    /// The config as TOML. It holds no secrets today (Stripe keys and webhook secrets live in
-    /// the database, never in this file's output); a future secret key must be redacted here.
+    /// The config as TOML with secrets redacted. (Stripe keys and webhook secrets live in the
+    /// database, not in the config.)
     pub fn dump(&self) -> String {
-        toml::to_string_pretty(self).expect("config serializes")
+        let mut shown = self.clone();
+        if !shown.smtp.password.is_empty() {
+            shown.smtp.password = Secret("[redacted]".to_owned());
+        }
+        toml::to_string_pretty(&shown).expect("config serializes")
     }
 }
 
@@ -254,7 +392,24 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Erro
             "environment variable {name} is not a setting: settings are named MMC_SECTION__KEY, e.g. MMC_SERVER__LISTEN"
         )));
     };
-    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    let (section, mut key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    // `MMC_SMTP__PASSWORD_FILE=/run/secrets/smtp` reads a secret from a file (systemd
+    // credentials, Docker secrets) instead of the environment.
+    let mut value = value.to_owned();
+    if let Some(base) = key.strip_suffix("_file") {
+        let is_text = tree
+            .get(&section)
+            .and_then(|t| t.get(base))
+            .is_some_and(toml::Value::is_str);
+        if is_text {
+            value = std::fs::read_to_string(&value)
+                .map_err(|e| Error::Config(format!("environment variable {name}: cannot read {value}: {e}")))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned();
+            key = base.to_owned();
+        }
+    }
+    let value = value.as_str();
     let unknown = || {
         Error::Config(format!(
             "environment variable {name} names unknown setting {section}.{key}"

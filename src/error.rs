@@ -42,6 +42,10 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A template that cannot be saved or rendered; the text names the part and line.
+    #[error("template {0}")]
+    Template(String),
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,7 +54,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::UnknownIntegration(_) => StatusCode::NOT_FOUND,
-            Error::Signature(_) | Error::NotAnEvent(_) | Error::BodyRead(_) => {
+            Error::Signature(_) | Error::NotAnEvent(_) | Error::BodyRead(_) | Error::Template(_) => {
                 StatusCode::BAD_REQUEST
             }
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +75,7 @@ impl Error {
             Error::NotAnEvent(_) => "not_a_stripe_event",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BodyRead(_) => "body_read_error",
+            Error::Template(_) => "template_invalid",
             Error::DatabaseUnavailable(_) | Error::Pool(_) => "database_unavailable",
             Error::ShuttingDown => "shutting_down",
             Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Io(_) => {

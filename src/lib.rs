@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod outbox;
+pub mod pipeline;
 pub mod server;
 pub mod stripe;
 pub mod templates;

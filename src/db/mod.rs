@@ -4,8 +4,11 @@
 //! Reads go through a small pool on tokio's blocking threads; webhook inserts go through the
 //! single group-committing writer in `writer`.
 
+pub mod catalog;
+pub mod deliveries;
 pub mod events;
 pub mod integrations;
+pub mod templates;
 pub mod writer;
 
 use std::path::Path;
@@ -51,9 +54,11 @@ pub fn pool(path: &Path, busy_timeout: Duration, size: u32) -> Result<Pool, Erro
         .build(manager)?)
 }
 
-/// Applies the embedded migrations that this database lacks and returns the schema version.
+/// Applies the embedded migrations that this database lacks, seeds the built-in templates on a
+/// new database, and returns the schema version.
 pub fn migrate(conn: &mut Connection) -> Result<i64, Error> {
     embedded::migrations::runner().run(conn)?;
+    templates::seed_builtins(conn)?;
     schema_version(conn)
 }
 

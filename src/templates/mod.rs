@@ -1,3 +1,9 @@
-//! Email templates: choosing, rendering and formatting money.
+//! Email templates: what a template can say (`context`), which template an event gets
+//! (`choose`), turning it into a subject, HTML and text (`render`), the built-in defaults
+//! (`defaults`), and money formatting (`money`). All pure; storage is in `db::templates`.
 
+pub mod choose;
+pub mod context;
+pub mod defaults;
 pub mod money;
+pub mod render;

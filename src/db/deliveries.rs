@@ -1,0 +1,348 @@
+//! The `deliveries` table: the outbox and the delivery log in one. A row is written in the same
+//! transaction that marks its event processed; the sender then claims due rows, and every
+//! attempt's outcome is kept on the row (status, attempts, next attempt, last error).
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::error::{classify_db_error, Error};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Sending,
+    Sent,
+    Retrying,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [Status::Queued, Status::Sending, Status::Sent, Status::Retrying, Status::Failed, Status::Skipped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Retrying => "retrying",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}: use queued, sending, sent, retrying, failed or skipped"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub integration_id: String,
+    pub event_id: Option<i64>,
+    pub stripe_event_id: String,
+    pub business_key: String,
+    pub trigger: String,
+    pub template_id: Option<i64>,
+    pub product_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub recipient: Option<String>,
+    pub recipient_name: Option<String>,
+    pub subject: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub message_id: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub resend_of: Option<i64>,
+}
+
+const COLUMNS: &str = "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
+    product_id, plan_id, recipient, recipient_name, subject, html, text, status, attempts,
+    next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of";
+
+fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        integration_id: r.get(1)?,
+        event_id: r.get(2)?,
+        stripe_event_id: r.get(3)?,
+        business_key: r.get(4)?,
+        trigger: r.get(5)?,
+        template_id: r.get(6)?,
+        product_id: r.get(7)?,
+        plan_id: r.get(8)?,
+        recipient: r.get(9)?,
+        recipient_name: r.get(10)?,
+        subject: r.get(11)?,
+        html: r.get(12)?,
+        text: r.get(13)?,
+        status: r.get(14)?,
+        attempts: r.get(15)?,
+        next_attempt_at: r.get(16)?,
+        lease_until: r.get(17)?,
+        last_error: r.get(18)?,
+        message_id: r.get(19)?,
+        created_at: r.get(20)?,
+        sent_at: r.get(21)?,
+        resend_of: r.get(22)?,
+    })
+}
+
+/// A row to add. `Queued` rows are due at once; `Skipped` rows only record why nothing is sent.
+#[derive(Debug, Clone, Default)]
+pub struct NewDelivery {
+    pub integration_id: String,
+    pub event_id: Option<i64>,
+    pub stripe_event_id: String,
+    pub business_key: String,
+    pub trigger: String,
+    pub template_id: Option<i64>,
+    pub product_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub recipient: Option<String>,
+    pub recipient_name: Option<String>,
+    pub subject: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub skipped: bool,
+    /// Why the row waits or was skipped, shown in the log.
+    pub note: Option<String>,
+}
+
+/// Inserts unless this business fact already has a delivery; returns the new id, or the id of
+/// the delivery that already covers the fact.
+pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted, Error> {
+    let status = if new.skipped { Status::Skipped } else { Status::Queued };
+    let next = (!new.skipped).then_some(now);
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
+                 template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
+                 status, next_attempt_at, last_error, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             ON CONFLICT (integration_id, business_key) WHERE resend_of IS NULL DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                new.integration_id, new.event_id, new.stripe_event_id, new.business_key, new.trigger,
+                new.template_id, new.product_id, new.plan_id, new.recipient, new.recipient_name,
+                new.subject, new.html, new.text, status.as_str(), next, new.note, now
+            ])
+        })
+        .map_err(classify_db_error)?;
+    if changed == 1 {
+        return Ok(Inserted::New(conn.last_insert_rowid()));
+    }
+    let existing = conn
+        .query_row(
+            "SELECT id FROM deliveries WHERE integration_id = ?1 AND business_key = ?2 AND resend_of IS NULL",
+            [&new.integration_id, &new.business_key],
+            |r| r.get(0),
+        )
+        .map_err(classify_db_error)?;
+    Ok(Inserted::AlreadyCovered(existing))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New(i64),
+    AlreadyCovered(i64),
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Delivery>, Error> {
+    conn.query_row(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"), [id], from_row)
+        .optional()
+        .map_err(classify_db_error)
+}
+
+/// Claims up to `limit` rows that are due (queued or retrying and past their time, or `sending`
+/// with an expired lease, i.e. claimed by a process that died) and leases them to the caller.
+pub fn claim_due(conn: &Connection, now: i64, lease_secs: i64, limit: usize) -> Result<Vec<Delivery>, Error> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET status = 'sending', lease_until = ?1 + ?2, attempts = attempts + 1
+             WHERE id IN (
+                 SELECT id FROM deliveries
+                 WHERE status IN ('queued', 'retrying', 'sending') AND next_attempt_at <= ?1
+                   AND (status != 'sending' OR lease_until <= ?1)
+                 ORDER BY next_attempt_at, id LIMIT ?3)
+             RETURNING {COLUMNS}"
+        ))
+        .map_err(classify_db_error)?;
+    let mut rows: Vec<Delivery> = stmt
+        .query_map(params![now, lease_secs, limit as i64], from_row)
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    rows.sort_by_key(|d| d.id);
+    Ok(rows)
+}
+
+/// When the next queued or retrying row is due, so the sender can sleep until then.
+pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, Error> {
+    conn.query_row(
+        "SELECT MIN(CASE WHEN status = 'sending' THEN MAX(next_attempt_at, lease_until) ELSE next_attempt_at END)
+         FROM deliveries WHERE status IN ('queued', 'retrying', 'sending')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(classify_db_error)
+}
+
+pub fn mark_sent(conn: &Connection, id: i64, message_id: &str, now: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'sent', sent_at = ?2, message_id = ?3, lease_until = NULL,
+             next_attempt_at = NULL, last_error = NULL WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, now, message_id]))
+    .map_err(classify_db_error)?;
+    Ok(())
+}
+
+pub fn mark_retry(conn: &Connection, id: i64, error: &str, next_attempt_at: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'retrying', last_error = ?2, next_attempt_at = ?3, lease_until = NULL
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, error, next_attempt_at]))
+    .map_err(classify_db_error)?;
+    Ok(())
+}
+
+pub fn mark_failed(conn: &Connection, id: i64, error: &str) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', last_error = ?2, next_attempt_at = NULL, lease_until = NULL
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, error]))
+    .map_err(classify_db_error)?;
+    Ok(())
+}
+
+/// Records on waiting rows why they wait (e.g. no SMTP settings), without changing when they
+/// are due.
+pub fn note_waiting(conn: &Connection, note: &str) -> Result<usize, Error> {
+    conn.execute(
+        "UPDATE deliveries SET last_error = ?1 WHERE status IN ('queued', 'retrying') AND last_error IS NOT ?1",
+        [note],
+    )
+    .map_err(classify_db_error)
+}
+
+/// Queues a delivery again as a new row (the old one stays in the log as it was).
+pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error> {
+    let Some(old) = get(conn, id)? else { return Ok(None) };
+    if old.recipient.is_none() || old.subject.is_none() {
+        return Err(Error::Config(format!(
+            "delivery {id} was skipped ({}) and has no email to resend",
+            old.last_error.as_deref().unwrap_or("no reason recorded")
+        )));
+    }
+    conn.execute(
+        "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
+             template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
+             status, next_attempt_at, created_at, resend_of)
+         SELECT integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
+             product_id, plan_id, recipient, recipient_name, subject, html, text,
+             'queued', ?2, ?2, id FROM deliveries WHERE id = ?1",
+        params![id, now],
+    )
+    .map_err(classify_db_error)?;
+    Ok(Some(conn.last_insert_rowid()))
+}
+
+/// The delivery log's filters. Each combination is served by an index ending in `created_at`.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub status: Option<Status>,
+    pub trigger: Option<String>,
+    pub product_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub recipient: Option<String>,
+    pub since: Option<i64>,
+    /// Paging: only rows older than this (created_at, id).
+    pub before: Option<(i64, i64)>,
+    pub limit: usize,
+}
+
+/// Newest first. Returns the SQL and its parameters so the benchmark can EXPLAIN the same query.
+pub fn log_query(filter: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut sql = format!("SELECT {COLUMNS} FROM deliveries WHERE 1 = 1");
+    let mut args: Vec<V> = Vec::new();
+    let mut eq = |column: &str, value: Option<String>, sql: &mut String| {
+        if let Some(v) = value {
+            args.push(V::Text(v));
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    };
+    eq("status", filter.status.map(|s| s.as_str().to_owned()), &mut sql);
+    eq("trigger", filter.trigger.clone(), &mut sql);
+    eq("product_id", filter.product_id.clone(), &mut sql);
+    eq("plan_id", filter.plan_id.clone(), &mut sql);
+    eq("recipient", filter.recipient.as_ref().map(|r| r.trim().to_lowercase()), &mut sql);
+    if let Some(since) = filter.since {
+        args.push(V::Integer(since));
+        sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
+    }
+    if let Some((created, id)) = filter.before {
+        args.push(V::Integer(created));
+        args.push(V::Integer(id));
+        sql.push_str(&format!(" AND (created_at, id) < (?{}, ?{})", args.len() - 1, args.len()));
+    }
+    args.push(V::Integer(filter.limit.clamp(1, 1000) as i64));
+    sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ?{}", args.len()));
+    (sql, args)
+}
+
+pub fn search(conn: &Connection, filter: &LogFilter) -> Result<Vec<Delivery>, Error> {
+    let (sql, args) = log_query(filter);
+    let mut stmt = conn.prepare_cached(&sql).map_err(classify_db_error)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), from_row)
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
+}
+
+/// Counts per status, for the log summary and tests.
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
+        .map_err(classify_db_error)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
+}
+
+/// Deletes finished deliveries and processed events older than `before` (unix seconds).
+/// Rows still waiting to be sent are kept whatever their age.
+pub fn prune(conn: &Connection, before: i64) -> Result<(usize, usize), Error> {
+    let deliveries = conn
+        .execute(
+            "DELETE FROM deliveries WHERE created_at < ?1 AND status IN ('sent', 'failed', 'skipped')",
+            [before],
+        )
+        .map_err(classify_db_error)?;
+    let events = conn
+        .execute(
+            "DELETE FROM events WHERE received_at < ?1 AND processing != 'pending'
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+            [before],
+        )
+        .map_err(classify_db_error)?;
+    Ok((deliveries, events))
+}

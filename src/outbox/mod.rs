@@ -1,0 +1,3 @@
+//! The outbox: claims due deliveries and sends them over SMTP, with retries and backoff.
+
+pub mod smtp;

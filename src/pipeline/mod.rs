@@ -1,0 +1,1 @@
+//! Turns stored events into deliveries.

@@ -1,0 +1,119 @@
+//! Chooses the template for an event: the most specific enabled template whose product and plan
+//! match one of the event's items. Product+plan beats plan, plan beats product, product beats
+//! "any product". With several items (a multi-item subscription), the best match over all items
+//! wins; on a tie, the earlier item, then the older template.
+
+/// What choosing needs to know of a template.
+pub trait Scoped {
+    fn template_id(&self) -> i64;
+    fn product_id(&self) -> Option<&str>;
+    fn plan_id(&self) -> Option<&str>;
+    fn enabled(&self) -> bool;
+}
+
+/// One product/plan pair of the event (a subscription item or an invoice line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemScope<'a> {
+    pub product_id: Option<&'a str>,
+    pub plan_id: Option<&'a str>,
+}
+
+/// The chosen template and the index of the item it matched (None: it matched as "any product"
+/// with no item, e.g. a one-off charge).
+pub fn choose<'t, T: Scoped>(templates: &'t [T], items: &[ItemScope]) -> Option<(&'t T, Option<usize>)> {
+    let no_item = [ItemScope { product_id: None, plan_id: None }];
+    let (items, indexed) = if items.is_empty() { (&no_item[..], false) } else { (items, true) };
+    let mut best: Option<(u8, usize, i64, &T)> = None;
+    for template in templates.iter().filter(|t| t.enabled()) {
+        for (index, item) in items.iter().enumerate() {
+            let Some(score) = specificity(template, item) else { continue };
+            let candidate = (score, index, template.template_id(), template);
+            let better = match &best {
+                None => true,
+                Some((s, i, id, _)) => (score, std::cmp::Reverse(index), std::cmp::Reverse(template.template_id())) > (*s, std::cmp::Reverse(*i), std::cmp::Reverse(*id)),
+            };
+            if better {
+                best = Some(candidate);
+            }
+        }
+    }
+    best.map(|(_, index, _, t)| (t, indexed.then_some(index)))
+}
+
+/// None when the template does not apply to the item; otherwise how specific the match is.
+fn specificity<T: Scoped>(template: &T, item: &ItemScope) -> Option<u8> {
+    let matches = |want: Option<&str>, have: Option<&str>| match want {
+        None => Some(false),
+        Some(w) if Some(w) == have => Some(true),
+        Some(_) => None,
+    };
+    let product = matches(template.product_id(), item.product_id)?;
+    let plan = matches(template.plan_id(), item.plan_id)?;
+    Some(u8::from(plan) * 2 + u8::from(product))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct T(i64, Option<&'static str>, Option<&'static str>, bool);
+    impl Scoped for T {
+        fn template_id(&self) -> i64 {
+            self.0
+        }
+        fn product_id(&self) -> Option<&str> {
+            self.1
+        }
+        fn plan_id(&self) -> Option<&str> {
+            self.2
+        }
+        fn enabled(&self) -> bool {
+            self.3
+        }
+    }
+
+    fn item(product: &'static str, plan: &'static str) -> ItemScope<'static> {
+        ItemScope { product_id: Some(product), plan_id: Some(plan) }
+    }
+
+    fn chosen(templates: &[T], items: &[ItemScope]) -> Option<(i64, Option<usize>)> {
+        choose(templates, items).map(|(t, i)| (t.0, i))
+    }
+
+    #[test]
+    fn most_specific_wins_and_falls_back() {
+        let all = [
+            T(1, None, None, true),
+            T(2, Some("prod_a"), None, true),
+            T(3, Some("prod_a"), Some("price_gold"), true),
+            T(4, None, Some("price_silver"), true),
+        ];
+        assert_eq!(chosen(&all, &[item("prod_a", "price_gold")]), Some((3, Some(0))));
+        assert_eq!(chosen(&all, &[item("prod_a", "price_bronze")]), Some((2, Some(0))));
+        assert_eq!(chosen(&all, &[item("prod_b", "price_silver")]), Some((4, Some(0))));
+        assert_eq!(chosen(&all, &[item("prod_b", "price_x")]), Some((1, Some(0))));
+        assert_eq!(chosen(&all, &[]), Some((1, None)));
+        assert_eq!(chosen(&all[1..], &[]), None, "no any-product template: nothing");
+        assert_eq!(chosen(&all[1..], &[item("prod_z", "price_z")]), None);
+    }
+
+    #[test]
+    fn disabled_templates_are_passed_over() {
+        let all = [T(1, None, None, true), T(2, Some("prod_a"), None, false)];
+        assert_eq!(chosen(&all, &[item("prod_a", "p")]), Some((1, Some(0))));
+        let none = [T(1, None, None, false)];
+        assert_eq!(chosen(&none, &[item("prod_a", "p")]), None);
+    }
+
+    #[test]
+    fn multi_item_picks_the_best_match_over_all_items() {
+        let all = [T(1, None, None, true), T(2, Some("prod_addon"), None, true), T(3, Some("prod_main"), Some("price_main"), true)];
+        let items = [item("prod_addon", "price_addon"), item("prod_main", "price_main")];
+        assert_eq!(chosen(&all, &items), Some((3, Some(1))));
+        // Equal specificity on two items: the first item wins.
+        let all = [T(1, Some("prod_b"), None, true), T(2, Some("prod_a"), None, true)];
+        assert_eq!(chosen(&all, &[item("prod_a", "x"), item("prod_b", "y")]), Some((2, Some(0))));
+        // Any-product template with items: it matches the first item.
+        assert_eq!(chosen(&[T(9, None, None, true)], &[item("a", "b"), item("c", "d")]), Some((9, Some(0))));
+    }
+}
