@@ -105,7 +105,11 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -312,7 +316,9 @@ impl Config {
                 problems.push("smtp.pool_size must be at least 1".to_owned());
             }
             if smtp.username.is_empty() != smtp.password.is_empty() {
-                problems.push("smtp.username and smtp.password go together: set both or neither".to_owned());
+                problems.push(
+                    "smtp.username and smtp.password go together: set both or neither".to_owned(),
+                );
             }
         }
         let dkim = [&smtp.dkim_key_path, &smtp.dkim_selector, &smtp.dkim_domain];
@@ -403,7 +409,11 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Erro
             .is_some_and(toml::Value::is_str);
         if is_text {
             value = std::fs::read_to_string(&value)
-                .map_err(|e| Error::Config(format!("environment variable {name}: cannot read {value}: {e}")))?
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "environment variable {name}: cannot read {value}: {e}"
+                    ))
+                })?
                 .trim_end_matches(['\r', '\n'])
                 .to_owned();
             key = base.to_owned();

@@ -4,6 +4,7 @@
 //! `trigger` (event → one of the 7 triggers) → `templates` (choose, render) → outbox → SMTP.
 //! `serve` is the one entry point the binary and the tests share.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod db;

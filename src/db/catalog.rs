@@ -13,13 +13,22 @@ pub struct Plan {
     pub interval: Option<String>,
 }
 
-pub fn product_name(conn: &Connection, integration: &str, id: &str) -> Result<Option<String>, Error> {
+pub fn product_name(
+    conn: &Connection,
+    integration: &str,
+    id: &str,
+) -> Result<Option<String>, Error> {
     conn.prepare_cached("SELECT name FROM catalog_products WHERE integration_id = ?1 AND id = ?2")
         .and_then(|mut s| s.query_row([integration, id], |r| r.get(0)).optional())
         .map_err(classify_db_error)
 }
 
-pub fn put_product(conn: &Connection, integration: &str, id: &str, name: &str) -> Result<(), Error> {
+pub fn put_product(
+    conn: &Connection,
+    integration: &str,
+    id: &str,
+    name: &str,
+) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO catalog_products (integration_id, id, name, fetched_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (integration_id, id) DO UPDATE SET name = excluded.name, fetched_at = excluded.fetched_at",
@@ -55,7 +64,14 @@ pub fn put_plan(conn: &Connection, integration: &str, plan: &Plan) -> Result<(),
              name = excluded.name, interval = excluded.interval, fetched_at = excluded.fetched_at",
     )
     .and_then(|mut s| {
-        s.execute(params![integration, plan.id, plan.product_id, plan.name, plan.interval, super::now_unix()])
+        s.execute(params![
+            integration,
+            plan.id,
+            plan.product_id,
+            plan.name,
+            plan.interval,
+            super::now_unix()
+        ])
     })
     .map_err(classify_db_error)?;
     Ok(())
@@ -64,7 +80,9 @@ pub fn put_plan(conn: &Connection, integration: &str, plan: &Plan) -> Result<(),
 /// Every cached product and plan of an integration, for the UI's template pickers.
 pub fn products(conn: &Connection, integration: &str) -> Result<Vec<(String, String)>, Error> {
     let mut stmt = conn
-        .prepare_cached("SELECT id, name FROM catalog_products WHERE integration_id = ?1 ORDER BY name")
+        .prepare_cached(
+            "SELECT id, name FROM catalog_products WHERE integration_id = ?1 ORDER BY name",
+        )
         .map_err(classify_db_error)?;
     let rows = stmt
         .query_map([integration], |r| Ok((r.get(0)?, r.get(1)?)))

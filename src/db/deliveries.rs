@@ -6,8 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{classify_db_error, Error};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Status {
+    #[default]
     Queued,
     Sending,
     Sent,
@@ -17,7 +18,14 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [Status::Queued, Status::Sending, Status::Sent, Status::Retrying, Status::Failed, Status::Skipped];
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Sending,
+        Status::Sent,
+        Status::Retrying,
+        Status::Failed,
+        Status::Skipped,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,7 +45,11 @@ impl std::str::FromStr for Status {
         Status::ALL
             .into_iter()
             .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown status {s:?}: use queued, sending, sent, retrying, failed or skipped"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}: use queued, sending, sent, retrying, failed or skipped"
+                )
+            })
     }
 }
 
@@ -68,7 +80,8 @@ pub struct Delivery {
     pub resend_of: Option<i64>,
 }
 
-const COLUMNS: &str = "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
+const COLUMNS: &str =
+    "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
     product_id, plan_id, recipient, recipient_name, subject, html, text, status, attempts,
     next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of";
 
@@ -100,7 +113,8 @@ fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
     })
 }
 
-/// A row to add. `Queued` rows are due at once; `Skipped` rows only record why nothing is sent.
+/// A row to add. `Queued` rows are due at once; `Skipped` and `Failed` rows record why nothing
+/// is sent, so the merchant sees it in the log.
 #[derive(Debug, Clone, Default)]
 pub struct NewDelivery {
     pub integration_id: String,
@@ -116,16 +130,16 @@ pub struct NewDelivery {
     pub subject: Option<String>,
     pub html: Option<String>,
     pub text: Option<String>,
-    pub skipped: bool,
-    /// Why the row waits or was skipped, shown in the log.
+    pub status: Status,
+    /// Why the row waits, was skipped or failed, shown in the log.
     pub note: Option<String>,
 }
 
 /// Inserts unless this business fact already has a delivery; returns the new id, or the id of
 /// the delivery that already covers the fact.
 pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted, Error> {
-    let status = if new.skipped { Status::Skipped } else { Status::Queued };
-    let next = (!new.skipped).then_some(now);
+    let status = new.status;
+    let next = (status == Status::Queued).then_some(now);
     let changed = conn
         .prepare_cached(
             "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
@@ -162,14 +176,23 @@ pub enum Inserted {
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Delivery>, Error> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"), [id], from_row)
-        .optional()
-        .map_err(classify_db_error)
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+    .map_err(classify_db_error)
 }
 
 /// Claims up to `limit` rows that are due (queued or retrying and past their time, or `sending`
 /// with an expired lease, i.e. claimed by a process that died) and leases them to the caller.
-pub fn claim_due(conn: &Connection, now: i64, lease_secs: i64, limit: usize) -> Result<Vec<Delivery>, Error> {
+pub fn claim_due(
+    conn: &Connection,
+    now: i64,
+    lease_secs: i64,
+    limit: usize,
+) -> Result<Vec<Delivery>, Error> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "UPDATE deliveries SET status = 'sending', lease_until = ?1 + ?2, attempts = attempts + 1
@@ -210,7 +233,12 @@ pub fn mark_sent(conn: &Connection, id: i64, message_id: &str, now: i64) -> Resu
     Ok(())
 }
 
-pub fn mark_retry(conn: &Connection, id: i64, error: &str, next_attempt_at: i64) -> Result<(), Error> {
+pub fn mark_retry(
+    conn: &Connection,
+    id: i64,
+    error: &str,
+    next_attempt_at: i64,
+) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE deliveries SET status = 'retrying', last_error = ?2, next_attempt_at = ?3, lease_until = NULL
          WHERE id = ?1",
@@ -242,7 +270,9 @@ pub fn note_waiting(conn: &Connection, note: &str) -> Result<usize, Error> {
 
 /// Queues a delivery again as a new row (the old one stays in the log as it was).
 pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error> {
-    let Some(old) = get(conn, id)? else { return Ok(None) };
+    let Some(old) = get(conn, id)? else {
+        return Ok(None);
+    };
     if old.recipient.is_none() || old.subject.is_none() {
         return Err(Error::Config(format!(
             "delivery {id} was skipped ({}) and has no email to resend",
@@ -287,11 +317,19 @@ pub fn log_query(filter: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     };
-    eq("status", filter.status.map(|s| s.as_str().to_owned()), &mut sql);
+    eq(
+        "status",
+        filter.status.map(|s| s.as_str().to_owned()),
+        &mut sql,
+    );
     eq("trigger", filter.trigger.clone(), &mut sql);
     eq("product_id", filter.product_id.clone(), &mut sql);
     eq("plan_id", filter.plan_id.clone(), &mut sql);
-    eq("recipient", filter.recipient.as_ref().map(|r| r.trim().to_lowercase()), &mut sql);
+    eq(
+        "recipient",
+        filter.recipient.as_ref().map(|r| r.trim().to_lowercase()),
+        &mut sql,
+    );
     if let Some(since) = filter.since {
         args.push(V::Integer(since));
         sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
@@ -299,10 +337,17 @@ pub fn log_query(filter: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
     if let Some((created, id)) = filter.before {
         args.push(V::Integer(created));
         args.push(V::Integer(id));
-        sql.push_str(&format!(" AND (created_at, id) < (?{}, ?{})", args.len() - 1, args.len()));
+        sql.push_str(&format!(
+            " AND (created_at, id) < (?{}, ?{})",
+            args.len() - 1,
+            args.len()
+        ));
     }
     args.push(V::Integer(filter.limit.clamp(1, 1000) as i64));
-    sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ?{}", args.len()));
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT ?{}",
+        args.len()
+    ));
     (sql, args)
 }
 

@@ -33,6 +33,8 @@ pub struct StoredEvent {
     pub received_at: i64,
     pub payload: String,
     pub processing: String,
+    pub processing_detail: Option<String>,
+    pub processing_attempts: i64,
 }
 
 /// Inserts unless the event is already stored. Runs inside the caller's transaction.
@@ -63,34 +65,103 @@ pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite
     })
 }
 
+const COLUMNS: &str = "id, integration_id, stripe_event_id, type, account, api_version, livemode,
+    created, received_at, payload, processing, processing_detail, processing_attempts";
+
+fn from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: row.get(0)?,
+        integration_id: row.get(1)?,
+        stripe_event_id: row.get(2)?,
+        event_type: row.get(3)?,
+        account: row.get(4)?,
+        api_version: row.get(5)?,
+        livemode: row.get(6)?,
+        created: row.get(7)?,
+        received_at: row.get(8)?,
+        payload: row.get(9)?,
+        processing: row.get(10)?,
+        processing_detail: row.get(11)?,
+        processing_attempts: row.get(12)?,
+    })
+}
+
 pub fn get(
     conn: &Connection,
     integration_id: &str,
     stripe_event_id: &str,
 ) -> Result<Option<StoredEvent>, Error> {
     conn.query_row(
-        "SELECT id, integration_id, stripe_event_id, type, account, api_version, livemode,
-                created, received_at, payload, processing
-         FROM events WHERE integration_id = ?1 AND stripe_event_id = ?2",
+        &format!("SELECT {COLUMNS} FROM events WHERE integration_id = ?1 AND stripe_event_id = ?2"),
         [integration_id, stripe_event_id],
-        |row| {
-            Ok(StoredEvent {
-                id: row.get(0)?,
-                integration_id: row.get(1)?,
-                stripe_event_id: row.get(2)?,
-                event_type: row.get(3)?,
-                account: row.get(4)?,
-                api_version: row.get(5)?,
-                livemode: row.get(6)?,
-                created: row.get(7)?,
-                received_at: row.get(8)?,
-                payload: row.get(9)?,
-                processing: row.get(10)?,
-            })
-        },
+        from_row,
     )
     .optional()
     .map_err(classify_db_error)
+}
+
+pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, Error> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM events WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+    .map_err(classify_db_error)
+}
+
+/// Pending events whose time has come, oldest first.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE processing = 'pending' AND (process_after IS NULL OR process_after <= ?1)
+             ORDER BY id LIMIT ?2"
+        ))
+        .map_err(classify_db_error)?;
+    let rows = stmt
+        .query_map(rusqlite::params![now, limit as i64], from_row)
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
+}
+
+/// When the earliest postponed pending event is due (None: none is postponed).
+pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, Error> {
+    conn.query_row(
+        "SELECT MIN(process_after) FROM events WHERE processing = 'pending'",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(classify_db_error)
+}
+
+/// Records the final processing state of an event.
+pub fn finish(
+    conn: &Connection,
+    id: i64,
+    state: &str,
+    detail: &str,
+    now: i64,
+) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE events SET processing = ?2, processing_detail = ?3, processed_at = ?4,
+             processing_attempts = processing_attempts + 1, process_after = NULL WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, state, detail, now]))
+    .map_err(classify_db_error)?;
+    Ok(())
+}
+
+/// Leaves the event pending, to be tried again at `process_after`.
+pub fn postpone(conn: &Connection, id: i64, detail: &str, process_after: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE events SET processing_detail = ?2, process_after = ?3,
+             processing_attempts = processing_attempts + 1 WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, detail, process_after]))
+    .map_err(classify_db_error)?;
+    Ok(())
 }
 
 /// How many events are stored for an integration (all integrations when `None`).

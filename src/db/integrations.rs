@@ -13,6 +13,7 @@ pub struct Integration {
     pub stripe_account: Option<String>,
     pub status: String,
     pub created_at: i64,
+    pub from_address: Option<String>,
 }
 
 pub struct NewIntegration<'a> {
@@ -22,7 +23,8 @@ pub struct NewIntegration<'a> {
     pub stripe_account: Option<&'a str>,
 }
 
-const COLUMNS: &str = "id, name, webhook_secret, api_key, stripe_account, status, created_at";
+const COLUMNS: &str =
+    "id, name, webhook_secret, api_key, stripe_account, status, created_at, from_address";
 
 fn from_row(row: &Row) -> rusqlite::Result<Integration> {
     Ok(Integration {
@@ -33,6 +35,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Integration> {
         stripe_account: row.get(4)?,
         status: row.get(5)?,
         created_at: row.get(6)?,
+        from_address: row.get(7)?,
     })
 }
 
@@ -83,6 +86,16 @@ pub fn list(conn: &Connection) -> Result<Vec<Integration>, Error> {
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
     Ok(rows)
+}
+
+/// Marks an integration connected or disconnected (e.g. on `account.application.deauthorized`).
+pub fn set_status(conn: &Connection, id: &str, status: &str) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE integrations SET status = ?2 WHERE id = ?1",
+        [id, status],
+    )
+    .map_err(classify_db_error)?;
+    Ok(())
 }
 
 /// Removes an integration and, through the foreign key, the events stored for it. Returns

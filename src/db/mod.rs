@@ -82,8 +82,9 @@ pub fn latest_embedded_version() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs blocking database work on tokio's blocking threads, off the async executor.
-pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, Error>
+/// Runs blocking database work on a pooled connection on tokio's blocking threads, off the
+/// async executor.
+pub async fn call<T, F>(pool: &Pool, work: F) -> Result<T, Error>
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,

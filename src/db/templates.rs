@@ -25,15 +25,22 @@ pub struct Template {
 impl Template {
     /// "payment_failed × prod_… × any plan", for messages and listings.
     pub fn scope(&self) -> String {
-        scope_text(self.trigger, self.product_id.as_deref(), self.plan_id.as_deref())
+        scope_text(
+            self.trigger,
+            self.product_id.as_deref(),
+            self.plan_id.as_deref(),
+        )
     }
 }
 
 pub fn scope_text(trigger: TriggerKind, product: Option<&str>, plan: Option<&str>) -> String {
     format!(
         "{trigger} × {} × {}",
-        product.map(|p| format!("product {p}")).unwrap_or("any product".into()),
-        plan.map(|p| format!("plan {p}")).unwrap_or("any plan".into())
+        product
+            .map(|p| format!("product {p}"))
+            .unwrap_or("any product".into()),
+        plan.map(|p| format!("plan {p}"))
+            .unwrap_or("any plan".into())
     )
 }
 
@@ -62,7 +69,8 @@ pub struct TemplateInput {
     pub enabled: bool,
 }
 
-const COLUMNS: &str = "id, trigger, product_id, plan_id, subject, html, text, enabled, builtin, version, updated_at";
+const COLUMNS: &str =
+    "id, trigger, product_id, plan_id, subject, html, text, enabled, builtin, version, updated_at";
 
 fn from_row(row: &Row) -> rusqlite::Result<Template> {
     let trigger: String = row.get(1)?;
@@ -85,7 +93,11 @@ fn from_row(row: &Row) -> rusqlite::Result<Template> {
     })
 }
 
-fn query(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<Template>, Error> {
+fn query(
+    conn: &Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Template>, Error> {
     let mut stmt = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM templates {filter}"))
         .map_err(classify_db_error)?;
@@ -118,7 +130,11 @@ pub fn save(conn: &Connection, input: &TemplateInput) -> Result<Template, Error>
     validate(input.trigger, &input.source).map_err(|e| {
         Error::Template(format!(
             "{} refused: {e}",
-            scope_text(input.trigger, input.product_id.as_deref(), input.plan_id.as_deref())
+            scope_text(
+                input.trigger,
+                input.product_id.as_deref(),
+                input.plan_id.as_deref()
+            )
         ))
     })?;
     write(conn, input, false)
@@ -182,7 +198,11 @@ const SEEDED: &str = "builtin_templates_seeded";
 pub fn seed_builtins(conn: &mut Connection) -> Result<(), Error> {
     let tx = conn.transaction().map_err(classify_db_error)?;
     let seeded: bool = tx
-        .query_row("SELECT EXISTS (SELECT 1 FROM settings WHERE key = ?1)", [SEEDED], |r| r.get(0))
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM settings WHERE key = ?1)",
+            [SEEDED],
+            |r| r.get(0),
+        )
         .map_err(classify_db_error)?;
     if !seeded {
         for trigger in TriggerKind::ALL {
@@ -195,8 +215,11 @@ pub fn seed_builtins(conn: &mut Connection) -> Result<(), Error> {
             };
             write(&tx, &input, true)?;
         }
-        tx.execute("INSERT INTO settings (key, value) VALUES (?1, '1')", [SEEDED])
-            .map_err(classify_db_error)?;
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, '1')",
+            [SEEDED],
+        )
+        .map_err(classify_db_error)?;
     }
     tx.commit().map_err(classify_db_error)
 }

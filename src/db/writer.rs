@@ -3,10 +3,11 @@
 //! committed at once; there is no batching timer. The queue in front of it is bounded, so a
 //! storm of webhooks waits in the HTTP layer instead of growing memory.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::events::{self, NewEvent, Stored};
 use crate::error::{classify_db_error, Error};
@@ -25,13 +26,18 @@ pub struct EventWriter {
 }
 
 impl EventWriter {
-    /// Starts the writer thread on `conn`. The thread ends when every `EventWriter` clone is
-    /// dropped and the queue is drained; join the handle to wait for the last commit.
-    pub fn start(conn: Connection, queue: usize) -> (EventWriter, JoinHandle<()>) {
+    /// Starts the writer thread on `conn`; `stored` is notified after each commit that stored a
+    /// new event. The thread ends when every `EventWriter` clone is dropped and the queue is
+    /// drained; join the handle to wait for the last commit.
+    pub fn start(
+        conn: Connection,
+        queue: usize,
+        stored: Arc<Notify>,
+    ) -> (EventWriter, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(queue);
         let handle = std::thread::Builder::new()
             .name("event-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &stored))
             .expect("spawn the event writer thread");
         (EventWriter { jobs }, handle)
     }
@@ -47,7 +53,7 @@ impl EventWriter {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -59,8 +65,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
         }
         match commit(&mut conn, batch.iter().map(|j| &j.event)) {
             Ok(results) => {
-                for (job, stored) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(Ok(stored));
+                if results.contains(&Stored::New) {
+                    stored.notify_one();
+                }
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.reply.send(Ok(result));
                 }
             }
             // One bad row (say, its integration was removed a moment ago) must not fail the
@@ -71,6 +80,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
                     let result = commit(&mut conn, std::iter::once(&job.event))
                         .map(|mut r| r.remove(0))
                         .map_err(classify_db_error);
+                    if matches!(result, Ok(Stored::New)) {
+                        stored.notify_one();
+                    }
                     let _ = job.reply.send(result);
                 }
             }

@@ -223,6 +223,26 @@ impl StripeClient {
         self.object(creds, "invoices", id).await
     }
 
+    /// The refunds of a charge (`GET /v1/refunds?charge=…`), newest first as Stripe lists them.
+    pub async fn refunds_of_charge(
+        &self,
+        creds: &Credentials<'_>,
+        charge: &str,
+    ) -> Result<Vec<Value>, StripeError> {
+        check_id(charge)?;
+        let mut url = self.url(&["refunds"])?;
+        url.query_pairs_mut()
+            .append_pair("charge", charge)
+            .append_pair("limit", "100");
+        let list = self.send(creds, url, "refunds").await?;
+        match list.get("data") {
+            Some(Value::Array(data)) => Ok(data.clone()),
+            _ => Err(StripeError::Invalid {
+                message: "refund list without `data`".to_owned(),
+            }),
+        }
+    }
+
     /// The invoice a payment intent paid, through `GET /v1/invoice_payments` (charges and payment
     /// intents stopped naming their invoice in API 2025-03-31). `None`: a payment of its own.
     pub async fn invoice_of_payment_intent(

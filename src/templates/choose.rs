@@ -20,17 +20,35 @@ pub struct ItemScope<'a> {
 
 /// The chosen template and the index of the item it matched (None: it matched as "any product"
 /// with no item, e.g. a one-off charge).
-pub fn choose<'t, T: Scoped>(templates: &'t [T], items: &[ItemScope]) -> Option<(&'t T, Option<usize>)> {
-    let no_item = [ItemScope { product_id: None, plan_id: None }];
-    let (items, indexed) = if items.is_empty() { (&no_item[..], false) } else { (items, true) };
+pub fn choose<'t, T: Scoped>(
+    templates: &'t [T],
+    items: &[ItemScope],
+) -> Option<(&'t T, Option<usize>)> {
+    let no_item = [ItemScope {
+        product_id: None,
+        plan_id: None,
+    }];
+    let (items, indexed) = if items.is_empty() {
+        (&no_item[..], false)
+    } else {
+        (items, true)
+    };
     let mut best: Option<(u8, usize, i64, &T)> = None;
     for template in templates.iter().filter(|t| t.enabled()) {
         for (index, item) in items.iter().enumerate() {
-            let Some(score) = specificity(template, item) else { continue };
+            let Some(score) = specificity(template, item) else {
+                continue;
+            };
             let candidate = (score, index, template.template_id(), template);
             let better = match &best {
                 None => true,
-                Some((s, i, id, _)) => (score, std::cmp::Reverse(index), std::cmp::Reverse(template.template_id())) > (*s, std::cmp::Reverse(*i), std::cmp::Reverse(*id)),
+                Some((s, i, id, _)) => {
+                    (
+                        score,
+                        std::cmp::Reverse(index),
+                        std::cmp::Reverse(template.template_id()),
+                    ) > (*s, std::cmp::Reverse(*i), std::cmp::Reverse(*id))
+                }
             };
             if better {
                 best = Some(candidate);
@@ -73,7 +91,10 @@ mod tests {
     }
 
     fn item(product: &'static str, plan: &'static str) -> ItemScope<'static> {
-        ItemScope { product_id: Some(product), plan_id: Some(plan) }
+        ItemScope {
+            product_id: Some(product),
+            plan_id: Some(plan),
+        }
     }
 
     fn chosen(templates: &[T], items: &[ItemScope]) -> Option<(i64, Option<usize>)> {
@@ -88,12 +109,28 @@ mod tests {
             T(3, Some("prod_a"), Some("price_gold"), true),
             T(4, None, Some("price_silver"), true),
         ];
-        assert_eq!(chosen(&all, &[item("prod_a", "price_gold")]), Some((3, Some(0))));
-        assert_eq!(chosen(&all, &[item("prod_a", "price_bronze")]), Some((2, Some(0))));
-        assert_eq!(chosen(&all, &[item("prod_b", "price_silver")]), Some((4, Some(0))));
-        assert_eq!(chosen(&all, &[item("prod_b", "price_x")]), Some((1, Some(0))));
+        assert_eq!(
+            chosen(&all, &[item("prod_a", "price_gold")]),
+            Some((3, Some(0)))
+        );
+        assert_eq!(
+            chosen(&all, &[item("prod_a", "price_bronze")]),
+            Some((2, Some(0)))
+        );
+        assert_eq!(
+            chosen(&all, &[item("prod_b", "price_silver")]),
+            Some((4, Some(0)))
+        );
+        assert_eq!(
+            chosen(&all, &[item("prod_b", "price_x")]),
+            Some((1, Some(0)))
+        );
         assert_eq!(chosen(&all, &[]), Some((1, None)));
-        assert_eq!(chosen(&all[1..], &[]), None, "no any-product template: nothing");
+        assert_eq!(
+            chosen(&all[1..], &[]),
+            None,
+            "no any-product template: nothing"
+        );
         assert_eq!(chosen(&all[1..], &[item("prod_z", "price_z")]), None);
     }
 
@@ -107,13 +144,29 @@ mod tests {
 
     #[test]
     fn multi_item_picks_the_best_match_over_all_items() {
-        let all = [T(1, None, None, true), T(2, Some("prod_addon"), None, true), T(3, Some("prod_main"), Some("price_main"), true)];
-        let items = [item("prod_addon", "price_addon"), item("prod_main", "price_main")];
+        let all = [
+            T(1, None, None, true),
+            T(2, Some("prod_addon"), None, true),
+            T(3, Some("prod_main"), Some("price_main"), true),
+        ];
+        let items = [
+            item("prod_addon", "price_addon"),
+            item("prod_main", "price_main"),
+        ];
         assert_eq!(chosen(&all, &items), Some((3, Some(1))));
         // Equal specificity on two items: the first item wins.
-        let all = [T(1, Some("prod_b"), None, true), T(2, Some("prod_a"), None, true)];
-        assert_eq!(chosen(&all, &[item("prod_a", "x"), item("prod_b", "y")]), Some((2, Some(0))));
+        let all = [
+            T(1, Some("prod_b"), None, true),
+            T(2, Some("prod_a"), None, true),
+        ];
+        assert_eq!(
+            chosen(&all, &[item("prod_a", "x"), item("prod_b", "y")]),
+            Some((2, Some(0)))
+        );
         // Any-product template with items: it matches the first item.
-        assert_eq!(chosen(&[T(9, None, None, true)], &[item("a", "b"), item("c", "d")]), Some((9, Some(0))));
+        assert_eq!(
+            chosen(&[T(9, None, None, true)], &[item("a", "b"), item("c", "d")]),
+            Some((9, Some(0)))
+        );
     }
 }

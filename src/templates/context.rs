@@ -96,7 +96,10 @@ pub fn build(kind: TriggerKind, facts: &EmailFacts) -> Value {
             "currency",
             Value::from(facts.currency.as_ref().map(|c| c.to_ascii_uppercase())),
         ),
-        ("merchant", minijinja::context! { name => &facts.merchant_name }),
+        (
+            "merchant",
+            minijinja::context! { name => &facts.merchant_name },
+        ),
     ];
     let invoice = || {
         minijinja::context! { url => &facts.invoice_url, pdf => &facts.invoice_pdf }

@@ -63,8 +63,16 @@ mod tests {
         for kind in TriggerKind::ALL {
             let rendered = validate(kind, &builtin(kind)).unwrap_or_else(|e| panic!("{kind}: {e}"));
             assert!(!rendered.html.contains(CONTENT_MARKER));
-            assert!(rendered.html.contains("Your shop"), "{kind}: merchant name shown");
-            assert!(rendered.text.contains("Jenny Rosen") || kind == TriggerKind::PaymentReceived && rendered.text.contains("$20.00"), "{kind}: {}", rendered.text);
+            assert!(
+                rendered.html.contains("Your shop"),
+                "{kind}: merchant name shown"
+            );
+            assert!(
+                rendered.text.contains("Jenny Rosen")
+                    || kind == TriggerKind::PaymentReceived && rendered.text.contains("$20.00"),
+                "{kind}: {}",
+                rendered.text
+            );
             assert!(!rendered.subject.contains("{{"), "{kind}");
         }
     }

@@ -72,14 +72,22 @@ fn date_filter(value: Value, pattern: Option<String>) -> Result<Value, Error> {
     let ts = match value.downcast_object_ref::<DateValue>() {
         Some(d) => d.0,
         None => i64::try_from(value.clone()).map_err(|_| {
-            Error::new(ErrorKind::InvalidOperation, "date expects a date variable or a unix timestamp")
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "date expects a date variable or a unix timestamp",
+            )
         })?,
     };
     let pattern = pattern.as_deref().unwrap_or("%B %-d, %Y");
     DateValue(ts)
         .format(pattern)
         .map(Value::from)
-        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, format!("invalid date format {pattern:?}")))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("invalid date format {pattern:?}"),
+            )
+        })
 }
 
 /// `{{ amount_raw | money(currency) }}`: minor units formatted in a currency.
@@ -87,8 +95,12 @@ fn money_filter(_state: &State, amount: Value, currency: String) -> Result<Value
     if amount.is_none() {
         return Ok(amount);
     }
-    let minor = i64::try_from(amount)
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "money expects an amount in minor units"))?;
+    let minor = i64::try_from(amount).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "money expects an amount in minor units",
+        )
+    })?;
     Ok(Value::from(format_money(minor, &currency)))
 }
 
@@ -109,7 +121,11 @@ impl Default for Renderer {
     }
 }
 
-const PARTS: [(&str, &str); 3] = [("subject", "subject.txt"), ("HTML body", "body.html"), ("text body", "body.txt")];
+const PARTS: [(&str, &str); 3] = [
+    ("subject", "subject.txt"),
+    ("HTML body", "body.html"),
+    ("text body", "body.txt"),
+];
 
 impl Renderer {
     /// Renders `source` for `kind` with `facts`. `cache_key` identifies this exact version of
@@ -122,15 +138,21 @@ impl Renderer {
         facts: &context::EmailFacts,
     ) -> Result<RenderedEmail, TemplateError> {
         let ctx = context::build(kind, facts);
-        let texts = [Some(source.subject.as_str()), Some(source.html.as_str()), source.text.as_deref()];
+        let texts = [
+            Some(source.subject.as_str()),
+            Some(source.html.as_str()),
+            source.text.as_deref(),
+        ];
         let mut out: [Option<String>; 3] = Default::default();
         for (i, ((part, suffix), text)) in PARTS.iter().zip(texts).enumerate() {
             let Some(text) = text else { continue };
-            out[i] = Some(match cache_key {
-                Some((id, version)) => self.render_cached(id, version, suffix, text, &ctx),
-                None => environment().render_named_str(suffix, text, &ctx),
-            }
-            .map_err(|e| to_template_error(part, e))?);
+            out[i] = Some(
+                match cache_key {
+                    Some((id, version)) => self.render_cached(id, version, suffix, text, &ctx),
+                    None => environment().render_named_str(suffix, text, &ctx),
+                }
+                .map_err(|e| to_template_error(part, e))?,
+            );
         }
         let [subject, html, text] = out;
         let html = html.unwrap_or_default();
@@ -177,12 +199,23 @@ impl Renderer {
 
 /// Checks a template before it is saved: it must compile and render against the sample event of
 /// its trigger, so a typo is refused now rather than sent as a blank.
-pub fn validate(kind: TriggerKind, source: &TemplateSource) -> Result<RenderedEmail, TemplateError> {
+pub fn validate(
+    kind: TriggerKind,
+    source: &TemplateSource,
+) -> Result<RenderedEmail, TemplateError> {
     if source.subject.trim().is_empty() {
-        return Err(TemplateError { part: "subject", line: None, message: "is empty".into() });
+        return Err(TemplateError {
+            part: "subject",
+            line: None,
+            message: "is empty".into(),
+        });
     }
     if source.html.trim().is_empty() {
-        return Err(TemplateError { part: "HTML body", line: None, message: "is empty".into() });
+        return Err(TemplateError {
+            part: "HTML body",
+            line: None,
+            message: "is empty".into(),
+        });
     }
     let rendered = Renderer::default().render(None, source, kind, &context::sample(kind))?;
     if rendered.subject.is_empty() {
@@ -201,14 +234,37 @@ fn to_template_error(part: &'static str, err: Error) -> TemplateError {
             "{} (a variable that this trigger does not have, or a typo)",
             err.detail().unwrap_or("undefined value")
         ),
-        _ => err.detail().map(str::to_owned).unwrap_or_else(|| err.kind().to_string()),
+        _ => err
+            .detail()
+            .map(str::to_owned)
+            .unwrap_or_else(|| err.kind().to_string()),
     };
-    TemplateError { part, line: err.line(), message }
+    TemplateError {
+        part,
+        line: err.line(),
+        message,
+    }
 }
 
-/// A plain-text part derived from HTML: readable paragraphs, links kept as numbered references.
+/// A plain-text part derived from HTML: readable paragraphs, links kept as numbered references
+/// in full (a wrapped URL is not clickable). Email layouts are tables; raw mode reads them as
+/// one column instead of drawing their borders.
 pub fn html_to_text(html: &str) -> String {
-    html2text::from_read(html.as_bytes(), 78).unwrap_or_else(|_| html.to_owned())
+    let text = html2text::config::plain()
+        .raw_mode(true)
+        .no_link_wrapping()
+        .string_from_read(html.as_bytes(), 78)
+        .unwrap_or_else(|_| html.to_owned());
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = 0;
+    for line in text.lines().map(str::trim_end) {
+        blank_run = if line.is_empty() { blank_run + 1 } else { 0 };
+        if blank_run < 2 {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.trim().to_owned()
 }
 
 /// A subject is a single header line.
@@ -230,21 +286,37 @@ mod tests {
         }
     }
 
-    fn render(kind: TriggerKind, src: &TemplateSource, facts: &EmailFacts) -> Result<RenderedEmail, TemplateError> {
+    fn render(
+        kind: TriggerKind,
+        src: &TemplateSource,
+        facts: &EmailFacts,
+    ) -> Result<RenderedEmail, TemplateError> {
         Renderer::default().render(None, src, kind, facts)
     }
 
     #[test]
     fn an_undefined_variable_is_refused_with_part_and_line() {
-        let err = validate(PaymentFailed, &source("Hi", "<p>ok</p>\n<p>{{ custmer.name }}</p>", None)).unwrap_err();
+        let err = validate(
+            PaymentFailed,
+            &source("Hi", "<p>ok</p>\n<p>{{ custmer.name }}</p>", None),
+        )
+        .unwrap_err();
         assert_eq!((err.part, err.line), ("HTML body", Some(2)));
         assert!(err.message.contains("undefined"), "{err}");
         assert_eq!(err.to_string().split(':').next(), Some("HTML body, line 2"));
 
         // A variable of another trigger is as wrong as a typo.
-        let err = validate(SubscriptionCreated, &source("{{ refund.amount }}", "<p>x</p>", None)).unwrap_err();
+        let err = validate(
+            SubscriptionCreated,
+            &source("{{ refund.amount }}", "<p>x</p>", None),
+        )
+        .unwrap_err();
         assert_eq!(err.part, "subject");
-        let err = validate(RefundCompleted, &source("ok", "<p>x</p>", Some("{{ failure.reason }}"))).unwrap_err();
+        let err = validate(
+            RefundCompleted,
+            &source("ok", "<p>x</p>", Some("{{ failure.reason }}")),
+        )
+        .unwrap_err();
         assert_eq!(err.part, "text body");
 
         let err = validate(PaymentReceived, &source("ok", "{% if %}", None)).unwrap_err();
@@ -258,7 +330,11 @@ mod tests {
         facts.customer_name = Some("Tom & <Jerry>".into());
         let out = render(
             PaymentReceived,
-            &source("Hi {{ customer.name }}", "<p>{{ customer.name }}</p>", Some("Hi {{ name }}")),
+            &source(
+                "Hi {{ customer.name }}",
+                "<p>{{ customer.name }}</p>",
+                Some("Hi {{ name }}"),
+            ),
             &facts,
         )
         .unwrap();
@@ -270,13 +346,35 @@ mod tests {
     #[test]
     fn seed_aliases_and_absent_values() {
         let facts = sample(RefundCompleted);
-        let out = render(RefundCompleted, &source("{{ name }}: {{ amountRefunded }}", "<p>[{{ receipt_url }}]</p>", None), &facts).unwrap();
+        let out = render(
+            RefundCompleted,
+            &source(
+                "{{ name }}: {{ amountRefunded }}",
+                "<p>[{{ receipt_url }}]</p>",
+                None,
+            ),
+            &facts,
+        )
+        .unwrap();
         assert_eq!(out.subject, "Jenny Rosen: $20.00");
-        let facts = EmailFacts { receipt_url: None, ..facts };
-        let out = render(RefundCompleted, &source("s", "<p>[{{ receipt_url }}]</p>", None), &facts).unwrap();
+        let facts = EmailFacts {
+            receipt_url: None,
+            ..facts
+        };
+        let out = render(
+            RefundCompleted,
+            &source("s", "<p>[{{ receipt_url }}]</p>", None),
+            &facts,
+        )
+        .unwrap();
         assert_eq!(out.html, "<p>[]</p>", "an absent value prints as nothing");
 
-        let out = render(PaymentFailed, &source("{{ failReason }}", "<p>{{ failure.reason }}</p>", None), &sample(PaymentFailed)).unwrap();
+        let out = render(
+            PaymentFailed,
+            &source("{{ failReason }}", "<p>{{ failure.reason }}</p>", None),
+            &sample(PaymentFailed),
+        )
+        .unwrap();
         assert_eq!(out.subject, "Your card was declined.");
     }
 
@@ -295,7 +393,12 @@ mod tests {
         .unwrap();
         assert_eq!(out.subject, "August 8, 2026 | 2026-08-08 | 7");
         assert_eq!(out.html, "<p>¥2,000 KWD 1.500 $20.00 USD</p>");
-        let err = render(RenewalUpcoming, &source("{{ renewal_date | date('%Y-%') }}", "x", None), &facts).unwrap_err();
+        let err = render(
+            RenewalUpcoming,
+            &source("{{ renewal_date | date('%Y-%') }}", "x", None),
+            &facts,
+        )
+        .unwrap_err();
         assert!(err.message.contains("date format"), "{err}");
     }
 
@@ -303,26 +406,51 @@ mod tests {
     fn text_is_derived_from_html_keeping_links() {
         let out = render(
             PaymentReceived,
-            &source("s", "<h1>Thanks</h1><p>See <a href=\"{{ invoice.url }}\">your invoice</a>.</p>", None),
+            &source(
+                "s",
+                "<h1>Thanks</h1><p>See <a href=\"{{ invoice.url }}\">your invoice</a>.</p>",
+                None,
+            ),
             &sample(PaymentReceived),
         )
         .unwrap();
         assert!(out.text.contains("Thanks"), "{}", out.text);
-        assert!(out.text.contains("https://invoice.stripe.com/i/sample"), "{}", out.text);
+        assert!(
+            out.text.contains("https://invoice.stripe.com/i/sample"),
+            "{}",
+            out.text
+        );
         assert!(!out.text.contains("<p>"), "{}", out.text);
     }
 
     #[test]
     fn the_sandbox_has_no_files_and_a_fuel_limit() {
-        let err = validate(PaymentReceived, &source("s", "{% include 'etc/passwd' %}", None)).unwrap_err();
+        let err = validate(
+            PaymentReceived,
+            &source("s", "{% include 'etc/passwd' %}", None),
+        )
+        .unwrap_err();
         assert_eq!(err.part, "HTML body");
-        let err = validate(PaymentReceived, &source("s", "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", None)).unwrap_err();
+        let err = validate(
+            PaymentReceived,
+            &source(
+                "s",
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+                None,
+            ),
+        )
+        .unwrap_err();
         assert!(err.message.contains("fuel"), "{err}");
     }
 
     #[test]
     fn the_subject_is_one_line() {
-        let out = render(SubscriptionCancelled, &source("Bye\n  {{ name }}\r\n!", "x", None), &sample(SubscriptionCancelled)).unwrap();
+        let out = render(
+            SubscriptionCancelled,
+            &source("Bye\n  {{ name }}\r\n!", "x", None),
+            &sample(SubscriptionCancelled),
+        )
+        .unwrap();
         assert_eq!(out.subject, "Bye Jenny Rosen !");
     }
 
@@ -332,9 +460,18 @@ mod tests {
         let facts = sample(TrialEnding);
         let v1 = source("one {{ name }}", "x", None);
         let v2 = source("two {{ name }}", "x", None);
-        let r = |key: (&str, &str), src: &TemplateSource| renderer.render(Some(key), src, TrialEnding, &facts).unwrap().subject;
+        let r = |key: (&str, &str), src: &TemplateSource| {
+            renderer
+                .render(Some(key), src, TrialEnding, &facts)
+                .unwrap()
+                .subject
+        };
         assert_eq!(r(("7", "100"), &v1), "one Jenny Rosen");
-        assert_eq!(r(("7", "100"), &v2), "one Jenny Rosen", "same version: compiled once");
+        assert_eq!(
+            r(("7", "100"), &v2),
+            "one Jenny Rosen",
+            "same version: compiled once"
+        );
         assert_eq!(r(("7", "101"), &v2), "two Jenny Rosen");
     }
 }

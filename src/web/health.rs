@@ -13,7 +13,7 @@ use crate::web::json_response;
 
 #[handler]
 pub async fn healthz(Data(state): Data<&Arc<AppState>>) -> Response {
-    match db::read(&state.pool, db::schema_version).await {
+    match db::call(&state.pool, db::schema_version).await {
         Ok(version) => json_response(
             StatusCode::OK,
             serde_json::json!({ "status": "ok", "database": "ok", "schema_version": version }),

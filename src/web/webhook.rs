@@ -60,7 +60,7 @@ async fn intake(
         .map_err(|e| e.into_error(limit))?;
 
     let id = integration_id.to_owned();
-    let integration = db::read(&state.pool, move |conn| integrations::get(conn, &id))
+    let integration = db::call(&state.pool, move |conn| integrations::get(conn, &id))
         .await?
         .ok_or_else(|| Error::UnknownIntegration(integration_id.to_owned()))?;
 

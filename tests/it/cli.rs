@@ -321,7 +321,10 @@ fn migrate_and_help() {
     let (ok, out, _) = run(mmc(dir.path(), &["migrate", "--database", "data/state.db"]));
     let latest = mailmycustomer::db::latest_embedded_version();
     assert!(latest >= 2);
-    assert!(ok && out.contains(&format!("schema version {latest}")), "{out}");
+    assert!(
+        ok && out.contains(&format!("schema version {latest}")),
+        "{out}"
+    );
     assert!(dir.path().join("data/state.db").exists());
 
     let (ok, out, _) = run(mmc(dir.path(), &["--help"]));

@@ -302,6 +302,9 @@ impl State {
             ("GET", [collection]) if collection == "invoice_payments" => {
                 (200, self.invoice_payments(req), Vec::new())
             }
+            ("GET", [collection]) if collection == "refunds" => {
+                (200, self.refunds(req), Vec::new())
+            }
             ("GET", [collection, id]) if known(collection).is_some() => {
                 match self.objects.get(&(collection.clone(), id.clone())) {
                     Some(object) => (200, object.clone(), Vec::new()),
@@ -310,6 +313,20 @@ impl State {
             }
             _ => (404, unrecognized(req), Vec::new()),
         }
+    }
+
+    /// `GET /v1/refunds?charge=…`, newest first as Stripe lists them.
+    fn refunds(&self, req: &Recorded) -> Value {
+        let charge = req.param("charge");
+        let mut data: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((collection, _), _)| collection == "refunds")
+            .map(|(_, refund)| refund.clone())
+            .filter(|r| charge.is_none() || r["charge"].as_str() == charge.as_deref())
+            .collect();
+        data.sort_by_key(|r| std::cmp::Reverse(r["created"].as_i64().unwrap_or(0)));
+        json!({"object": "list", "data": data, "has_more": false, "url": "/v1/refunds"})
     }
 
     /// `GET /v1/invoice_payments`, filtered by `invoice`, `payment[type]` and

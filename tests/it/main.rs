@@ -4,5 +4,6 @@ mod cli;
 mod fake_stripe;
 mod install;
 mod intake;
+mod pipeline;
 mod stripe_api;
 mod support;
