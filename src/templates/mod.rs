@@ -5,5 +5,6 @@
 pub mod choose;
 pub mod context;
 pub mod defaults;
+pub mod files;
 pub mod money;
 pub mod render;

@@ -340,3 +340,232 @@ fn migrate_and_help() {
         assert!(out.contains(command), "--help lacks {command}: {out}");
     }
 }
+
+#[test]
+fn templates_are_checked_on_save_listed_exported_and_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("bad.html"),
+        "<p>Hello</p>\n<p>{{ customer.nmae }}</p>\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(mmc(
+        d,
+        &[
+            "template",
+            "set",
+            "--trigger",
+            "payment_failed",
+            "--subject",
+            "Oops",
+            "--html-file",
+            "bad.html",
+        ],
+    ));
+    assert!(!ok, "an undefined variable must be refused");
+    assert!(
+        err.contains("HTML body, line 2") && err.contains("undefined"),
+        "{err}"
+    );
+
+    let (ok, _, err) = run(mmc(
+        d,
+        &[
+            "template",
+            "set",
+            "--trigger",
+            "payment_faild",
+            "--subject",
+            "x",
+            "--html-file",
+            "bad.html",
+        ],
+    ));
+    assert!(
+        !ok && err.contains("payment_failed"),
+        "unknown trigger names the valid ones: {err}"
+    );
+
+    std::fs::write(
+        d.join("good.html"),
+        "<p>Hi {{ name }}, {{ failReason }} ({{ amount }})</p>",
+    )
+    .unwrap();
+    let (ok, out, err) = run(mmc(
+        d,
+        &[
+            "template",
+            "set",
+            "--trigger",
+            "payment_failed",
+            "--product",
+            "prod_gold",
+            "--subject",
+            "Payment problem, {{ customer.name }}",
+            "--html-file",
+            "good.html",
+        ],
+    ));
+    assert!(ok, "{err}");
+    let id: i64 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
+
+    let (ok, out, _) = run(mmc(d, &["template", "list"]));
+    assert!(ok);
+    assert_eq!(
+        out.lines().count(),
+        1 + 7 + 1,
+        "header, 7 built-ins, ours: {out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!("{id} "))
+            && l.contains("prod_gold")
+            && l.contains("Payment problem")),
+        "{out}"
+    );
+
+    let (ok, out, _) = run(mmc(d, &["template", "show", &id.to_string()]));
+    assert!(ok);
+    assert!(
+        out.contains("failure.reason")
+            && out.contains("Hi Jenny Rosen, Your card was declined. ($20.00)"),
+        "{out}"
+    );
+
+    let (ok, out, _) = run(mmc(d, &["template", "export", "exported"]));
+    assert!(ok && out.contains("exported 8"), "{out}");
+    let file = d.join("exported/payment_failed.prod_gold.any-plan.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("{{ failReason }}") && text.contains("prod_gold"),
+        "{text}"
+    );
+
+    // An import is all or nothing: one broken file and nothing changes.
+    std::fs::write(
+        &file,
+        text.replace("{{ failReason }}", "{{ fail_reason }}")
+            .replace("Payment problem", "Changed"),
+    )
+    .unwrap();
+    let (ok, _, err) = run(mmc(d, &["template", "import", "exported"]));
+    assert!(
+        !ok && err.contains("payment_failed.prod_gold.any-plan.toml")
+            && err.contains("nothing imported"),
+        "{err}"
+    );
+    let (_, out, _) = run(mmc(d, &["template", "list"]));
+    assert!(
+        out.contains("Payment problem") && !out.contains("Changed"),
+        "{out}"
+    );
+
+    std::fs::write(&file, text.replace("Payment problem", "Changed")).unwrap();
+    let (ok, out, err) = run(mmc(d, &["template", "import", "exported"]));
+    assert!(ok && out.contains("imported 8"), "{out}{err}");
+    let (_, out, _) = run(mmc(d, &["template", "list"]));
+    assert!(
+        out.contains("Changed, {{ customer.name }}") && !out.contains("Payment problem"),
+        "{out}"
+    );
+
+    let (ok, _, _) = run(mmc(d, &["template", "disable", &id.to_string()]));
+    assert!(ok);
+    let (_, out, _) = run(mmc(d, &["template", "list"]));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{id} ")) && l.contains(" no ")),
+        "{out}"
+    );
+    let (ok, _, _) = run(mmc(d, &["template", "remove", &id.to_string()]));
+    assert!(ok);
+    let (ok, _, err) = run(mmc(d, &["template", "remove", &id.to_string()]));
+    assert!(!ok && err.contains("no template"), "{err}");
+}
+
+#[test]
+fn preview_shows_the_email_an_event_file_would_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = crate::support::fixtures_dir().join("events/invoice.paid.json");
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &["preview", "--event", event.to_str().unwrap()],
+    ));
+    assert!(ok, "{err}");
+    assert!(out.contains("trigger: payment_received"), "{out}");
+    assert!(
+        out.contains("to: Jenny Rosen <jenny.rosen@example.com>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("subject: Payment received: $20.00, thank you"),
+        "{out}"
+    );
+    assert!(!out.contains("<html"), "HTML only with --html");
+
+    let ignored = crate::support::fixtures_dir()
+        .join("events/customer.subscription.updated.cancel_at_period_end.json");
+    let (ok, out, _) = run(mmc(
+        dir.path(),
+        &["preview", "--event", ignored.to_str().unwrap()],
+    ));
+    assert!(
+        ok && out.contains("no email: customer.subscription.updated"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_with_an_integration_looks_up_what_the_event_lacks() {
+    let fake = crate::fake_stripe::FakeStripe::start().await;
+    fake.customer(
+        "cus_QXg1o8vcGmoR32",
+        Some("jenny@rosen.example"),
+        Some("Jenny R."),
+    );
+    fake.product("prod_QXg1hqf4jFNsqG", "Sock club");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "Sock shop",
+            "--webhook-secret",
+            SECRET,
+            "--api-key",
+            "rk_test_51SockShop0000000",
+        ],
+    ));
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    let event = crate::support::fixtures_dir().join("events/customer.subscription.created.json");
+    let dir_path = dir.path().to_owned();
+    let base = fake.base_url.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        run(mmc(
+            &dir_path,
+            &[
+                "preview",
+                "--event",
+                event.to_str().unwrap(),
+                "--integration",
+                &id,
+                "--html",
+            ],
+        )
+        .env("MMC_STRIPE__API_BASE", base))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("to: Jenny R. <jenny@rosen.example>"), "{out}");
+    assert!(out.contains("subject: Welcome to Sock club"), "{out}");
+    assert!(out.contains("Sock shop") && out.contains("<html"), "{out}");
+    assert_eq!(fake.count("/v1/customers/cus_QXg1o8vcGmoR32"), 1);
+}

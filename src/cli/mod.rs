@@ -1,16 +1,18 @@
 //! The command line: parses arguments, loads the config, and runs one command. Errors are
 //! returned as `anyhow` chains for `main` to print; this is the only place anyhow is used.
 
-use std::io::{BufRead, Write};
+mod integration;
+mod template;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, LogFormat, Overrides};
-use crate::db::{self, integrations};
+use crate::db;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,7 +45,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the server: receive Stripe webhooks and store them (migrates the database first).
     Serve {
         /// Address to listen on, e.g. 0.0.0.0:8080; overrides server.listen.
@@ -76,10 +78,29 @@ enum Command {
         #[command(subcommand)]
         action: IntegrationAction,
     },
+    /// Manage email templates (per trigger, optionally per product and plan).
+    Template {
+        #[command(subcommand)]
+        action: template::TemplateAction,
+    },
+    /// Show what a Stripe event file would send: the trigger, the template and the rendered
+    /// email. Sends nothing.
+    Preview {
+        /// A Stripe event as JSON (e.g. saved from the Dashboard or `stripe events retrieve`).
+        #[arg(long, value_name = "FILE.json")]
+        event: PathBuf,
+        /// Use this integration's name, templates and API key for lookups (customer email,
+        /// product names); without it, only what the event carries is used.
+        #[arg(long, value_name = "ID")]
+        integration: Option<String>,
+        /// Also print the HTML part.
+        #[arg(long)]
+        html: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
-enum ConfigAction {
+pub enum ConfigAction {
     /// Validate the config file, environment and flags; exit 1 with every problem found.
     Check,
     /// Print the effective config as TOML, secrets redacted.
@@ -87,7 +108,7 @@ enum ConfigAction {
 }
 
 #[derive(Debug, Subcommand)]
-enum IntegrationAction {
+pub enum IntegrationAction {
     /// Add a Stripe account; prints its id and the webhook URL to give Stripe.
     Add {
         /// A name you recognise, e.g. your shop's.
@@ -154,7 +175,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Command::Serve { .. } => serve(config, cli.config.is_some()),
                 Command::Migrate => migrate(&config),
                 Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
-                Command::Integration { action } => integration(&config, action),
+                Command::Integration { action } => integration::run(&config, action),
+                Command::Template { action } => template::run(&config, action),
+                Command::Preview {
+                    event,
+                    integration,
+                    html,
+                } => template::preview(&config, &event, integration.as_deref(), html),
                 Command::InitConfig | Command::Config { .. } => unreachable!("handled above"),
             }
         }
@@ -182,7 +209,7 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!(e))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
@@ -234,7 +261,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing requests in flight");
 }
 
-fn open_db(config: &Config) -> anyhow::Result<rusqlite::Connection> {
+pub(crate) fn open_db(config: &Config) -> anyhow::Result<rusqlite::Connection> {
     let mut conn = db::open(
         &config.database.path,
         Duration::from_millis(config.database.busy_timeout_ms),
@@ -283,118 +310,4 @@ fn healthcheck(config: &Config, url: Option<String>, timeout: u64) -> anyhow::Re
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// `-` means "read it from standard input", which keeps secrets out of shell history and `ps`.
-fn secret_arg(value: String, what: &str) -> anyhow::Result<String> {
-    if value != "-" {
-        return Ok(value.trim().to_owned());
-    }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .with_context(|| format!("reading the {what} from standard input"))?;
-    Ok(line.trim().to_owned())
-}
-
-fn integration(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCode> {
-    let conn = open_db(config)?;
-    match action {
-        IntegrationAction::Add {
-            name,
-            webhook_secret,
-            api_key,
-            account,
-        } => {
-            let name = name.trim();
-            if name.is_empty() {
-                bail!("--name is empty");
-            }
-            let webhook_secret = secret_arg(webhook_secret, "webhook secret")?;
-            if !webhook_secret.starts_with("whsec_") || webhook_secret.len() < 10 {
-                bail!(
-                    "--webhook-secret must be an endpoint signing secret starting with whsec_ \
-                     (Stripe Dashboard → Developers → Webhooks → your endpoint → Signing secret, \
-                     or `stripe listen --print-secret`)"
-                );
-            }
-            let api_key = api_key.map(|k| secret_arg(k, "API key")).transpose()?;
-            if let Some(key) = &api_key {
-                if key.starts_with("pk_") {
-                    bail!("--api-key is a publishable key (pk_…); it cannot read customers. Use a restricted key (rk_…) or a secret key (sk_…)");
-                }
-                if !(key.starts_with("sk_") || key.starts_with("rk_")) {
-                    bail!("--api-key must be a secret (sk_…) or restricted (rk_…) Stripe API key");
-                }
-            }
-            if let Some(acct) = &account {
-                if !acct.starts_with("acct_") {
-                    bail!("--account must be a Stripe account id starting with acct_");
-                }
-            }
-            let added = integrations::insert(
-                &conn,
-                &integrations::NewIntegration {
-                    name,
-                    webhook_secret: &webhook_secret,
-                    api_key: api_key.as_deref(),
-                    stripe_account: account.as_deref(),
-                },
-            )?;
-            let url = config.webhook_url(&added.id);
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "id: {}", added.id)?;
-            writeln!(out, "webhook_url: {url}")?;
-            writeln!(
-                out,
-                "\nIn Stripe: Dashboard → Developers → Webhooks → Add endpoint, paste the URL above."
-            )?;
-            writeln!(
-                out,
-                "For local testing: stripe listen --forward-to {}",
-                Config {
-                    server: config::ServerConfig {
-                        public_url: String::new(),
-                        ..config.server.clone()
-                    },
-                    ..config.clone()
-                }
-                .webhook_url(&added.id)
-            )?;
-            if config.server.public_url.is_empty() {
-                writeln!(out, "Note: server.public_url is not set, so this URL is only reachable from this machine.")?;
-            }
-        }
-        IntegrationAction::List => {
-            let all = integrations::list(&conn)?;
-            if all.is_empty() {
-                println!("no integrations; add one with `mailmycustomer integration add`");
-            }
-            for i in all {
-                println!(
-                    "{}  {}  status={}  account={}  webhook_secret={}  api_key={}\n    {}",
-                    i.id,
-                    i.name,
-                    i.status,
-                    i.stripe_account.as_deref().unwrap_or("-"),
-                    integrations::redact(&i.webhook_secret),
-                    i.api_key
-                        .as_deref()
-                        .map(integrations::redact)
-                        .unwrap_or("-".into()),
-                    config.webhook_url(&i.id),
-                );
-            }
-        }
-        IntegrationAction::Remove { id } => {
-            if !integrations::remove(&conn, &id)? {
-                bail!(
-                    "no integration with id {id:?}; `mailmycustomer integration list` shows them"
-                );
-            }
-            println!("removed integration {id}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

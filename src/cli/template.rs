@@ -1,0 +1,281 @@
+//! `mailmycustomer template …` and `mailmycustomer preview`: the merchant's templates from the
+//! command line, and what an event file would send.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+
+use super::{open_db, runtime};
+use crate::config::Config;
+use crate::db::deliveries::Status;
+use crate::db::integrations::{self, Integration};
+use crate::db::templates::{self, TemplateInput};
+use crate::db::{self};
+use crate::pipeline::prepare::{Outcome, Preparer};
+use crate::stripe::api::StripeClient;
+use crate::templates::context;
+use crate::templates::files::TemplateFile;
+use crate::templates::render::{validate, Renderer, TemplateSource};
+use crate::trigger::TriggerKind;
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateAction {
+    /// List templates: id, trigger, product, plan, enabled, subject.
+    List,
+    /// Add a template, or replace the one with the same trigger, product and plan. It is checked
+    /// against a sample event first; an unknown variable is refused with its line.
+    Set {
+        /// One of subscription_created, subscription_cancelled, payment_failed,
+        /// renewal_upcoming, trial_ending, payment_received, refund_completed.
+        #[arg(long)]
+        trigger: TriggerKind,
+        /// Only for this Stripe product (prod_…); default: any product.
+        #[arg(long, value_name = "prod_…")]
+        product: Option<String>,
+        /// Only for this Stripe price / plan (price_…); default: any plan.
+        #[arg(long, value_name = "price_…")]
+        plan: Option<String>,
+        /// The subject line (a template too, e.g. "Welcome, {{ customer.name }}").
+        #[arg(long)]
+        subject: String,
+        /// The HTML body.
+        #[arg(long, value_name = "FILE")]
+        html_file: PathBuf,
+        /// The plain-text body; default: derived from the HTML.
+        #[arg(long, value_name = "FILE")]
+        text_file: Option<PathBuf>,
+        /// Store it switched off.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Show a template, its variables, and a preview with a sample event.
+    Show { id: i64 },
+    /// Remove a template. Removing a trigger's last template stops that email.
+    Remove { id: i64 },
+    /// Switch a template on.
+    Enable { id: i64 },
+    /// Switch a template off (the next less specific template is used instead).
+    Disable { id: i64 },
+    /// Write every template to DIR, one TOML file each (to keep them in git).
+    Export { dir: PathBuf },
+    /// Read every *.toml in DIR and save them; nothing is saved if any is invalid.
+    Import { dir: PathBuf },
+}
+
+pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> {
+    let mut conn = open_db(config)?;
+    match action {
+        TemplateAction::List => {
+            println!(
+                "{:<4} {:<23} {:<24} {:<32} {:<8} SUBJECT",
+                "ID", "TRIGGER", "PRODUCT", "PLAN", "ENABLED"
+            );
+            for t in templates::list(&conn)? {
+                println!(
+                    "{:<4} {:<23} {:<24} {:<32} {:<8} {}",
+                    t.id,
+                    t.trigger.as_str(),
+                    t.product_id.as_deref().unwrap_or("any"),
+                    t.plan_id.as_deref().unwrap_or("any"),
+                    if t.enabled { "yes" } else { "no" },
+                    t.source.subject
+                );
+            }
+        }
+        TemplateAction::Set {
+            trigger,
+            product,
+            plan,
+            subject,
+            html_file,
+            text_file,
+            disabled,
+        } => {
+            let html = read(&html_file)?;
+            let text = text_file.as_deref().map(read).transpose()?;
+            let saved = templates::save(
+                &conn,
+                &TemplateInput {
+                    trigger,
+                    product_id: product,
+                    plan_id: plan,
+                    source: TemplateSource {
+                        subject,
+                        html,
+                        text,
+                    },
+                    enabled: !disabled,
+                },
+            )?;
+            println!("saved template {} ({})", saved.id, saved.scope());
+        }
+        TemplateAction::Show { id } => {
+            let t = templates::get(&conn, id)?
+                .with_context(|| format!("no template {id}; `template list` shows them"))?;
+            println!(
+                "template {} ({}), {}",
+                t.id,
+                t.scope(),
+                if t.enabled { "enabled" } else { "disabled" }
+            );
+            println!(
+                "variables: {}",
+                context::variable_names(t.trigger).join(", ")
+            );
+            println!("subject: {}", t.source.subject);
+            println!("--- html ---\n{}", t.source.html.trim_end());
+            if let Some(text) = &t.source.text {
+                println!("--- text ---\n{}", text.trim_end());
+            }
+            match validate(t.trigger, &t.source) {
+                Ok(sample) => println!(
+                    "--- preview with a sample event ---\nsubject: {}\n{}",
+                    sample.subject, sample.text
+                ),
+                Err(e) => println!("--- this template no longer renders: {e}"),
+            }
+        }
+        TemplateAction::Remove { id } => {
+            if !templates::remove(&conn, id)? {
+                bail!("no template {id}; `template list` shows them");
+            }
+            println!("removed template {id}");
+        }
+        TemplateAction::Enable { id } | TemplateAction::Disable { id } => {
+            let enable = matches!(action, TemplateAction::Enable { .. });
+            if !templates::set_enabled(&conn, id, enable)? {
+                bail!("no template {id}; `template list` shows them");
+            }
+            println!(
+                "template {id} {}",
+                if enable { "enabled" } else { "disabled" }
+            );
+        }
+        TemplateAction::Export { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let all = templates::list(&conn)?;
+            for t in &all {
+                let file = TemplateFile::new(
+                    t.trigger,
+                    t.product_id.clone(),
+                    t.plan_id.clone(),
+                    t.enabled,
+                    &t.source,
+                );
+                let path = dir.join(file.file_name());
+                std::fs::write(&path, file.to_toml())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("exported {} templates to {}", all.len(), dir.display());
+        }
+        TemplateAction::Import { dir } => {
+            let mut inputs = Vec::new();
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            paths.sort();
+            let mut problems = Vec::new();
+            for path in &paths {
+                match TemplateFile::from_toml(&read(path)?).and_then(|f| {
+                    let trigger: TriggerKind = f
+                        .trigger
+                        .parse()
+                        .map_err(|e: crate::trigger::UnknownTrigger| e.to_string())?;
+                    let input = TemplateInput {
+                        trigger,
+                        product_id: f.product.clone(),
+                        plan_id: f.plan.clone(),
+                        source: f.source(),
+                        enabled: f.enabled,
+                    };
+                    validate(trigger, &input.source).map_err(|e| e.to_string())?;
+                    Ok(input)
+                }) {
+                    Ok(input) => inputs.push(input),
+                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                }
+            }
+            if !problems.is_empty() {
+                bail!("nothing imported:\n  {}", problems.join("\n  "));
+            }
+            let tx = conn.transaction()?;
+            for input in &inputs {
+                templates::save(&tx, input)?;
+            }
+            tx.commit()?;
+            println!("imported {} templates from {}", inputs.len(), dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+pub fn preview(
+    config: &Config,
+    event: &Path,
+    integration: Option<&str>,
+    html: bool,
+) -> anyhow::Result<ExitCode> {
+    let payload = read(event)?;
+    let conn = open_db(config)?;
+    let integration = match integration {
+        Some(id) => integrations::get(&conn, id)?
+            .with_context(|| format!("no integration {id:?}; `integration list` shows them"))?,
+        None => Integration {
+            id: "preview".into(),
+            name: "Your shop".into(),
+            webhook_secret: String::new(),
+            api_key: None,
+            stripe_account: None,
+            status: "active".into(),
+            created_at: 0,
+            from_address: None,
+        },
+    };
+    drop(conn);
+    let busy = std::time::Duration::from_millis(config.database.busy_timeout_ms);
+    let preparer = Arc::new(Preparer {
+        pool: db::pool(&config.database.path, busy, 2)?,
+        stripe: StripeClient::new(&config.stripe.api_base),
+        renderer: Renderer::default(),
+    });
+    let outcome =
+        runtime()?.block_on(async move { preparer.prepare(&integration, None, &payload).await });
+    match outcome {
+        Outcome::Ignore(reason) => println!("no email: {reason}"),
+        Outcome::Retry(reason) => println!("no email yet, would retry: {reason}"),
+        Outcome::Disconnect(reason) => println!("no email: {reason}"),
+        Outcome::Delivery(d) => {
+            println!("trigger: {}\nbusiness key: {}", d.trigger, d.business_key);
+            if let Some(id) = d.template_id {
+                println!("template: {id}");
+            }
+            if d.status != Status::Queued {
+                println!("no email: {}", d.note.as_deref().unwrap_or("?"));
+                return Ok(ExitCode::FAILURE);
+            }
+            let to = d.recipient.as_deref().unwrap_or_default();
+            match &d.recipient_name {
+                Some(name) => println!("to: {name} <{to}>"),
+                None => println!("to: {to}"),
+            }
+            println!(
+                "subject: {}\n--- text ---\n{}",
+                d.subject.unwrap_or_default(),
+                d.text.unwrap_or_default()
+            );
+            if html {
+                println!("--- html ---\n{}", d.html.unwrap_or_default());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
