@@ -188,6 +188,8 @@ pub struct OutboxConfig {
     pub max_retry_hours: u64,
     /// A message claimed by a process that died is picked up again after this many seconds.
     pub lease_secs: u64,
+    /// The first retry waits about this long; each further one twice as long, at most an hour.
+    pub retry_base_secs: u64,
     /// Delete sent, failed and skipped deliveries (and their events) older than this many days;
     /// 0 keeps everything.
     pub retention_days: u64,
@@ -198,6 +200,7 @@ impl Default for OutboxConfig {
         OutboxConfig {
             max_retry_hours: 72,
             lease_secs: 300,
+            retry_base_secs: 60,
             retention_days: 0,
         }
     }
@@ -327,6 +330,9 @@ impl Config {
         }
         if self.outbox.lease_secs < 10 {
             problems.push("outbox.lease_secs must be at least 10".to_owned());
+        }
+        if self.outbox.retry_base_secs == 0 {
+            problems.push("outbox.retry_base_secs must be at least 1".to_owned());
         }
         if self.database.path.as_os_str().is_empty() {
             problems.push("database.path is empty".to_owned());

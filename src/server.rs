@@ -10,8 +10,10 @@ use poem::Server;
 
 use tokio::sync::{watch, Notify};
 
-use crate::db::{self, writer::EventWriter, Pool};
-use crate::pipeline::{prepare::Preparer, Processor};
+use crate::db::{self, deliveries, writer::EventWriter, Pool};
+use crate::outbox::sender::Sender;
+use crate::outbox::smtp::Mailer;
+use crate::pipeline::{prepare::Preparer, Processor, WAITING_FOR_SMTP};
 use crate::stripe::api::StripeClient;
 use crate::templates::render::Renderer;
 use crate::{web, Config, Error};
@@ -33,12 +35,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
+    let mailer = match config.smtp.is_configured() {
+        true => Some(Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?),
+        false => None,
+    };
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let path = config.database.path.clone();
     let (writer_conn, processor_conn, schema_version) = tokio::task::spawn_blocking(move || {
         let mut conn = db::open(&path, busy_timeout)?;
         let version = db::migrate(&mut conn)?;
-        Ok::<_, Error>((conn, db::open(&path, busy_timeout)?, version))
+        Ok::<_, Error>((conn, db::open_background(&path, busy_timeout)?, version))
     })
     .await
     .map_err(|e| Error::Io(std::io::Error::other(e)))??;
@@ -59,8 +66,11 @@ pub async fn serve(
         new_deliveries: new_deliveries.clone(),
         smtp_configured: config.smtp.is_configured(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
+        retention: (config.outbox.retention_days > 0)
+            .then(|| Duration::from_secs(config.outbox.retention_days * 86_400)),
     };
     let processor = tokio::spawn(processor.run(stopped.clone()));
+    let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;
 
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let addresses = acceptor.local_addr();
@@ -92,6 +102,11 @@ pub async fn serve(
     if let Err(e) = processor.await {
         tracing::error!(error = %e, "the event processor panicked");
     }
+    if let Some(sender) = sender {
+        if let Err(e) = sender.await {
+            tracing::error!(error = %e, "the sender panicked");
+        }
+    }
     // The routes held the last writer handle; once they are gone the writer drains its queue
     // and ends, so every answered webhook is on disk before serve returns.
     tokio::task::spawn_blocking(move || writer_thread.join())
@@ -100,4 +115,47 @@ pub async fn serve(
         .map_err(|_| Error::Io(std::io::Error::other("the event writer thread panicked")))?;
     tracing::info!("stopped");
     Ok(served?)
+}
+
+/// Starts the sender when SMTP is configured. Without it, deliveries are still prepared and wait
+/// in the outbox, each marked with why.
+async fn start_sender(
+    config: &Config,
+    mailer: Option<Mailer>,
+    pool: &Pool,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    let Some(mailer) = mailer else {
+        let waiting = db::call(pool, |c| deliveries::note_waiting(c, WAITING_FOR_SMTP)).await?;
+        tracing::warn!(
+            waiting,
+            "SMTP is not configured (smtp.host): emails are prepared and wait in the outbox"
+        );
+        return Ok(None);
+    };
+    db::call(pool, |c| deliveries::clear_note(c, WAITING_FOR_SMTP)).await?;
+    let path = config.database.path.clone();
+    let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
+    let conn = tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let sender = Arc::new(Sender {
+        pool: pool.clone(),
+        conn: Arc::new(Mutex::new(conn)),
+        mailer,
+        wake,
+        workers: config.smtp.pool_size,
+        rate_limit: Some(config.smtp.rate_limit_per_sec).filter(|r| *r > 0),
+        max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
+        lease: Duration::from_secs(config.outbox.lease_secs),
+        retry_base: Duration::from_secs(config.outbox.retry_base_secs),
+        next_slot: Mutex::new(None),
+    });
+    tracing::info!(
+        relay = %format!("{}:{}", config.smtp.host, config.smtp.port),
+        connections = config.smtp.pool_size,
+        "sending through SMTP"
+    );
+    Ok(Some(tokio::spawn(sender.run(stop))))
 }

@@ -2,6 +2,7 @@
 //! returned as `anyhow` chains for `main` to print; this is the only place anyhow is used.
 
 mod integration;
+mod log;
 mod template;
 
 use std::path::PathBuf;
@@ -82,6 +83,20 @@ pub enum Command {
     Template {
         #[command(subcommand)]
         action: template::TemplateAction,
+    },
+    /// The delivery log, newest first; `log show ID` and `log resend ID` for one delivery.
+    #[command(args_conflicts_with_subcommands = true)]
+    Log {
+        #[command(subcommand)]
+        action: Option<log::LogAction>,
+        #[command(flatten)]
+        args: log::LogArgs,
+    },
+    /// Send one test email with the current SMTP settings and print the relay's answer, or the
+    /// likely fix when it fails.
+    SendTestEmail {
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
     },
     /// Show what a Stripe event file would send: the trigger, the template and the rendered
     /// email. Sends nothing.
@@ -177,6 +192,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
                 Command::Integration { action } => integration::run(&config, action),
                 Command::Template { action } => template::run(&config, action),
+                Command::Log { action, args } => log::run(&config, action, args),
+                Command::SendTestEmail { to } => log::send_test(&config, &to),
                 Command::Preview {
                     event,
                     integration,

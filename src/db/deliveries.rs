@@ -258,6 +258,27 @@ pub fn mark_failed(conn: &Connection, id: i64, error: &str) -> Result<(), Error>
     Ok(())
 }
 
+/// Hands a claimed row back unsent: due at `now`, its claim not counted as an attempt.
+pub fn release(conn: &Connection, id: i64, now: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END,
+             attempts = attempts - 1, next_attempt_at = ?2, lease_until = NULL
+         WHERE id = ?1 AND status = 'sending'",
+    )
+    .and_then(|mut s| s.execute(params![id, now]))
+    .map_err(classify_db_error)?;
+    Ok(())
+}
+
+/// Clears a waiting note (e.g. once SMTP is configured).
+pub fn clear_note(conn: &Connection, note: &str) -> Result<usize, Error> {
+    conn.execute(
+        "UPDATE deliveries SET last_error = NULL WHERE status IN ('queued', 'retrying') AND last_error = ?1",
+        [note],
+    )
+    .map_err(classify_db_error)
+}
+
 /// Records on waiting rows why they wait (e.g. no SMTP settings), without changing when they
 /// are due.
 pub fn note_waiting(conn: &Connection, note: &str) -> Result<usize, Error> {

@@ -44,6 +44,17 @@ pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
     Ok(conn)
 }
 
+/// A connection for background work whose writes can be redone: the event processor and the
+/// sender. `synchronous=NORMAL` skips the fsync per commit; a commit lost to a power cut leaves
+/// an event pending (processed again, deduplicated by its business key) or a message unmarked
+/// (sent again), never a lost email. Intake keeps FULL: its 2xx is a promise to Stripe.
+pub fn open_background(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
+    let conn = open(path, busy_timeout)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
 /// A pool of reader connections, opened with the same settings.
 pub fn pool(path: &Path, busy_timeout: Duration, size: u32) -> Result<Pool, Error> {
     let manager =

@@ -35,13 +35,23 @@ pub struct Processor {
     pub smtp_configured: bool,
     /// How long an event whose lookups keep failing is retried before it is marked failed.
     pub max_retry: Duration,
+    /// Finished deliveries and processed events older than this are deleted, checked hourly.
+    pub retention: Option<Duration>,
 }
 
 impl Processor {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut next_prune = std::time::Instant::now();
         loop {
             if *stop.borrow() {
                 return;
+            }
+            if let Some(keep) = self
+                .retention
+                .filter(|_| std::time::Instant::now() >= next_prune)
+            {
+                next_prune += Duration::from_secs(3600);
+                self.prune(keep).await;
             }
             let wait = match self.run_batch().await {
                 Ok(0) => self.until_next_due().await,
@@ -56,6 +66,27 @@ impl Processor {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
+        }
+    }
+
+    async fn prune(&self, keep: Duration) {
+        let before = now_unix() - keep.as_secs() as i64;
+        let conn = self.conn.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            deliveries::prune(&conn.lock().expect("processor connection"), before)
+        })
+        .await;
+        match pruned {
+            Ok(Ok((deliveries, events))) if deliveries + events > 0 => {
+                tracing::info!(
+                    deliveries,
+                    events,
+                    "retention: deleted old deliveries and events"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention: pruning failed"),
+            Err(e) => tracing::error!(error = %e, "retention: pruning panicked"),
         }
     }
 

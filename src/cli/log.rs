@@ -1,0 +1,185 @@
+//! `mailmycustomer log …` (the delivery log) and `mailmycustomer send-test-email`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use super::{open_db, runtime};
+use crate::config::Config;
+use crate::db::deliveries::{self, LogFilter, Status};
+use crate::db::{events, now_unix};
+use crate::outbox::smtp::send_test_email;
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// queued, sending, sent, retrying, failed or skipped.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<Status>,
+    /// One of the 7 trigger ids, e.g. payment_failed.
+    #[arg(long)]
+    trigger: Option<crate::trigger::TriggerKind>,
+    /// A Stripe product id (prod_…).
+    #[arg(long, value_name = "prod_…")]
+    product: Option<String>,
+    /// A Stripe price / plan id (price_…).
+    #[arg(long, value_name = "price_…")]
+    plan: Option<String>,
+    /// The recipient's email address.
+    #[arg(long, value_name = "EMAIL")]
+    to: Option<String>,
+    /// Only deliveries since DATE: 2026-11-01, 2026-11-01T09:30:00Z, or 7d / 12h / 30m ago.
+    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    since: Option<i64>,
+    /// How many, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogAction {
+    /// One delivery in full: its event, template, attempts and errors.
+    Show { id: i64 },
+    /// Queue a delivery again, as a new delivery (the old one stays in the log).
+    Resend { id: i64 },
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    s.parse()
+}
+
+fn parse_since(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let relative = |unit: char, secs: i64| -> Option<i64> {
+        let n: i64 = s.strip_suffix(unit)?.parse().ok()?;
+        Some(now_unix() - n * secs)
+    };
+    if let Some(t) = relative('d', 86_400)
+        .or_else(|| relative('h', 3600))
+        .or_else(|| relative('m', 60))
+    {
+        return Ok(t);
+    }
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_second());
+    }
+    if let Ok(date) = s.parse::<jiff::civil::Date>() {
+        if let Ok(zoned) = date.to_zoned_datetime(jiff::tz::TimeZone::UTC) {
+            return Ok(zoned.timestamp().as_second());
+        }
+    }
+    Err(format!(
+        "{s:?} is not a date like 2026-11-01, 2026-11-01T09:30:00Z, 7d, 12h or 30m"
+    ))
+}
+
+fn when(ts: i64) -> String {
+    jiff::Timestamp::from_second(ts)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow::Result<ExitCode> {
+    let conn = open_db(config)?;
+    match action {
+        None => {
+            let filter = LogFilter {
+                status: args.status,
+                trigger: args.trigger.map(|t| t.as_str().to_owned()),
+                product_id: args.product,
+                plan_id: args.plan,
+                recipient: args.to,
+                since: args.since,
+                before: None,
+                limit: args.limit,
+            };
+            let rows = deliveries::search(&conn, &filter)?;
+            println!("{:<7} {:<19} {:<8} {:<22} {:<32} SUBJECT / LAST ERROR", "ID", "CREATED (UTC)", "STATUS", "TRIGGER", "TO");
+            for d in &rows {
+                let detail = match (&d.last_error, &d.subject) {
+                    (Some(e), _) if d.status != "sent" => e.as_str(),
+                    (_, Some(s)) => s.as_str(),
+                    _ => "",
+                };
+                println!(
+                    "{:<7} {:<19} {:<8} {:<22} {:<32} {}",
+                    d.id,
+                    when(d.created_at),
+                    d.status,
+                    d.trigger,
+                    d.recipient.as_deref().unwrap_or("-"),
+                    detail
+                );
+            }
+            if rows.is_empty() {
+                println!("(no deliveries match)");
+            }
+        }
+        Some(LogAction::Show { id }) => {
+            let d = deliveries::get(&conn, id)?.with_context(|| format!("no delivery {id}"))?;
+            println!("delivery {}: {}", d.id, d.status);
+            println!("trigger:      {}", d.trigger);
+            println!("to:           {}{}", d.recipient_name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(), d.recipient.as_deref().map(|r| format!("<{r}>")).unwrap_or("-".into()));
+            println!("subject:      {}", d.subject.as_deref().unwrap_or("-"));
+            println!("product:      {}", d.product_id.as_deref().unwrap_or("-"));
+            println!("plan:         {}", d.plan_id.as_deref().unwrap_or("-"));
+            println!("template:     {}", d.template_id.map(|t| t.to_string()).unwrap_or("-".into()));
+            println!("business key: {}", d.business_key);
+            println!("created:      {}", when(d.created_at));
+            println!("attempts:     {}", d.attempts);
+            if let Some(next) = d.next_attempt_at.filter(|_| d.status == "retrying" || d.status == "queued") {
+                println!("next attempt: {}", when(next));
+            }
+            if let Some(sent) = d.sent_at {
+                println!("sent:         {}", when(sent));
+            }
+            if let Some(m) = &d.message_id {
+                println!("message id:   {m}");
+            }
+            if let Some(e) = &d.last_error {
+                println!("last error:   {e}");
+            }
+            if let Some(of) = d.resend_of {
+                println!("resend of:    {of}");
+            }
+            let event = d.event_id.map(|e| events::get_by_id(&conn, e)).transpose()?.flatten();
+            match event {
+                Some(e) => println!(
+                    "event:        {} {} (received {}; {}{})",
+                    e.stripe_event_id,
+                    e.event_type,
+                    when(e.received_at),
+                    e.processing,
+                    e.processing_detail.map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+                None => println!("event:        {} (no longer stored)", d.stripe_event_id),
+            }
+        }
+        Some(LogAction::Resend { id }) => match deliveries::resend(&conn, id, now_unix())? {
+            Some(new) => println!("queued delivery {new} (a resend of {id}); a running server sends it within seconds"),
+            None => bail!("no delivery {id}"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn send_test(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
+    if !config.smtp.is_configured() {
+        bail!("smtp.host is not set: configure the [smtp] section (or MMC_SMTP__HOST) first");
+    }
+    let smtp = config.smtp.clone();
+    let to = to.to_owned();
+    match runtime()?.block_on(async move { send_test_email(&smtp, &to).await }) {
+        Ok(line) => {
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((error, hint)) => {
+            eprintln!("sending failed: {}", error.message());
+            if let Some(hint) = hint {
+                eprintln!("likely fix: {hint}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
