@@ -54,9 +54,10 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::UnknownIntegration(_) => StatusCode::NOT_FOUND,
-            Error::Signature(_) | Error::NotAnEvent(_) | Error::BodyRead(_) | Error::Template(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::Signature(_)
+            | Error::NotAnEvent(_)
+            | Error::BodyRead(_)
+            | Error::Template(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::DatabaseUnavailable(_) | Error::Pool(_) | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE

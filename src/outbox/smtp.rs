@@ -87,10 +87,14 @@ impl From<SmtpError> for SendError {
 /// Why a send failed, and whether trying again later can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// 4xx reply, connection refused/reset, timeout, TLS handshake I/O: try again later.
+    /// 4xx reply, connection refused/reset, timeout, TLS handshake I/O: try again later. Also
+    /// every failure before MAIL FROM (greeting, STARTTLS, certificate, AUTH 535) and the 5xx
+    /// replies about this machine's permission (530, relay denied): they are settings to fix,
+    /// after which the same message goes through.
     #[error("{message}")]
     Transient { message: String },
-    /// 5xx reply (e.g. 550 mailbox unavailable), invalid recipient address: do not retry.
+    /// 5xx reply to MAIL FROM, RCPT TO, DATA or the message (e.g. 550 mailbox unavailable), an
+    /// invalid recipient or sender address: do not retry.
     #[error("{message}")]
     Permanent { message: String },
 }
@@ -133,11 +137,18 @@ impl SendError {
             ));
         }
         if message.starts_with(TLS_CERTIFICATE) {
-            return Some(format!(
-                "the certificate does not match smtp.host = {:?} or is not signed by an \
-                 authority this machine trusts: set smtp.host to the name on the relay's certificate",
-                config.host
-            ));
+            return Some(if lower.contains("not valid for name") {
+                format!(
+                    "the certificate does not match smtp.host = {:?}: set smtp.host to the name \
+                     the relay's certificate is issued for",
+                    config.host
+                )
+            } else {
+                "the relay's certificate is not trusted by this machine (self-signed, expired or \
+                 from an unknown authority): use the relay's public host name, or add its CA to \
+                 the system trust store"
+                    .to_owned()
+            });
         }
         if message.starts_with(TLS_HANDSHAKE) && config.security == SmtpSecurity::Tls {
             return Some(if config.port == 587 {
@@ -154,6 +165,13 @@ impl SendError {
             && (message.starts_with(NO_GREETING) || message.starts_with(BAD_GREETING))
         {
             return Some("port 465 wants security = \"tls\"".to_owned());
+        }
+        if message.starts_with(NO_GREETING) && config.security != SmtpSecurity::Tls {
+            return Some(
+                "the server sent no greeting: if it expects TLS from the first byte, use \
+                 security = \"tls\""
+                    .to_owned(),
+            );
         }
         if message.contains(NO_STARTTLS) {
             return Some(
@@ -221,7 +239,7 @@ pub struct Mailer {
 
 struct Inner {
     config: SmtpConfig,
-    /// Domain of `smtp.from_address`: names the Message-ID and, by default, the EHLO.
+    /// The name given in EHLO: `smtp.helo_name`, or the from address's domain.
     helo: String,
     timeout: Duration,
     /// Holds the rustls connector (certificate verification on, platform trust store); None for
@@ -318,7 +336,7 @@ impl Mailer {
             .from_address
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .unwrap_or(&self.inner.config.from_address)
+            .unwrap_or(self.inner.config.from_address.trim())
     }
 
     fn build_with_id(&self, email: &OutgoingEmail, message_id: &str) -> Result<Vec<u8>, SmtpError> {
@@ -750,13 +768,17 @@ fn reply_text(code: u16, esc: [u8; 3], text: &str) -> String {
     }
 }
 
-/// The first three-digit reply code in a message made by `reply_text`.
+/// The reply code in a message that quotes a reply: `reply_text` always follows ": ".
 fn reply_code(message: &str) -> Option<u16> {
-    message
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 3)
-        .and_then(|w| w.parse().ok())
-        .filter(|c| (200..600).contains(c))
+    message.match_indices(": ").find_map(|(i, _)| {
+        let rest = &message[i + 2..];
+        let digits = rest.get(..3)?;
+        let ends = rest[3..].starts_with(' ') || rest.len() == 3;
+        (ends && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+            .filter(|c| (200..600).contains(c))
+    })
 }
 
 fn host_port(host: &str, port: u16) -> String {
@@ -928,6 +950,20 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// The outbox runs sends on spawned tasks: these futures must be Send.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn check(mailer: &Mailer, connection: &mut SmtpConnection, email: &OutgoingEmail<'_>) {
+            send(&mailer.connect());
+            send(&connection.send(mailer, email));
+            send(&send_test_email(&mailer.inner.config, "a@b"));
+        }
+        fn shared<T: Send + Sync + Clone>() {}
+        shared::<Mailer>();
+        let _ = check;
+    }
+
     #[test]
     fn addresses() {
         for ok in [
@@ -972,6 +1008,11 @@ mod tests {
         assert_eq!(reply_text(451, [0, 0, 0], "try later"), "451 try later");
         assert_eq!(reply_code("RCPT TO rejected: 550 5.1.1 x"), Some(550));
         assert_eq!(reply_code("connection refused by h:2525"), None);
+        assert_eq!(reply_code("no answer from 10.250.0.1:550 within 5 s"), None);
+        assert_eq!(
+            reply_code("authentication failed for smtp.username \"u\": 535 5.7.8 no"),
+            Some(535)
+        );
     }
 
     #[test]

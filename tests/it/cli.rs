@@ -11,7 +11,7 @@ use crate::support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
 
 /// Runs the binary with a clean MMC_ environment, in `dir`.
-fn mmc(dir: &Path, args: &[&str]) -> Command {
+pub fn mmc(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir);
     for (key, _) in std::env::vars() {
@@ -22,7 +22,7 @@ fn mmc(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn run(mut cmd: impl BorrowMut<Command>) -> (bool, String, String) {
+pub fn run(mut cmd: impl BorrowMut<Command>) -> (bool, String, String) {
     let Output {
         status,
         stdout,
@@ -35,15 +35,17 @@ fn run(mut cmd: impl BorrowMut<Command>) -> (bool, String, String) {
     )
 }
 
-struct Spawned {
-    child: Child,
-    addr: String,
+pub struct Spawned {
+    pub child: Child,
+    pub addr: String,
 }
 
-/// Starts `serve` on port 0 with JSON logs and reads the bound address from its first lines.
-fn spawn_serve(dir: &Path) -> Spawned {
+/// Starts `serve` on port 0 with JSON logs and `env` set, and reads the bound address from its
+/// first lines.
+pub fn spawn_serve(dir: &Path, env: &[(&str, String)]) -> Spawned {
     let mut child = mmc(dir, &["serve", "--listen", "127.0.0.1:0"])
         .env("MMC_LOG__FORMAT", "json")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -100,7 +102,7 @@ async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
     assert!(out.contains(&format!("/webhooks/stripe/{id}")), "{out}");
     assert!(out.contains("stripe listen --forward-to"), "{out}");
 
-    let Spawned { mut child, addr } = spawn_serve(dir.path());
+    let Spawned { mut child, addr } = spawn_serve(dir.path(), &[]);
     let url = format!("http://{addr}/webhooks/stripe/{id}");
     let body = fixture("invoice.paid.json");
     let response = reqwest::Client::new()

@@ -101,6 +101,25 @@ pub async fn setup(api_key: Option<&str>) -> Setup {
     );
 
     let fake = FakeStripe::start().await;
+    populate(&fake);
+
+    let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
+    let preparer = Preparer {
+        pool: pool.clone(),
+        stripe: StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
+        renderer: Renderer::default(),
+    };
+    Setup {
+        _dir: dir,
+        pool,
+        fake,
+        integration,
+        preparer,
+    }
+}
+
+/// The shop's customer, products, prices, charge and refund, as the fixtures name them.
+pub fn populate(fake: &FakeStripe) {
     fake.customer(
         "cus_QXg1o8vcGmoR32",
         Some("jenny.rosen@example.com"),
@@ -129,20 +148,6 @@ pub async fn setup(api_key: Option<&str>) -> Setup {
     refund["amount"] = 2000.into();
     refund["status"] = "succeeded".into();
     fake.put("refunds", REFUND, refund);
-
-    let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
-    let preparer = Preparer {
-        pool: pool.clone(),
-        stripe: StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
-        renderer: Renderer::default(),
-    };
-    Setup {
-        _dir: dir,
-        pool,
-        fake,
-        integration,
-        preparer,
-    }
 }
 
 fn describe(outcome: &Outcome, scopes: &HashMap<i64, String>) -> String {

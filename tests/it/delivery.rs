@@ -1,0 +1,616 @@
+//! The whole pipeline (issue 4): a signed webhook over HTTP in, a real email out through a real
+//! SMTP server on loopback, and a delivery log that says what happened, through relay outages,
+//! temporary and permanent refusals, duplicates and a SIGKILL.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mail_parser::{MessageParser, MimeHeaders};
+use mailmycustomer::config::{Config, SmtpSecurity};
+use mailmycustomer::db::{self, deliveries, integrations};
+
+use crate::fake_stripe::FakeStripe;
+use crate::pipeline::populate;
+use crate::sink::{free_port, Sink};
+use crate::smtp_server::ScriptedServer;
+use crate::support::*;
+
+const KEY: &str = "rk_test_51RosenGoods000000";
+
+fn smtp_config(config: &mut Config, port: u16) {
+    config.smtp.host = "127.0.0.1".into();
+    config.smtp.port = port;
+    config.smtp.security = SmtpSecurity::None;
+    config.smtp.from_address = "billing@rosen.example".into();
+    config.smtp.from_name = "Rosen Goods".into();
+    config.smtp.timeout_secs = 5;
+    config.smtp.pool_size = 2;
+    config.outbox.retry_base_secs = 1;
+}
+
+/// A server on a fresh database with an integration that has an API key for the fake Stripe.
+async fn start(dir: &Path, fake: &FakeStripe, smtp_port: Option<u16>) -> TestServer {
+    let mut config = test_config(dir);
+    config.stripe.api_base = fake.base_url.clone();
+    if let Some(port) = smtp_port {
+        smtp_config(&mut config, port);
+    }
+    let id = add_keyed_integration(&config);
+    TestServer::start_with(config, id).await
+}
+
+fn add_keyed_integration(config: &Config) -> String {
+    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    db::migrate(&mut conn).unwrap();
+    integrations::insert(
+        &conn,
+        &integrations::NewIntegration {
+            name: "Rosen Goods",
+            webhook_secret: SECRET,
+            api_key: Some(KEY),
+            stripe_account: None,
+        },
+    )
+    .unwrap()
+    .id
+}
+
+/// Polls the log until `done` holds for the deliveries' status counts.
+async fn wait_statuses(
+    server: &TestServer,
+    what: &str,
+    done: impl Fn(&[(String, i64)]) -> bool,
+) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = deliveries::count_by_status(&server.db()).unwrap();
+        if done(&counts) {
+            return counts;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn count(counts: &[(String, i64)], status: &str) -> i64 {
+    counts
+        .iter()
+        .find(|(s, _)| s == status)
+        .map_or(0, |(_, n)| *n)
+}
+
+fn only(server: &TestServer) -> deliveries::Delivery {
+    let all = deliveries::search(
+        &server.db(),
+        &deliveries::LogFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_trigger_posted_over_http_arrives_as_a_proper_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let sink = Sink::start();
+    let server = start(dir.path(), &fake, Some(sink.port)).await;
+
+    let cases = [
+        (
+            "customer.subscription.created.json",
+            "Welcome to T-shirt club",
+            "is now active",
+        ),
+        (
+            "customer.subscription.deleted.json",
+            "Your T-shirt club subscription has been cancelled",
+            "You will not be charged again",
+        ),
+        (
+            "invoice.payment_failed.json",
+            "Action needed: your payment to Rosen Goods failed",
+            "try again on **August 4, 2026**",
+        ),
+        (
+            "invoice.upcoming.json",
+            "Your T-shirt club subscription renews on August 1, 2026",
+            "renews in 7 days",
+        ),
+        (
+            "customer.subscription.trial_will_end.json",
+            "Your T-shirt club trial ends on July 15, 2026",
+            "continues at $20.00 per month",
+        ),
+        (
+            "invoice.paid.json",
+            "Payment received: $20.00, thank you",
+            "View your invoice",
+        ),
+        (
+            "refund.created.json",
+            "Your refund of $20.00 is on its way",
+            "5 to 10 business days",
+        ),
+    ];
+    for (file, _, _) in &cases {
+        server.deliver(fixture(file)).await.assert_stored(false);
+    }
+    let received = sink.wait_for(cases.len(), Duration::from_secs(20)).await;
+    wait_statuses(&server, "7 sent", |c| count(c, "sent") == 7).await;
+    assert_eq!(
+        received.len(),
+        cases.len(),
+        "one email per trigger, no more"
+    );
+
+    let parsed: Vec<_> = received
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).expect("parses as MIME"))
+        .collect();
+    for (file, subject, phrase) in cases {
+        let message = parsed
+            .iter()
+            .find(|m| m.subject() == Some(subject))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{file}: no email with subject {subject:?}; got {:?}",
+                    parsed.iter().map(|m| m.subject()).collect::<Vec<_>>()
+                )
+            });
+        let to = message.to().and_then(|a| a.first()).unwrap();
+        assert_eq!(to.address(), Some("jenny.rosen@example.com"), "{file}");
+        assert_eq!(to.name(), Some("Jenny Rosen"), "{file}");
+        let from = message.from().and_then(|a| a.first()).unwrap();
+        assert_eq!(
+            (from.name(), from.address()),
+            (Some("Rosen Goods"), Some("billing@rosen.example"))
+        );
+        assert!(message.date().is_some(), "{file}: Date header");
+        assert!(
+            message
+                .message_id()
+                .is_some_and(|id| id.ends_with("@rosen.example")),
+            "{file}: {:?}",
+            message.message_id()
+        );
+        let root = message.root_part().content_type().unwrap();
+        assert_eq!(
+            (root.ctype(), root.subtype()),
+            ("multipart", Some("alternative")),
+            "{file}"
+        );
+        let text = message.body_text(0).unwrap();
+        let html = message.body_html(0).unwrap();
+        assert!(
+            text.contains(phrase),
+            "{file}: text part lacks {phrase:?}:\n{text}"
+        );
+        assert!(
+            html.contains("<html")
+                && (html.contains("Hi Jenny Rosen")
+                    || html.contains("Welcome aboard, Jenny Rosen")),
+            "{file}: html part"
+        );
+        assert!(!text.contains('<'), "{file}: the text part is not HTML");
+    }
+
+    // The log has each delivery as sent, with the Message-ID the relay received.
+    let log = deliveries::search(
+        &server.db(),
+        &deliveries::LogFilter {
+            limit: 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ids: HashSet<_> = parsed
+        .iter()
+        .filter_map(|m| m.message_id().map(|i| format!("<{i}>")))
+        .collect();
+    for d in &log {
+        assert_eq!(d.status, "sent");
+        assert!(
+            ids.contains(d.message_id.as_deref().unwrap()),
+            "{:?} not received",
+            d.message_id
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_ascii_subjects_and_names_are_encoded_and_decode_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    fake.customer(
+        "cus_QXg1o8vcGmoR32",
+        Some("jenny.rosen@example.com"),
+        Some("Jenny Rösen-Łukasz"),
+    );
+    let sink = Sink::start();
+    let server = start(dir.path(), &fake, Some(sink.port)).await;
+    let html = dir.path().join("t.html");
+    std::fs::write(
+        &html,
+        "<p>Grüße, {{ customer.name }}! Ihr Abo „{{ product.name }}“ läuft. 🎉</p>",
+    )
+    .unwrap();
+    let conn = server.db();
+    db::templates::save(
+        &conn,
+        &db::templates::TemplateInput {
+            trigger: mailmycustomer::trigger::TriggerKind::SubscriptionCreated,
+            product_id: None,
+            plan_id: None,
+            source: mailmycustomer::templates::render::TemplateSource {
+                subject: "Willkommen, {{ customer.name }} — ça marche ✓".into(),
+                html: std::fs::read_to_string(&html).unwrap(),
+                text: None,
+            },
+            enabled: true,
+        },
+    )
+    .unwrap();
+    server
+        .deliver(fixture("customer.subscription.created.json"))
+        .await
+        .assert_stored(false);
+    let raw = sink.wait_for(1, Duration::from_secs(20)).await.remove(0);
+    // smtp-sink stores lines with LF endings; the header ends at the first empty line.
+    let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
+    let head = text.split("\n\n").next().unwrap().to_owned();
+    assert!(
+        head.is_ascii(),
+        "headers must be 7-bit, encoded words for UTF-8:\n{head}"
+    );
+    let message = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(
+        message.subject(),
+        Some("Willkommen, Jenny Rösen-Łukasz — ça marche ✓")
+    );
+    assert_eq!(
+        message.to().and_then(|a| a.first()).and_then(|a| a.name()),
+        Some("Jenny Rösen-Łukasz")
+    );
+    assert!(message
+        .body_text(0)
+        .unwrap()
+        .contains("Grüße, Jenny Rösen-Łukasz! Ihr Abo „T-shirt club“ läuft. 🎉"));
+    assert!(message
+        .body_html(0)
+        .unwrap()
+        .contains("Grüße, Jenny Rösen-Łukasz!"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_that_is_down_gets_the_mail_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let port = free_port();
+    let server = start(dir.path(), &fake, Some(port)).await;
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(false);
+
+    wait_statuses(&server, "a retry", |c| count(c, "retrying") == 1).await;
+    let waiting = only(&server);
+    assert!(
+        waiting.last_error.as_deref().unwrap().contains("refused"),
+        "{:?}",
+        waiting.last_error
+    );
+    assert!(waiting.next_attempt_at.is_some());
+
+    let sink = Sink::start_on(port);
+    sink.wait_for(1, Duration::from_secs(20)).await;
+    wait_statuses(&server, "sent", |c| count(c, "sent") == 1).await;
+    let sent = only(&server);
+    assert!(sent.attempts >= 2, "{sent:?}");
+    assert_eq!(sent.last_error, None);
+    assert_eq!(sink.messages().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4xx_then_250_is_delivered_once_and_a_5xx_fails_with_the_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let relay = ScriptedServer::start(&[]).await;
+    relay.reply_text("RCPT", "451 4.3.0 Mailbox busy, try again later");
+    let server = start(dir.path(), &fake, Some(relay.port())).await;
+
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(false);
+    wait_statuses(&server, "sent after a 451", |c| count(c, "sent") == 1).await;
+    let sent = only(&server);
+    assert_eq!(sent.attempts, 2, "{sent:?}");
+    assert_eq!(relay.log().messages.len(), 1, "delivered once");
+
+    relay.reply_text(
+        "RCPT",
+        "550 5.1.1 <jenny.rosen@example.com>: Recipient address rejected",
+    );
+    server
+        .deliver(fixture("refund.created.json"))
+        .await
+        .assert_stored(false);
+    let counts = wait_statuses(&server, "a failure", |c| count(c, "failed") == 1).await;
+    assert_eq!(count(&counts, "sent"), 1);
+    let failed = deliveries::search(
+        &server.db(),
+        &deliveries::LogFilter {
+            status: Some(deliveries::Status::Failed),
+            limit: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(failed[0].attempts, 1, "a permanent failure is not retried");
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("550 5.1.1"),
+        "{:?}",
+        failed[0].last_error
+    );
+    assert!(failed[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("Recipient address rejected"));
+    assert_eq!(relay.log().messages.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_fact_delivered_several_times_sends_one_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let sink = Sink::start();
+    let server = start(dir.path(), &fake, Some(sink.port)).await;
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(false);
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(true);
+    // Stripe's alias event for the same invoice, and a refund told three ways.
+    server
+        .deliver(fixture("invoice.payment_succeeded.json"))
+        .await
+        .assert_stored(false);
+    server
+        .deliver(fixture("refund.created.json"))
+        .await
+        .assert_stored(false);
+    server
+        .deliver(fixture("refund.updated.json"))
+        .await
+        .assert_stored(false);
+    server
+        .deliver(fixture("charge.refunded.json"))
+        .await
+        .assert_stored(false);
+
+    sink.wait_for(2, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pending_events(&server) > 0 {
+        assert!(Instant::now() < deadline, "events still pending");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.messages().len(),
+        2,
+        "one payment email and one refund email"
+    );
+    let skipped: i64 = server
+        .db()
+        .query_row("SELECT COUNT(*) FROM events WHERE processing = 'skipped' AND processing_detail LIKE 'same business fact%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(skipped, 3);
+    server.stop().await;
+}
+
+/// Events the processor has not handled yet.
+fn pending_events(server: &TestServer) -> i64 {
+    server
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE processing = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_smtp_settings_mail_waits_then_goes_out_once_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let server = start(dir.path(), &fake, None).await;
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(false);
+    wait_statuses(&server, "queued", |c| count(c, "queued") == 1).await;
+    let waiting = only(&server);
+    assert!(
+        waiting
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("waiting for SMTP settings"),
+        "{waiting:?}"
+    );
+    let (mut config, id) = (server.config.clone(), server.integration_id.clone());
+    server.stop().await;
+
+    let sink = Sink::start();
+    smtp_config(&mut config, sink.port);
+    let server = TestServer::start_with(config, id).await;
+    sink.wait_for(1, Duration::from_secs(20)).await;
+    wait_statuses(&server, "sent", |c| count(c, "sent") == 1).await;
+    assert_eq!(only(&server).last_error, None);
+    server.stop().await;
+}
+
+/// Waits until `sql` (a single count) on the database in `dir` reaches at least `n`.
+async fn wait_count(db_path: &Path, sql: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let conn = db::open(db_path, Duration::from_secs(5)).unwrap();
+        let got: i64 = conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {got} < {n}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_right_after_a_burst_then_restart_emails_every_event_exactly_once() {
+    use crate::cli::{mmc, run, spawn_serve};
+    use crate::smtp_server::Reply;
+    const EVENTS: usize = 100;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &[
+            "integration",
+            "add",
+            "--name",
+            "Rosen Goods",
+            "--webhook-secret",
+            SECRET,
+        ],
+    ));
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+
+    // First life: the relay takes connections but never answers DATA, so messages are claimed
+    // and in flight when the process dies.
+    let relay = ScriptedServer::start(&[]).await;
+    for _ in 0..8 {
+        relay.reply("DATA", Reply::Hang);
+    }
+    let env = |port: u16| {
+        vec![
+            ("MMC_SMTP__HOST", "127.0.0.1".to_owned()),
+            ("MMC_SMTP__PORT", port.to_string()),
+            ("MMC_SMTP__SECURITY", "none".to_owned()),
+            ("MMC_SMTP__FROM_ADDRESS", "billing@rosen.example".to_owned()),
+            ("MMC_SMTP__TIMEOUT_SECS", "60".to_owned()),
+            ("MMC_SMTP__POOL_SIZE", "2".to_owned()),
+            ("MMC_OUTBOX__LEASE_SECS", "10".to_owned()),
+        ]
+    };
+    let first = spawn_serve(dir.path(), &env(relay.port()));
+    let url = format!("http://{}/webhooks/stripe/{id}", first.addr);
+    let client = reqwest::Client::new();
+    let base = fixture("invoice.paid.json");
+    let mut posts = Vec::new();
+    for i in 0..EVENTS {
+        let mut event: serde_json::Value = serde_json::from_slice(&base).unwrap();
+        event["id"] = format!("evt_burst_{i}").into();
+        event["data"]["object"]["id"] = format!("in_burst_{i}").into();
+        let body = serde_json::to_vec(&event).unwrap();
+        let request = client
+            .post(&url)
+            .header("Stripe-Signature", sign_now(&body, SECRET))
+            .body(body);
+        posts.push(tokio::spawn(async move {
+            request.send().await.unwrap().status().as_u16()
+        }));
+    }
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 200);
+    }
+    let db_path = dir.path().join("mailmycustomer.db");
+    wait_count(
+        &db_path,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'sending'",
+        1,
+    )
+    .await;
+    let mut first = first.child;
+    assert!(Command::new("kill")
+        .args(["-KILL", &first.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    first.wait().unwrap();
+    assert!(
+        relay.log().messages.is_empty(),
+        "the first life completed no message"
+    );
+
+    // Second life: a working relay; rows claimed by the dead process come back after the lease.
+    let sink = Sink::start();
+    let second = spawn_serve(dir.path(), &env(sink.port));
+    let received = sink.wait_for(EVENTS, Duration::from_secs(40)).await;
+    wait_count(
+        &db_path,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'sent'",
+        EVENTS as i64,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received_after = sink.messages();
+    assert_eq!(
+        received_after.len(),
+        EVENTS,
+        "exactly one email per event, got {}",
+        received.len()
+    );
+    let ids: HashSet<String> = received_after
+        .iter()
+        .map(|raw| {
+            MessageParser::default()
+                .parse(raw)
+                .unwrap()
+                .message_id()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), EVENTS, "no message sent twice");
+    let conn = db::open(&db_path, Duration::from_secs(5)).unwrap();
+    let (rows, events): (i64, i64) = conn
+        .query_row("SELECT (SELECT COUNT(*) FROM deliveries), (SELECT COUNT(*) FROM events WHERE processing = 'queued')", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((rows, events), (EVENTS as i64, EVENTS as i64));
+    let mut second = second.child;
+    assert!(Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(second.wait().unwrap().success());
+}
