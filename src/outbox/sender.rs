@@ -20,7 +20,7 @@ use crate::Error;
 const CLAIM_BATCH: usize = 32;
 /// The longest a worker sleeps without looking at the database; bounds how long a delivery
 /// queued by another process (`mailmycustomer log resend`) waits.
-const IDLE_CHECK: Duration = Duration::from_secs(10);
+const IDLE_CHECK: Duration = Duration::from_secs(2);
 
 pub struct Sender {
     pub pool: Pool,

@@ -614,3 +614,134 @@ async fn sigkill_right_after_a_burst_then_restart_emails_every_event_exactly_onc
         .success());
     assert!(second.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_commands_show_filter_and_resend() {
+    use crate::cli::{mmc, run};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let relay = ScriptedServer::start(&[]).await;
+    let server = start(dir.path(), &fake, Some(relay.port())).await;
+    relay.reply_text("RCPT", "550 5.1.1 No such user here");
+    server
+        .deliver(fixture("refund.created.json"))
+        .await
+        .assert_stored(false);
+    wait_statuses(&server, "a failure", |c| count(c, "failed") == 1).await;
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(false);
+    wait_statuses(&server, "one sent", |c| count(c, "sent") == 1).await;
+
+    let db_path = server.config.database.path.to_str().unwrap().to_owned();
+    let log = |args: &[&str]| {
+        let mut all = vec!["--database", db_path.as_str(), "log"];
+        all.extend_from_slice(args);
+        run(mmc(dir.path(), &all))
+    };
+    let (ok, out, err) = log(&[]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].contains("sent")
+            && rows[0].contains("payment_received")
+            && rows[0].contains("Payment received: $20.00"),
+        "newest first: {out}"
+    );
+    assert!(
+        rows[1].contains("failed") && rows[1].contains("550 5.1.1 No such user here"),
+        "{out}"
+    );
+
+    let (_, out, _) = log(&["--status", "failed"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (_, out, _) = log(&[
+        "--trigger",
+        "payment_received",
+        "--product",
+        "prod_QXg1hqf4jFNsqG",
+        "--to",
+        "JENNY.ROSEN@example.com",
+        "--since",
+        "1d",
+    ]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (_, out, _) = log(&["--since", "2099-01-01"]);
+    assert!(out.contains("no deliveries match"), "{out}");
+    let (ok, _, err) = log(&["--status", "lost"]);
+    assert!(!ok && err.contains("queued, sending, sent"), "{err}");
+
+    let failed_id = rows[1].split_whitespace().next().unwrap().to_owned();
+    let (ok, out, _) = log(&["show", &failed_id]);
+    assert!(ok);
+    for expected in [
+        "failed",
+        "refund_completed",
+        "550 5.1.1",
+        "evt_",
+        "refund.created",
+        "attempts:     1",
+    ] {
+        assert!(
+            out.contains(expected),
+            "log show lacks {expected:?}:\n{out}"
+        );
+    }
+
+    // A resend goes out as a new delivery; the failed one stays in the log as it was.
+    let (ok, out, err) = log(&["resend", &failed_id]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("a resend of {failed_id}")), "{out}");
+    wait_statuses(&server, "the resend sent", |c| count(c, "sent") == 2).await;
+    assert_eq!(relay.log().messages.len(), 2);
+    let (_, out, _) = log(&["--status", "failed"]);
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "the original failure is kept: {out}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_test_email_reports_the_reply_or_the_likely_fix() {
+    use crate::cli::{mmc, run};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let env = |port: u16| {
+        let mut cmd = mmc(
+            dir.path(),
+            &["send-test-email", "--to", "owner@rosen.example"],
+        );
+        cmd.env("MMC_SMTP__HOST", "127.0.0.1")
+            .env("MMC_SMTP__PORT", port.to_string())
+            .env("MMC_SMTP__SECURITY", "none")
+            .env("MMC_SMTP__FROM_ADDRESS", "billing@rosen.example");
+        cmd
+    };
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let cmd = env(sink.port);
+        move || run(cmd)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("250"), "the relay's reply is shown: {out}");
+    let received = sink.wait_for(1, Duration::from_secs(10)).await;
+    let message = MessageParser::default().parse(&received[0]).unwrap();
+    assert_eq!(message.subject(), Some("MailMyCustomer test email"));
+
+    let closed = free_port();
+    let (ok, _, err) = run(env(closed));
+    assert!(!ok);
+    assert!(
+        err.contains("refused") && err.contains("likely fix") && err.contains(&closed.to_string()),
+        "{err}"
+    );
+
+    let (ok, _, err) = run(mmc(dir.path(), &["send-test-email", "--to", "x@y.example"]));
+    assert!(!ok && err.contains("smtp.host is not set"), "{err}");
+}
