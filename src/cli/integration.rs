@@ -30,6 +30,7 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             webhook_secret,
             api_key,
             account,
+            from_address,
         } => {
             let name = name.trim();
             if name.is_empty() {
@@ -52,6 +53,11 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                     bail!("--api-key must be a secret (sk_…) or restricted (rk_…) Stripe API key");
                 }
             }
+            if let Some(from) = &from_address {
+                if !crate::outbox::smtp::is_address(from) {
+                    bail!("--from-address {from:?} is not an email address");
+                }
+            }
             if let Some(acct) = &account {
                 if !acct.starts_with("acct_") {
                     bail!("--account must be a Stripe account id starting with acct_");
@@ -64,6 +70,7 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                     webhook_secret: &webhook_secret,
                     api_key: api_key.as_deref(),
                     stripe_account: account.as_deref(),
+                    from_address: from_address.as_deref(),
                 },
             )?;
             let url = config.webhook_url(&added.id);
@@ -97,11 +104,12 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             }
             for i in all {
                 println!(
-                    "{}  {}  status={}  account={}  webhook_secret={}  api_key={}\n    {}",
+                    "{}  {}  status={}  account={}  from={}  webhook_secret={}  api_key={}\n    {}",
                     i.id,
                     i.name,
                     i.status,
                     i.stripe_account.as_deref().unwrap_or("-"),
+                    i.from_address.as_deref().unwrap_or("(smtp.from_address)"),
                     integrations::redact(&i.webhook_secret),
                     i.api_key
                         .as_deref()

@@ -140,6 +140,10 @@ pub enum IntegrationAction {
         /// The connected account (acct_…) when this integration is a Stripe Connect account.
         #[arg(long, value_name = "acct_…")]
         account: Option<String>,
+        /// Send this integration's emails from this address instead of smtp.from_address
+        /// (the relay must accept it, and DKIM must cover its domain).
+        #[arg(long, value_name = "EMAIL")]
+        from_address: Option<String>,
     },
     /// List integrations, secrets redacted.
     List,

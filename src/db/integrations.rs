@@ -21,6 +21,8 @@ pub struct NewIntegration<'a> {
     pub webhook_secret: &'a str,
     pub api_key: Option<&'a str>,
     pub stripe_account: Option<&'a str>,
+    /// Overrides `smtp.from_address` for this integration's emails.
+    pub from_address: Option<&'a str>,
 }
 
 const COLUMNS: &str =
@@ -44,15 +46,16 @@ pub fn insert(conn: &Connection, new: &NewIntegration) -> Result<Integration, Er
     getrandom::fill(&mut random).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     let id = format!("int_{}", hex::encode(random));
     conn.execute(
-        "INSERT INTO integrations (id, name, webhook_secret, api_key, stripe_account, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO integrations (id, name, webhook_secret, api_key, stripe_account, created_at, from_address)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             id,
             new.name,
             new.webhook_secret,
             new.api_key,
             new.stripe_account,
-            super::now_unix()
+            super::now_unix(),
+            new.from_address
         ],
     )
     .map_err(|e| match e.sqlite_error_code() {

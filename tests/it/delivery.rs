@@ -51,6 +51,7 @@ fn add_keyed_integration(config: &Config) -> String {
             webhook_secret: SECRET,
             api_key: Some(KEY),
             stripe_account: None,
+            from_address: None,
         },
     )
     .unwrap()
@@ -744,4 +745,98 @@ async fn send_test_email_reports_the_reply_or_the_likely_fix() {
 
     let (ok, _, err) = run(mmc(dir.path(), &["send-test-email", "--to", "x@y.example"]));
     assert!(!ok && err.contains("smtp.host is not set"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_integration_can_send_from_its_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let sink = Sink::start();
+    let mut config = test_config(dir.path());
+    config.stripe.api_base = fake.base_url.clone();
+    smtp_config(&mut config, sink.port);
+    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    db::migrate(&mut conn).unwrap();
+    let id = integrations::insert(
+        &conn,
+        &integrations::NewIntegration {
+            name: "Second shop",
+            webhook_secret: SECRET,
+            api_key: Some(KEY),
+            stripe_account: None,
+            from_address: Some("hello@second-shop.example"),
+        },
+    )
+    .unwrap()
+    .id;
+    let server = TestServer::start_with(config, id).await;
+    server
+        .deliver(fixture("invoice.paid.json"))
+        .await
+        .assert_stored(false);
+    let raw = sink.wait_for(1, Duration::from_secs(20)).await.remove(0);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let from = message.from().and_then(|a| a.first()).unwrap();
+    assert_eq!(from.address(), Some("hello@second-shop.example"));
+    server.stop().await;
+}
+
+#[test]
+fn retention_deletes_only_finished_old_deliveries_and_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let id = add_keyed_integration(&config);
+    let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let (old, recent) = (1_000_000, 2_000_000);
+    let mut add = |n: i64, created: i64, status: &str| {
+        conn.execute(
+            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
+             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}', 'queued')",
+            rusqlite::params![id, format!("evt_{n}"), created],
+        )
+        .unwrap();
+        let event = conn.last_insert_rowid();
+        conn.execute(
+            "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger, status, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?3, 'payment_received', ?4, ?5, ?5)",
+            rusqlite::params![id, event, format!("evt_{n}"), status, created],
+        )
+        .unwrap();
+    };
+    add(1, old, "sent");
+    add(2, old, "failed");
+    add(3, old, "skipped");
+    add(4, old, "retrying");
+    add(5, old, "queued");
+    add(6, recent, "sent");
+    conn.execute(
+        "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
+         VALUES (?1, 'evt_ignored', 'customer.updated', 0, ?2, ?2, '{}', 'ignored')",
+        rusqlite::params![id, old],
+    )
+    .unwrap();
+
+    let (gone_deliveries, gone_events) = deliveries::prune(&conn, (old + recent) / 2).unwrap();
+    assert_eq!(
+        (gone_deliveries, gone_events),
+        (3, 4),
+        "3 finished deliveries, their 3 events and the ignored one"
+    );
+    let left: Vec<String> = conn
+        .prepare("SELECT status FROM deliveries ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        left,
+        ["retrying", "queued", "sent"],
+        "waiting mail is kept whatever its age"
+    );
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 3);
 }

@@ -46,6 +46,7 @@ pub async fn setup(api_key: Option<&str>) -> Setup {
             webhook_secret: "whsec_x",
             api_key,
             stripe_account: None,
+            from_address: None,
         },
     )
     .unwrap();

@@ -206,6 +206,7 @@ pub fn add_integration(config: &Config, name: &str, secret: &str) -> String {
             webhook_secret: secret,
             api_key: None,
             stripe_account: None,
+            from_address: None,
         },
     )
     .unwrap()
