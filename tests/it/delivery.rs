@@ -789,7 +789,7 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
     let id = add_keyed_integration(&config);
     let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
     let (old, recent) = (1_000_000, 2_000_000);
-    let mut add = |n: i64, created: i64, status: &str| {
+    let add = |n: i64, created: i64, status: &str| {
         conn.execute(
             "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
              VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}', 'queued')",
