@@ -19,7 +19,7 @@ use mail_send::mail_builder::headers::address::Address;
 use mail_send::mail_builder::headers::date::Date;
 use mail_send::mail_builder::MessageBuilder;
 use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{SmtpConfig, SmtpSecurity};
@@ -30,6 +30,8 @@ pub const TEST_SUBJECT: &str = "MailMyCustomer test email";
 /// The STARTTLS bit of an EHLO reply's capabilities: `smtp_proto::EXT_START_TLS` in smtp-proto
 /// 0.2, which mail-send uses but does not re-export.
 const EXT_START_TLS: u32 = 1 << 24;
+/// The PIPELINING bit (RFC 2920), `smtp_proto::EXT_PIPELINING`, for the same reason.
+const EXT_PIPELINING: u32 = 1 << 19;
 
 /// Headers covered by the DKIM signature: those a receiver shows or that shape the body.
 const DKIM_HEADERS: [&str; 8] = [
@@ -470,6 +472,7 @@ impl Mailer {
         Ok(SmtpConnection {
             client,
             nodelay,
+            pipelining: capabilities.has_capability(EXT_PIPELINING),
             secs,
             broken: false,
             needs_reset: false,
@@ -516,6 +519,8 @@ fn boxed<S: Stream + 'static>(client: SmtpClient<S>) -> SmtpClient<Box<dyn Strea
 pub struct SmtpConnection {
     client: SmtpClient<Box<dyn Stream>>,
     nodelay: bool,
+    /// The server offered PIPELINING: the envelope goes in one write, one round trip.
+    pipelining: bool,
     secs: u64,
     /// An I/O error or timeout left the conversation in an unknown state: replies could arrive
     /// late and be read as the answer to the next command, so nothing more is sent.
@@ -587,11 +592,15 @@ impl SmtpConnection {
         to: &str,
         message: &[u8],
     ) -> Result<String, SendError> {
-        self.command("MAIL FROM", format!("MAIL FROM:<{from}>\r\n"), 250)
-            .await?;
-        self.command("RCPT TO", format!("RCPT TO:<{to}>\r\n"), 250)
-            .await?;
-        self.command("DATA", "DATA\r\n".to_owned(), 354).await?;
+        if self.pipelining {
+            self.pipelined_envelope(from, to).await?;
+        } else {
+            self.command("MAIL FROM", format!("MAIL FROM:<{from}>\r\n"), 250)
+                .await?;
+            self.command("RCPT TO", format!("RCPT TO:<{to}>\r\n"), 250)
+                .await?;
+            self.command("DATA", "DATA\r\n".to_owned(), 354).await?;
+        }
         let timeout = self.client.timeout;
         let client = &mut self.client;
         let reply = tokio::time::timeout(timeout, async {
@@ -605,6 +614,52 @@ impl SmtpConnection {
             Ok(r) if (200..300).contains(&r.code) => Ok(reply_text(r.code, r.esc, &r.message)),
             Ok(r) => Err(reply_error("message", r.code, r.esc, &r.message)),
             Err(e) => Err(self.io_failure("message", e)),
+        }
+    }
+
+    /// MAIL FROM, RCPT TO and DATA in one write, then their three replies in order (RFC 2920).
+    /// Every reply is read even after a refusal, so the conversation stays in step.
+    async fn pipelined_envelope(&mut self, from: &str, to: &str) -> Result<(), SendError> {
+        let envelope = format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n");
+        let timeout = self.client.timeout;
+        let stream = &mut self.client.stream;
+        let written = tokio::time::timeout(timeout, async {
+            stream.write_all(envelope.as_bytes()).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| mail_send::Error::Timeout)
+        .and_then(|r| r.map_err(mail_send::Error::Io));
+        if let Err(e) = written {
+            return Err(self.io_failure("MAIL FROM", e));
+        }
+        // read_many keeps what arrives after one reply for the next: the three replies often
+        // come in one segment.
+        let client = &mut self.client;
+        let replies = tokio::time::timeout(timeout, client.read_many(3))
+            .await
+            .map_err(|_| mail_send::Error::Timeout)
+            .and_then(|r| r);
+        let replies = match replies {
+            Ok(replies) => replies,
+            Err(e) => return Err(self.io_failure("MAIL FROM", e)),
+        };
+        let mut first_refusal = None;
+        for ((name, expect), r) in [("MAIL FROM", 250), ("RCPT TO", 250), ("DATA", 354)]
+            .into_iter()
+            .zip(&replies)
+        {
+            if r.code / 100 != expect / 100 {
+                first_refusal.get_or_insert_with(|| reply_error(name, r.code, r.esc, &r.message));
+            } else if name == "DATA" && first_refusal.is_some() {
+                // A server that says 354 to DATA after refusing the envelope now waits for a
+                // message this client will not send: the connection cannot be reused.
+                self.broken = true;
+            }
+        }
+        match first_refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
     }
 

@@ -1057,3 +1057,75 @@ async fn settings_that_cannot_work_are_refused() {
     let err = Mailer::new(&config).unwrap_err().to_string();
     assert!(err.contains("smtp.host is empty"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_envelope_is_pipelined_when_the_server_offers_it() {
+    let server = ScriptedServer::start(&["PIPELINING"]).await;
+    let mailer = Mailer::new(&config(server.port(), SmtpSecurity::None)).unwrap();
+    let mut connection = mailer.connect().await.unwrap();
+    for n in 1..=2 {
+        send_one(&mailer, &mut connection, n, "zoe@example.com")
+            .await
+            .unwrap();
+    }
+    connection.quit().await;
+    let log = server.log();
+    assert_eq!(log.messages.len(), 2);
+    // MAIL FROM and RCPT TO each arrived with the rest of the envelope already behind them.
+    let pipelined: Vec<&str> = log
+        .pipelined
+        .iter()
+        .map(|c| c.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(pipelined, ["MAIL", "RCPT", "MAIL", "RCPT"], "{log:?}");
+
+    // Without the extension, each command waits for its reply.
+    let plain = ScriptedServer::start(&[]).await;
+    let mailer = Mailer::new(&config(plain.port(), SmtpSecurity::None)).unwrap();
+    let mut connection = mailer.connect().await.unwrap();
+    send_one(&mailer, &mut connection, 1, "zoe@example.com")
+        .await
+        .unwrap();
+    connection.quit().await;
+    assert!(plain.log().pipelined.is_empty(), "{:?}", plain.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_refusal_is_reported_and_the_connection_stays_usable() {
+    let server = ScriptedServer::start(&["PIPELINING"]).await;
+    server.reply_text(
+        "RCPT",
+        "550 5.1.1 <zoe@example.com>: Recipient address rejected",
+    );
+    server.reply_text("DATA", "554 5.5.1 Error: no valid recipients");
+    let mailer = Mailer::new(&config(server.port(), SmtpSecurity::None)).unwrap();
+    let mut connection = mailer.connect().await.unwrap();
+    let err = send_one(&mailer, &mut connection, 1, "zoe@example.com")
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    assert!(
+        err.message().contains("550 5.1.1"),
+        "the first refusal is reported: {err:?}"
+    );
+    assert!(connection.is_usable());
+
+    server.reply_text("MAIL", "451 4.3.0 Temporary lookup failure");
+    server.reply_text("RCPT", "503 5.5.1 Error: need MAIL command");
+    server.reply_text("DATA", "503 5.5.1 Error: need RCPT command");
+    let err = send_one(&mailer, &mut connection, 2, "zoe@example.com")
+        .await
+        .unwrap_err();
+    assert!(
+        !err.is_permanent() && err.message().contains("451 4.3.0"),
+        "{err:?}"
+    );
+
+    send_one(&mailer, &mut connection, 3, "zoe@example.com")
+        .await
+        .unwrap();
+    connection.quit().await;
+    let log = server.log();
+    assert_eq!(log.messages.len(), 1);
+    assert_eq!(log.connections, 1, "refusals did not cost the connection");
+}

@@ -35,6 +35,9 @@ pub struct Log {
     pub commands: Vec<String>,
     /// Message contents as sent after DATA, dot-stuffing undone, CRLF kept.
     pub messages: Vec<Vec<u8>>,
+    /// Command lines that arrived with further commands already behind them in the same read:
+    /// what a client pipelining its envelope (RFC 2920) produces.
+    pub pipelined: Vec<String>,
 }
 
 impl Log {
@@ -184,7 +187,13 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) {
             .next()
             .unwrap_or("")
             .to_ascii_uppercase();
-        state.lock().unwrap().log.commands.push(line.clone());
+        {
+            let mut state = state.lock().unwrap();
+            if !io.buffer().is_empty() {
+                state.log.pipelined.push(line.clone());
+            }
+            state.log.commands.push(line.clone());
+        }
         let default = match verb.as_str() {
             "EHLO" => {
                 let extensions = state.lock().unwrap().extensions.clone();
