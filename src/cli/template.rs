@@ -240,6 +240,7 @@ pub fn preview(
             from_address: None,
         },
     };
+    let all_templates = templates::list(&conn)?;
     drop(conn);
     let busy = std::time::Duration::from_millis(config.database.busy_timeout_ms);
     let preparer = Arc::new(Preparer {
@@ -247,8 +248,11 @@ pub fn preview(
         stripe: StripeClient::new(&config.stripe.api_base),
         renderer: Renderer::default(),
     });
-    let outcome =
-        runtime()?.block_on(async move { preparer.prepare(&integration, None, &payload).await });
+    let outcome = runtime()?.block_on(async move {
+        preparer
+            .prepare(&integration, &all_templates, None, &payload)
+            .await
+    });
     match outcome {
         Outcome::Ignore(reason) => println!("no email: {reason}"),
         Outcome::Retry(reason) => println!("no email yet, would retry: {reason}"),

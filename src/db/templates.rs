@@ -116,11 +116,6 @@ pub fn list(conn: &Connection) -> Result<Vec<Template>, Error> {
     )
 }
 
-/// Every template of one trigger, enabled or not; `templates::choose` picks among them.
-pub fn for_trigger(conn: &Connection, trigger: TriggerKind) -> Result<Vec<Template>, Error> {
-    query(conn, "WHERE trigger = ?1 ORDER BY id", [trigger.as_str()])
-}
-
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Template>, Error> {
     Ok(query(conn, "WHERE id = ?1", [id])?.pop())
 }

@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::db::deliveries::{self, Inserted, Status};
 use crate::db::events::{self, StoredEvent};
-use crate::db::{self, integrations, now_unix};
+use crate::db::{self, integrations, now_unix, templates};
 use crate::error::classify_db_error;
 use crate::Error;
 use prepare::{Outcome, Preparer};
@@ -112,12 +112,13 @@ impl Processor {
                 .into_iter()
                 .map(|i| (i.id.clone(), i))
                 .collect();
+        let templates = db::call(&self.preparer.pool, templates::list).await?;
         let mut outcomes = Vec::with_capacity(due.len());
         for event in due {
             let outcome = match integrations.get(&event.integration_id) {
                 Some(integration) => {
                     self.preparer
-                        .prepare(integration, Some(event.id), &event.payload)
+                        .prepare(integration, &templates, Some(event.id), &event.payload)
                         .await
                 }
                 None => Outcome::Ignore("its integration was removed".into()),

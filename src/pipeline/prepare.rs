@@ -58,9 +58,11 @@ impl From<crate::Error> for LookupError {
 }
 
 impl Preparer {
+    /// `templates` is every template (the processor reads them once per batch).
     pub async fn prepare(
         &self,
         integration: &Integration,
+        templates: &[templates::Template],
         event_id: Option<i64>,
         payload: &str,
     ) -> Outcome {
@@ -126,11 +128,8 @@ impl Preparer {
         delivery.recipient_name = facts.customer.name.clone();
 
         let kind = facts.kind;
-        let candidates = match db::call(&self.pool, move |c| templates::for_trigger(c, kind)).await
-        {
-            Ok(t) => t,
-            Err(e) => return Outcome::Retry(format!("database: {e}")),
-        };
+        let candidates: Vec<&templates::Template> =
+            templates.iter().filter(|t| t.trigger == kind).collect();
         let scopes: Vec<ItemScope> = facts
             .items
             .iter()

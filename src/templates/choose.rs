@@ -11,6 +11,21 @@ pub trait Scoped {
     fn enabled(&self) -> bool;
 }
 
+impl<T: Scoped> Scoped for &T {
+    fn template_id(&self) -> i64 {
+        (**self).template_id()
+    }
+    fn product_id(&self) -> Option<&str> {
+        (**self).product_id()
+    }
+    fn plan_id(&self) -> Option<&str> {
+        (**self).plan_id()
+    }
+    fn enabled(&self) -> bool {
+        (**self).enabled()
+    }
+}
+
 /// One product/plan pair of the event (a subscription item or an invoice line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemScope<'a> {

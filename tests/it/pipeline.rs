@@ -151,6 +151,12 @@ pub fn populate(fake: &FakeStripe) {
     fake.put("refunds", REFUND, refund);
 }
 
+impl Setup {
+    pub fn templates(&self) -> Vec<templates::Template> {
+        templates::list(&self.pool.get().unwrap()).unwrap()
+    }
+}
+
 fn describe(outcome: &Outcome, scopes: &HashMap<i64, String>) -> String {
     match outcome {
         Outcome::Ignore(reason) => format!("ignored: {reason}\n"),
@@ -239,7 +245,10 @@ async fn every_fixture_becomes_the_expected_email() {
     let mut queued = 0;
     for (name, path) in files {
         let payload = std::fs::read_to_string(&path).unwrap();
-        let outcome = s.preparer.prepare(&s.integration, None, &payload).await;
+        let outcome = s
+            .preparer
+            .prepare(&s.integration, &s.templates(), None, &payload)
+            .await;
         if let Outcome::Delivery(d) = &outcome {
             queued += usize::from(d.subject.is_some());
         }
@@ -258,7 +267,11 @@ async fn names_are_fetched_once_then_come_from_the_catalog() {
         std::fs::read_to_string(fixtures_dir().join("events/customer.subscription.created.json"))
             .unwrap();
     for _ in 0..3 {
-        let Outcome::Delivery(d) = s.preparer.prepare(&s.integration, None, &payload).await else {
+        let Outcome::Delivery(d) = s
+            .preparer
+            .prepare(&s.integration, &s.templates(), None, &payload)
+            .await
+        else {
             panic!()
         };
         assert_eq!(
@@ -272,7 +285,9 @@ async fn names_are_fetched_once_then_come_from_the_catalog() {
     assert_eq!(s.fake.count("/v1/customers/"), 3);
     // An invoice that carries the customer's email needs no customer lookup at all.
     let paid = std::fs::read_to_string(fixtures_dir().join("events/invoice.paid.json")).unwrap();
-    s.preparer.prepare(&s.integration, None, &paid).await;
+    s.preparer
+        .prepare(&s.integration, &s.templates(), None, &paid)
+        .await;
     assert_eq!(s.fake.count("/v1/customers/"), 3);
 }
 
@@ -286,7 +301,11 @@ async fn refund_events_and_charge_refunded_share_one_business_key() {
         "charge.refunded.json",
     ] {
         let payload = std::fs::read_to_string(fixtures_dir().join("events").join(file)).unwrap();
-        let Outcome::Delivery(d) = s.preparer.prepare(&s.integration, None, &payload).await else {
+        let Outcome::Delivery(d) = s
+            .preparer
+            .prepare(&s.integration, &s.templates(), None, &payload)
+            .await
+        else {
             panic!("{file}")
         };
         keys.push(d.business_key.clone());
@@ -303,18 +322,28 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
 
     // One retry in the test policy: two requests per lookup.
     s.fake.fail_next("/v1/customers/", 500, 2);
-    let outcome = s.preparer.prepare(&s.integration, None, &payload).await;
+    let outcome = s
+        .preparer
+        .prepare(&s.integration, &s.templates(), None, &payload)
+        .await;
     assert!(
         matches!(&outcome, Outcome::Retry(r) if r.contains("500")),
         "{outcome:?}"
     );
 
     s.fake.fail_next("/v1/customers/", 429, 2);
-    let outcome = s.preparer.prepare(&s.integration, None, &payload).await;
+    let outcome = s
+        .preparer
+        .prepare(&s.integration, &s.templates(), None, &payload)
+        .await;
     assert!(matches!(&outcome, Outcome::Retry(_)), "{outcome:?}");
 
     s.fake.fail_next("/v1/customers/", 403, 1);
-    let Outcome::Delivery(d) = s.preparer.prepare(&s.integration, None, &payload).await else {
+    let Outcome::Delivery(d) = s
+        .preparer
+        .prepare(&s.integration, &s.templates(), None, &payload)
+        .await
+    else {
         panic!()
     };
     assert_eq!(d.status, mailmycustomer::db::deliveries::Status::Failed);
@@ -325,7 +354,11 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
     );
 
     s.fake.fail_next("/v1/customers/", 401, 1);
-    let Outcome::Delivery(d) = s.preparer.prepare(&s.integration, None, &payload).await else {
+    let Outcome::Delivery(d) = s
+        .preparer
+        .prepare(&s.integration, &s.templates(), None, &payload)
+        .await
+    else {
         panic!()
     };
     assert!(
@@ -335,7 +368,11 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
     );
 
     s.fake.deleted_customer("cus_QXg1o8vcGmoR32");
-    let Outcome::Delivery(d) = s.preparer.prepare(&s.integration, None, &payload).await else {
+    let Outcome::Delivery(d) = s
+        .preparer
+        .prepare(&s.integration, &s.templates(), None, &payload)
+        .await
+    else {
         panic!()
     };
     assert!(
@@ -349,7 +386,11 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
 async fn without_an_api_key_only_what_the_payload_says_is_used() {
     let s = setup(None).await;
     let invoice = std::fs::read_to_string(fixtures_dir().join("events/invoice.paid.json")).unwrap();
-    let Outcome::Delivery(d) = s.preparer.prepare(&s.integration, None, &invoice).await else {
+    let Outcome::Delivery(d) = s
+        .preparer
+        .prepare(&s.integration, &s.templates(), None, &invoice)
+        .await
+    else {
         panic!()
     };
     assert_eq!(d.recipient.as_deref(), Some("jenny.rosen@example.com"));
@@ -361,7 +402,7 @@ async fn without_an_api_key_only_what_the_payload_says_is_used() {
             .unwrap();
     let Outcome::Delivery(d) = s
         .preparer
-        .prepare(&s.integration, None, &subscription)
+        .prepare(&s.integration, &s.templates(), None, &subscription)
         .await
     else {
         panic!()
@@ -386,7 +427,11 @@ async fn connect_integrations_send_the_stripe_account_header() {
         fixtures_dir().join("events/customer.subscription.created.connect.json"),
     )
     .unwrap();
-    let Outcome::Delivery(d) = s.preparer.prepare(&connect, None, &payload).await else {
+    let Outcome::Delivery(d) = s
+        .preparer
+        .prepare(&connect, &s.templates(), None, &payload)
+        .await
+    else {
         panic!()
     };
     assert!(d.subject.is_some(), "{d:?}");
@@ -406,12 +451,14 @@ async fn connect_integrations_send_the_stripe_account_header() {
         ..s.integration.clone()
     };
     assert!(matches!(
-        s.preparer.prepare(&mine, None, &deauthorized).await,
+        s.preparer
+            .prepare(&mine, &s.templates(), None, &deauthorized)
+            .await,
         Outcome::Disconnect(_)
     ));
     assert!(matches!(
         s.preparer
-            .prepare(&s.integration, None, &deauthorized)
+            .prepare(&s.integration, &s.templates(), None, &deauthorized)
             .await,
         Outcome::Ignore(_)
     ));
