@@ -35,6 +35,20 @@ pub fn run(mut cmd: impl BorrowMut<Command>) -> (bool, String, String) {
     )
 }
 
+/// `mailmycustomer integration add ARGS`; returns the new integration's id and the output.
+pub fn add_integration_cli(dir: &Path, args: &[&str]) -> (String, String) {
+    let mut all = vec!["integration", "add"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = run(mmc(dir, &all));
+    assert!(ok, "{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("integration add prints the id")
+        .to_owned();
+    (id, out)
+}
+
 pub struct Spawned {
     pub child: Child,
     pub addr: String,
@@ -82,23 +96,8 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, String)]) -> Spawned {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(mmc(
-        dir.path(),
-        &[
-            "integration",
-            "add",
-            "--name",
-            "shop",
-            "--webhook-secret",
-            SECRET,
-        ],
-    ));
-    assert!(ok, "{err}");
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .unwrap()
-        .to_owned();
+    let (id, out) =
+        add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
     assert!(out.contains(&format!("/webhooks/stripe/{id}")), "{out}");
     assert!(out.contains("stripe listen --forward-to"), "{out}");
 
@@ -202,11 +201,9 @@ fn integrations_are_listed_redacted_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "whsec_0123456789abcdefVERYSECRET";
     let key = "rk_test_51ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let (ok, out, err) = run(mmc(
+    let (id, _) = add_integration_cli(
         dir.path(),
         &[
-            "integration",
-            "add",
             "--name",
             "shop",
             "--webhook-secret",
@@ -216,13 +213,7 @@ fn integrations_are_listed_redacted_and_removed() {
             "--account",
             "acct_123",
         ],
-    ));
-    assert!(ok, "{err}");
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .unwrap()
-        .to_owned();
+    );
 
     let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
     assert!(ok);
@@ -527,11 +518,9 @@ async fn preview_with_an_integration_looks_up_what_the_event_lacks() {
     );
     fake.product("prod_QXg1hqf4jFNsqG", "Sock club");
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(mmc(
+    let (id, _) = add_integration_cli(
         dir.path(),
         &[
-            "integration",
-            "add",
             "--name",
             "Sock shop",
             "--webhook-secret",
@@ -539,13 +528,7 @@ async fn preview_with_an_integration_looks_up_what_the_event_lacks() {
             "--api-key",
             "rk_test_51SockShop0000000",
         ],
-    ));
-    assert!(ok, "{err}");
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .unwrap()
-        .to_owned();
+    );
     let event = crate::support::fixtures_dir().join("events/customer.subscription.created.json");
     let dir_path = dir.path().to_owned();
     let base = fake.base_url.clone();

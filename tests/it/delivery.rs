@@ -492,28 +492,15 @@ async fn wait_count(db_path: &Path, sql: &str, n: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_right_after_a_burst_then_restart_emails_every_event_exactly_once() {
-    use crate::cli::{mmc, run, spawn_serve};
+    use crate::cli::{add_integration_cli, spawn_serve};
     use crate::smtp_server::Reply;
     const EVENTS: usize = 100;
 
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run(mmc(
+    let (id, _) = add_integration_cli(
         dir.path(),
-        &[
-            "integration",
-            "add",
-            "--name",
-            "Rosen Goods",
-            "--webhook-secret",
-            SECRET,
-        ],
-    ));
-    assert!(ok, "{err}");
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .unwrap()
-        .to_owned();
+        &["--name", "Rosen Goods", "--webhook-secret", SECRET],
+    );
 
     // First life: the relay takes connections but never answers DATA, so messages are claimed
     // and in flight when the process dies.
