@@ -10,8 +10,12 @@ ALTER TABLE events ADD COLUMN processing_detail TEXT;
 ALTER TABLE events ADD COLUMN processing_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN process_after INTEGER;
 ALTER TABLE events ADD COLUMN processed_at INTEGER;
+-- Two ways to be due, one index each, both in the order they are read: fresh events oldest
+-- first, and postponed ones by their time. (One index on (process_after, id) made every batch
+-- sort the whole backlog, payloads included.)
 DROP INDEX events_pending;
-CREATE INDEX events_pending ON events (process_after, id) WHERE processing = 'pending';
+CREATE INDEX events_fresh ON events (id) WHERE processing = 'pending' AND process_after IS NULL;
+CREATE INDEX events_postponed ON events (process_after, id) WHERE processing = 'pending' AND process_after IS NOT NULL;
 
 -- Product and plan (price) names and ids from Stripe: the only Stripe data kept besides the
 -- delivery log, so a name is asked of Stripe once, not once per email.

@@ -110,17 +110,39 @@ pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, Erro
     .map_err(classify_db_error)
 }
 
-/// Pending events whose time has come, oldest first.
+/// Pending events whose time has come: fresh ones oldest first, then postponed ones that are due.
+/// Each part reads its own partial index in order, so a backlog costs nothing per batch.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>, Error> {
-    let mut stmt = conn
-        .prepare_cached(&format!(
+    let mut rows = query(
+        conn,
+        &format!(
             "SELECT {COLUMNS} FROM events
-             WHERE processing = 'pending' AND (process_after IS NULL OR process_after <= ?1)
-             ORDER BY id LIMIT ?2"
-        ))
-        .map_err(classify_db_error)?;
+             WHERE processing = 'pending' AND process_after IS NULL ORDER BY id LIMIT ?1"
+        ),
+        rusqlite::params![limit as i64],
+    )?;
+    if rows.len() < limit {
+        rows.extend(query(
+            conn,
+            &format!(
+                "SELECT {COLUMNS} FROM events
+                 WHERE processing = 'pending' AND process_after <= ?1
+                 ORDER BY process_after, id LIMIT ?2"
+            ),
+            rusqlite::params![now, (limit - rows.len()) as i64],
+        )?);
+    }
+    Ok(rows)
+}
+
+fn query(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, Error> {
+    let mut stmt = conn.prepare_cached(sql).map_err(classify_db_error)?;
     let rows = stmt
-        .query_map(rusqlite::params![now, limit as i64], from_row)
+        .query_map(params, from_row)
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
     Ok(rows)
@@ -129,7 +151,8 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>
 /// When the earliest postponed pending event is due (None: none is postponed).
 pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, Error> {
     conn.query_row(
-        "SELECT MIN(process_after) FROM events WHERE processing = 'pending'",
+        "SELECT MIN(process_after) FROM events
+         WHERE processing = 'pending' AND process_after IS NOT NULL",
         [],
         |r| r.get(0),
     )

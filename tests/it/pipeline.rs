@@ -463,3 +463,30 @@ async fn connect_integrations_send_the_stripe_account_header() {
         Outcome::Ignore(_)
     ));
 }
+
+/// Guards the processor's hot query: a backlog of pending events must not be sorted per batch.
+#[test]
+fn due_events_are_read_from_partial_indexes_without_sorting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = db::open(&dir.path().join("q.db"), Duration::from_secs(1)).unwrap();
+    db::migrate(&mut conn).unwrap();
+    let plan = |sql: &str| -> String {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("; ")
+    };
+    let fresh = plan("SELECT * FROM events WHERE processing = 'pending' AND process_after IS NULL ORDER BY id LIMIT 64");
+    assert!(
+        fresh.contains("USING INDEX events_fresh") && !fresh.contains("TEMP B-TREE"),
+        "{fresh}"
+    );
+    let postponed = plan("SELECT * FROM events WHERE processing = 'pending' AND process_after <= 5 ORDER BY process_after, id LIMIT 64");
+    assert!(
+        postponed.contains("USING INDEX events_postponed") && !postponed.contains("TEMP B-TREE"),
+        "{postponed}"
+    );
+}
