@@ -95,6 +95,8 @@ CREATE INDEX deliveries_created ON deliveries (created_at, id);
 CREATE INDEX deliveries_status ON deliveries (status, created_at, id);
 CREATE INDEX deliveries_trigger ON deliveries (trigger, created_at, id);
 CREATE INDEX deliveries_product ON deliveries (product_id, trigger, created_at, id);
+CREATE INDEX deliveries_product_all ON deliveries (product_id, created_at, id);
 CREATE INDEX deliveries_plan ON deliveries (plan_id, trigger, created_at, id);
+CREATE INDEX deliveries_plan_all ON deliveries (plan_id, created_at, id);
 CREATE INDEX deliveries_recipient ON deliveries (recipient, created_at, id);
 CREATE INDEX deliveries_event ON deliveries (event_id);
