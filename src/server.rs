@@ -15,7 +15,6 @@ use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
 use crate::pipeline::{prepare::Preparer, Processor, WAITING_FOR_SMTP};
 use crate::stripe::api::StripeClient;
-use crate::templates::render::Renderer;
 use crate::{web, Config, Error};
 
 /// What every handler shares.
@@ -56,11 +55,10 @@ pub async fn serve(
     let (stop, stopped) = watch::channel(false);
     let new_deliveries = Arc::new(Notify::new());
     let processor = Processor {
-        preparer: Arc::new(Preparer {
-            pool: pool.clone(),
-            stripe: StripeClient::new(&config.stripe.api_base),
-            renderer: Renderer::default(),
-        }),
+        preparer: Arc::new(Preparer::new(
+            pool.clone(),
+            StripeClient::new(&config.stripe.api_base),
+        )),
         conn: Arc::new(Mutex::new(processor_conn)),
         new_events,
         new_deliveries: new_deliveries.clone(),

@@ -18,7 +18,7 @@ use crate::pipeline::prepare::{Outcome, Preparer};
 use crate::stripe::api::StripeClient;
 use crate::templates::context;
 use crate::templates::files::TemplateFile;
-use crate::templates::render::{validate, Renderer, TemplateSource};
+use crate::templates::render::{validate, TemplateSource};
 use crate::trigger::TriggerKind;
 
 #[derive(Debug, Subcommand)]
@@ -243,11 +243,10 @@ pub fn preview(
     let all_templates = templates::list(&conn)?;
     drop(conn);
     let busy = std::time::Duration::from_millis(config.database.busy_timeout_ms);
-    let preparer = Arc::new(Preparer {
-        pool: db::pool(&config.database.path, busy, 2)?,
-        stripe: StripeClient::new(&config.stripe.api_base),
-        renderer: Renderer::default(),
-    });
+    let preparer = Arc::new(Preparer::new(
+        db::pool(&config.database.path, busy, 2)?,
+        StripeClient::new(&config.stripe.api_base),
+    ));
     let outcome = runtime()?.block_on(async move {
         preparer
             .prepare(&integration, &all_templates, None, &payload)

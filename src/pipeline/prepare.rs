@@ -2,6 +2,9 @@
 //! cache first, then the Stripe API, and only then), choose the template, render the email.
 //! Nothing is committed here except catalog names; the processor records the outcome.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use serde_json::Value;
 
 use crate::db::deliveries::{NewDelivery, Status};
@@ -21,6 +24,36 @@ pub struct Preparer {
     pub pool: Pool,
     pub stripe: StripeClient,
     pub renderer: Renderer,
+    /// Product and plan names already read from the catalog or Stripe, so a batch of events for
+    /// the same products costs no database hop per event. Names are few; this stays small.
+    known: Mutex<HashMap<(String, String), Known>>,
+}
+
+#[derive(Clone)]
+enum Known {
+    Product(Option<String>),
+    Plan(Option<catalog::Plan>),
+}
+
+impl Preparer {
+    pub fn new(pool: Pool, stripe: StripeClient) -> Preparer {
+        Preparer {
+            pool,
+            stripe,
+            renderer: Renderer::default(),
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn known(&self, integration: &str, id: &str) -> Option<Known> {
+        let known = self.known.lock().expect("catalog memo");
+        known.get(&(integration.to_owned(), id.to_owned())).cloned()
+    }
+
+    fn remember(&self, integration: &str, id: &str, value: Known) {
+        let mut known = self.known.lock().expect("catalog memo");
+        known.insert((integration.to_owned(), id.to_owned()), value);
+    }
 }
 
 /// What to do with an event.
@@ -357,6 +390,16 @@ impl Lookups<'_> {
     /// A product's name: the catalog, else Stripe (then cached). None when there is no key or
     /// the product was deleted: the email is still worth sending without it.
     async fn product_name(&self, id: &str) -> Result<Option<String>, LookupError> {
+        if let Some(Known::Product(name)) = self.preparer.known(&self.integration.id, id) {
+            return Ok(name);
+        }
+        let name = self.fetch_product_name(id).await?;
+        self.preparer
+            .remember(&self.integration.id, id, Known::Product(name.clone()));
+        Ok(name)
+    }
+
+    async fn fetch_product_name(&self, id: &str) -> Result<Option<String>, LookupError> {
         let pool = &self.preparer.pool;
         let (integration, product) = (self.integration.id.clone(), id.to_owned());
         if let Some(name) = db::call(pool, move |c| {
@@ -390,6 +433,20 @@ impl Lookups<'_> {
         product: Option<&str>,
     ) -> Result<Option<catalog::Plan>, LookupError> {
         let Some(price) = price else { return Ok(None) };
+        if let Some(Known::Plan(plan)) = self.preparer.known(&self.integration.id, price) {
+            return Ok(plan);
+        }
+        let plan = self.fetch_plan(price, product).await?;
+        self.preparer
+            .remember(&self.integration.id, price, Known::Plan(plan.clone()));
+        Ok(plan)
+    }
+
+    async fn fetch_plan(
+        &self,
+        price: &str,
+        product: Option<&str>,
+    ) -> Result<Option<catalog::Plan>, LookupError> {
         let pool = &self.preparer.pool;
         let (integration, id) = (self.integration.id.clone(), price.to_owned());
         if let Some(plan) = db::call(pool, move |c| catalog::plan(c, &integration, &id)).await? {

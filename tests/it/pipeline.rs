@@ -13,7 +13,7 @@ use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::db::{self, Pool};
 use mailmycustomer::pipeline::prepare::{Outcome, Preparer};
 use mailmycustomer::stripe::api::StripeClient;
-use mailmycustomer::templates::render::{Renderer, TemplateSource};
+use mailmycustomer::templates::render::TemplateSource;
 use mailmycustomer::trigger::TriggerKind;
 
 use crate::fake_stripe::FakeStripe;
@@ -105,11 +105,10 @@ pub async fn setup(api_key: Option<&str>) -> Setup {
     populate(&fake);
 
     let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
-    let preparer = Preparer {
-        pool: pool.clone(),
-        stripe: StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
-        renderer: Renderer::default(),
-    };
+    let preparer = Preparer::new(
+        pool.clone(),
+        StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
+    );
     Setup {
         _dir: dir,
         pool,
