@@ -1,15 +1,17 @@
 //! `serve(config, listener, shutdown)`: opens and migrates the database, starts the event
 //! writer, and runs the HTTP server until `shutdown` resolves, finishing requests in flight.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::Server;
 
 use tokio::sync::{watch, Notify};
 
+use crate::db::integrations::Integration;
 use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
@@ -22,6 +24,8 @@ pub struct AppState {
     pub config: Config,
     pub pool: Pool,
     pub writer: EventWriter,
+    /// Integrations recently looked up by webhook intake, with when (see `web::webhook`).
+    pub integrations: Mutex<HashMap<String, (Instant, Integration)>>,
 }
 
 /// Reader connections; SQLite in WAL mode serves reads concurrently with the one writer.
@@ -89,6 +93,7 @@ pub async fn serve(
         config,
         pool,
         writer,
+        integrations: Mutex::new(HashMap::new()),
     });
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(web::routes(state), shutdown, Some(grace))

@@ -3,12 +3,14 @@
 //! mail. A 2xx means the event is committed to disk.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{handler, Body, Request, Response};
 
-use crate::db::{self, events::NewEvent, events::Stored, integrations};
+use crate::db::integrations::{self, Integration};
+use crate::db::{self, events::NewEvent, events::Stored};
 use crate::error::{Error, ReadBodyLimit};
 use crate::server::AppState;
 use crate::stripe::{envelope::Envelope, signature};
@@ -47,6 +49,28 @@ pub async fn receive(
     }
 }
 
+/// How long a looked-up integration is trusted before it is read again; bounds how late a change
+/// made with the CLI (another process) is seen.
+const INTEGRATION_TTL: Duration = Duration::from_secs(1);
+
+/// The integration, from a short-lived memo or the database. Unknown ids are not remembered, so
+/// requests with made-up ids cannot grow it.
+async fn find_integration(state: &AppState, id: &str) -> Result<Integration, Error> {
+    if let Some((at, integration)) = state.integrations.lock().expect("memo").get(id) {
+        if at.elapsed() < INTEGRATION_TTL {
+            return Ok(integration.clone());
+        }
+    }
+    let key = id.to_owned();
+    let found = db::call(&state.pool, move |conn| integrations::get(conn, &key))
+        .await?
+        .ok_or_else(|| Error::UnknownIntegration(id.to_owned()))?;
+    let mut memo = state.integrations.lock().expect("memo");
+    memo.retain(|_, (at, _)| at.elapsed() < INTEGRATION_TTL);
+    memo.insert(id.to_owned(), (Instant::now(), found.clone()));
+    Ok(found)
+}
+
 async fn intake(
     state: &AppState,
     integration_id: &str,
@@ -59,10 +83,7 @@ async fn intake(
         .await
         .map_err(|e| e.into_error(limit))?;
 
-    let id = integration_id.to_owned();
-    let integration = db::call(&state.pool, move |conn| integrations::get(conn, &id))
-        .await?
-        .ok_or_else(|| Error::UnknownIntegration(integration_id.to_owned()))?;
+    let integration = find_integration(state, integration_id).await?;
 
     let header = request
         .headers()
