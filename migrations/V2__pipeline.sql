@@ -81,7 +81,7 @@ CREATE TABLE deliveries (
     status          TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'skipped')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,                    -- unix seconds; when queued/retrying rows are due
-    lease_until     INTEGER,                    -- a `sending` row whose lease passed is picked up again
+    lease_until     INTEGER,                    -- when a `sending` row's claim runs out (also its next_attempt_at)
     last_error      TEXT,                       -- SMTP reply code and text, or why it was skipped
     message_id      TEXT,                       -- the Message-ID header we sent
     created_at      INTEGER NOT NULL,
@@ -89,7 +89,9 @@ CREATE TABLE deliveries (
     resend_of       INTEGER REFERENCES deliveries(id) ON DELETE SET NULL
 ) STRICT;
 CREATE UNIQUE INDEX deliveries_business_key ON deliveries (integration_id, business_key) WHERE resend_of IS NULL;
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status IN ('queued', 'retrying', 'sending');
+-- Due work in the order the sender takes it. A claimed (`sending`) row's next_attempt_at is its
+-- lease expiry, so "due" is one range for every status.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE status IN ('queued', 'retrying', 'sending');
 -- The delivery log's filters, each ending in created_at so "newest first" reads the index in order.
 CREATE INDEX deliveries_created ON deliveries (created_at, id);
 CREATE INDEX deliveries_status ON deliveries (status, created_at, id);
