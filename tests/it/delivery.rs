@@ -117,7 +117,7 @@ async fn each_trigger_posted_over_http_arrives_as_a_proper_email() {
         (
             "invoice.payment_failed.json",
             "Action needed: your payment to Rosen Goods failed",
-            "try again on **August 4, 2026**",
+            "We will try again on August 4, 2026",
         ),
         (
             "invoice.upcoming.json",
