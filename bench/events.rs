@@ -1,0 +1,69 @@
+//! Distinct, validly signed `invoice.paid` events: Stripe's fixture (it carries
+//! `customer_email`, so no Stripe API lookup is needed) with a unique event id and a unique
+//! invoice id each, so every event is stored once and becomes exactly one email
+//! (business key `invoice:{id}:paid`).
+
+use std::net::SocketAddr;
+
+use mailmycustomer::stripe::signature;
+use serde_json::Value;
+
+pub struct Events {
+    template: Value,
+    run_id: String,
+}
+
+impl Events {
+    pub fn new(run_id: &str) -> anyhow::Result<Events> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/stripe/events/invoice.paid.json"
+        );
+        let text = std::fs::read_to_string(path)?;
+        Ok(Events {
+            template: serde_json::from_str(&text)?,
+            run_id: run_id.to_owned(),
+        })
+    }
+
+    /// Event `n` of series `series` (one series per benchmark step), pretty-printed as Stripe
+    /// sends it (about 6 KB).
+    pub fn body(&self, series: &str, n: usize) -> Vec<u8> {
+        let mut event = self.template.clone();
+        let key = format!("{}_{series}_{n:07}", self.run_id);
+        event["id"] = format!("evt_bench_{key}").into();
+        event["data"]["object"]["id"] = format!("in_bench_{key}").into();
+        serde_json::to_vec_pretty(&event).expect("a JSON value serializes")
+    }
+
+    pub fn bodies(&self, series: &str, count: usize) -> Vec<Vec<u8>> {
+        (0..count).map(|n| self.body(series, n)).collect()
+    }
+}
+
+/// Signed `POST /webhooks/stripe/{integration}` requests for `bodies`, signed now (the server
+/// allows 300 s of age, so sign right before sending).
+pub fn signed_requests(
+    addr: SocketAddr,
+    integration: &str,
+    secret: &str,
+    bodies: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    let path = format!("/webhooks/stripe/{integration}");
+    let now = mailmycustomer::db::now_unix();
+    bodies
+        .iter()
+        .map(|body| {
+            let signature = signature::sign(body, secret, now);
+            crate::http::post(
+                addr,
+                &path,
+                &[
+                    ("Content-Type", "application/json; charset=utf-8"),
+                    ("Stripe-Signature", &signature),
+                ],
+                body,
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Profiles the server during the benchmarks with perf and prints where its CPU time goes,
+# grouped by pipeline stage (BENCHMARKS.md, "Where the time goes").
+#
+#   bash bench/profile.sh                 intake and e2e phases (the default)
+#   bash bench/profile.sh e2e             one phase
+#   bash bench/profile.sh --report DIR    only print the breakdown of profiles already in DIR
+#
+# The server is built like the release binary (fat LTO) but keeps its symbols, in its own
+# target directory (target/bench-profile), so target/release is left alone. perf attaches to
+# the server process only (perf record -p), with DWARF call graphs; profiles go to
+# $MMC_BENCH_PERF_DIR (default /tmp/mmc-bench-perf). Needs perf (Debian: linux-perf).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Sums the samples of one profile into buckets: the first pattern (in this order) that
+# appears anywhere in a sample's call stack names its bucket.
+buckets() {
+  perf script -i "$1" -F comm,ip,sym 2>/dev/null | awk '
+    function bucket(comm, s) {
+      if (s ~ /Envelope::parse/) return "intake: Envelope::parse (serde_json::Value of the body)"
+      if (s ~ /signature::verify/) return "intake: signature::verify (HMAC)"
+      if (s ~ /integrations::get/) return "intake: integrations::get (pool, per request)"
+      if (s ~ /web::webhook|poem::server::serve_connection|hyper::proto/) return "intake: HTTP (hyper, poem, handler)"
+      if (comm ~ /event-writer/ && s ~ /fdatasync|fsync|sync_file/) return "writer: fsync (event-writer thread)"
+      if (comm ~ /event-writer/) return "writer: inserts and commit (event-writer thread)"
+      if (s ~ /run_batch::\{async_fn#0\}::\{closure_env#0\}|events::due/) return "processor: events::due"
+      if (s ~ /run_batch::\{async_fn#0\}::\{closure_env#1\}/) return "processor: integrations::list"
+      if (s ~ /run_batch::\{async_fn#0\}::\{closure_env#2\}|pipeline::record/) return "processor: record (deliveries insert, events finish, commit)"
+      if (s ~ /html_to_text|html2text/) return "processor: html_to_text (html2text)"
+      if (s ~ /Renderer::render|minijinja/) return "processor: Renderer::render (minijinja)"
+      if (s ~ /Preparer::prepare|trigger::classify/) return "processor: prepare, other (JSON parse, classify, choose)"
+      if (s ~ /claim_due/) return "sender: deliveries::claim_due"
+      if (s ~ /mark_sent|Sender::record/) return "sender: mark_sent"
+      if (s ~ /send_batch::\{async_fn#0\}::\{closure_env#0\}|integrations::list/) return "sender: integrations::list per batch"
+      if (s ~ /mail_builder|Mailer::build/) return "sender: build the MIME message (mail-builder)"
+      if (s ~ /SmtpConnection|mail_send|Sender::/) return "sender: SMTP I/O"
+      if (s ~ /health::healthz/) return "healthz"
+      if (s ~ /sqlite3/) return "SQLite, caller not resolved"
+      if (s ~ /tokio::runtime|parking_lot|futex|schedule/) return "tokio runtime, scheduling, wake-ups"
+      return "other (" comm ")"
+    }
+    function flush() {
+      if (header == "") return
+      b = bucket(comm, stack); n[b]++; total++
+      header = ""; stack = ""
+    }
+    /^\t/ { stack = stack " " $0; next }
+    /^[[:space:]]*$/ { next }
+    { flush(); header = $0; comm = $1 }
+    END {
+      flush()
+      for (b in n) printf "%6.1f%%  %s\n", 100 * n[b] / total, b
+    }' | sort -rn
+}
+
+perf_dir=${MMC_BENCH_PERF_DIR:-/tmp/mmc-bench-perf}
+if [ "${1:-}" = "--report" ]; then
+  perf_dir=${2:?usage: bench/profile.sh --report DIR}
+else
+  command -v perf >/dev/null 2>&1 || { echo "bench/profile.sh: perf is missing (Debian: apt-get install linux-perf)" >&2; exit 1; }
+  phases=("$@")
+  [ ${#phases[@]} -gt 0 ] || phases=(intake e2e)
+  CARGO_TARGET_DIR=target/bench-profile CARGO_PROFILE_RELEASE_STRIP=false \
+    CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --locked --release --bin mailmycustomer
+  harness=$(CARGO_TARGET_DIR=target/bench-harness CARGO_PROFILE_BENCH_LTO=false \
+    CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
+    cargo bench --locked --no-run --bench mmc_bench --message-format=json-render-diagnostics |
+    grep -o '"executable":"[^"]*/mmc_bench-[^"]*"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
+  mkdir -p "$perf_dir"
+  rm -f "$perf_dir"/*.perf.data
+  MMC_BENCH_PERF_DIR=$perf_dir "$harness" --bin target/bench-profile/release/mailmycustomer "${phases[@]}"
+fi
+
+# Per thread name (tids merged): each system call's count and total time, from perf trace -s.
+# fdatasync is the disk; futex is waiting for a lock (the write gate) or for work;
+# clock_nanosleep is SQLite's busy handler; epoll_wait is an idle tokio worker.
+syscalls() {
+  awk '/^ .* \([0-9]+\), [0-9]+ events/ { thread = $1; next }
+    thread != "" && $2 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {
+      calls[thread " " $1] += $2; msec[thread " " $1] += $4
+    }
+    END { for (k in msec) if (msec[k] >= 1) printf "%9.0f ms %8d calls  %s\n", msec[k], calls[k], k }' "$1" |
+    sort -rn | head -n 12
+}
+
+for data in "$perf_dir"/*.perf.data; do
+  [ -e "$data" ] || continue
+  name=$(basename "$data" .perf.data)
+  samples=$(perf report -i "$data" --stdio --sort comm 2>/dev/null | awk '/^# Samples:/ && !n {print $3; n = 1}')
+  echo "### $name: where the server's CPU time goes ($samples samples at 299 Hz)"
+  echo
+  buckets "$data"
+  echo
+  if [ -s "$perf_dir/$name.syscalls.txt" ]; then
+    echo "Time in system calls by thread (perf trace -s; the busiest 12):"
+    echo
+    syscalls "$perf_dir/$name.syscalls.txt"
+    echo
+  fi
+done
