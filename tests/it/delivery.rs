@@ -921,3 +921,37 @@ fn claiming_due_deliveries_reads_one_index_in_order() {
     // The same statement the sender runs prepares against the real schema.
     assert!(deliveries::claim_due(&conn, 5, 300, 32).unwrap().is_empty());
 }
+
+/// The relay's rate limit holds: six messages at 10 per second take at least half a second.
+/// (A lower bound only: the limiter's sleeps make it exact, so this cannot flake on a slow machine.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_spaces_messages_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let sink = Sink::start();
+    let mut config = test_config(dir.path());
+    config.stripe.api_base = fake.base_url.clone();
+    smtp_config(&mut config, sink.port);
+    config.smtp.rate_limit_per_sec = 10;
+    let id = add_keyed_integration(&config);
+    let server = TestServer::start_with(config, id).await;
+    let started = Instant::now();
+    for i in 0..6 {
+        let body = fixture("invoice.paid.json");
+        let mut event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        event["id"] = format!("evt_rate_{i}").into();
+        event["data"]["object"]["id"] = format!("in_rate_{i}").into();
+        server
+            .deliver(serde_json::to_vec(&event).unwrap())
+            .await
+            .assert_stored(false);
+    }
+    sink.wait_for(6, Duration::from_secs(20)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
