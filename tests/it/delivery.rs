@@ -522,13 +522,9 @@ async fn sigkill_right_after_a_burst_then_restart_emails_every_event_exactly_onc
     let first = spawn_serve(dir.path(), &env(relay.port()));
     let url = format!("http://{}/webhooks/stripe/{id}", first.addr);
     let client = reqwest::Client::new();
-    let base = fixture("invoice.paid.json");
     let mut posts = Vec::new();
     for i in 0..EVENTS {
-        let mut event: serde_json::Value = serde_json::from_slice(&base).unwrap();
-        event["id"] = format!("evt_burst_{i}").into();
-        event["data"]["object"]["id"] = format!("in_burst_{i}").into();
-        let body = serde_json::to_vec(&event).unwrap();
+        let body = distinct_invoice_paid("burst", i);
         let request = client
             .post(&url)
             .header("Stripe-Signature", sign_now(&body, SECRET))
@@ -938,12 +934,8 @@ async fn the_rate_limit_spaces_messages_out() {
     let server = TestServer::start_with(config, id).await;
     let started = Instant::now();
     for i in 0..6 {
-        let body = fixture("invoice.paid.json");
-        let mut event: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        event["id"] = format!("evt_rate_{i}").into();
-        event["data"]["object"]["id"] = format!("in_rate_{i}").into();
         server
-            .deliver(serde_json::to_vec(&event).unwrap())
+            .deliver(distinct_invoice_paid("rate", i))
             .await
             .assert_stored(false);
     }

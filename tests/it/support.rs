@@ -45,6 +45,15 @@ pub fn with_event_id(body: &[u8], id: &str) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap()
 }
 
+/// A distinct `invoice.paid`: its own event id and invoice id, so it is one more email.
+pub fn distinct_invoice_paid(tag: &str, n: usize) -> Vec<u8> {
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&fixture("invoice.paid.json")).unwrap();
+    event["id"] = format!("evt_{tag}_{n}").into();
+    event["data"]["object"]["id"] = format!("in_{tag}_{n}").into();
+    serde_json::to_vec(&event).unwrap()
+}
+
 pub fn now() -> i64 {
     db::now_unix()
 }
