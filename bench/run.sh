@@ -32,21 +32,24 @@ harness_path() {
   grep -o '"executable":"[^"]*/mmc_bench-[^"]*"' | tail -n 1 | sed 's/^"executable":"//; s/"$//'
 }
 
+# Where cargo puts its builds (CARGO_TARGET_DIR when set).
+target=${CARGO_TARGET_DIR:-target}
+
 if [ "$smoke" -eq 1 ]; then
   # Debug builds: the same artifacts `cargo test` makes, so CI builds little more.
   cargo build --locked --bin mailmycustomer
   harness=$(cargo build --locked --bench mmc_bench --message-format=json-render-diagnostics | harness_path)
-  bin=target/debug/mailmycustomer
+  bin=$target/debug/mailmycustomer
 else
   # The server as shipped (profile.release: fat LTO). The harness only needs to be optimized,
   # not link-time optimized: it builds in the bench profile without LTO, in its own target
   # directory, because a bench build also builds the server binary and would otherwise replace
   # target/release/mailmycustomer with that non-LTO copy.
   cargo build --locked --release --bin mailmycustomer
-  harness=$(CARGO_TARGET_DIR=target/bench-harness CARGO_PROFILE_BENCH_LTO=false \
+  harness=$(CARGO_TARGET_DIR=$target/bench-harness CARGO_PROFILE_BENCH_LTO=false \
     CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
     cargo bench --locked --no-run --bench mmc_bench --message-format=json-render-diagnostics | harness_path)
-  bin=target/release/mailmycustomer
+  bin=$target/release/mailmycustomer
 fi
 if [ -z "$harness" ]; then
   echo "bench/run.sh: could not find the built harness" >&2
