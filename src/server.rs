@@ -12,7 +12,7 @@ use poem::Server;
 use tokio::sync::{watch, Notify};
 
 use crate::db::integrations::Integration;
-use crate::db::{self, deliveries, writer::EventWriter, Pool, WriteGate};
+use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
 use crate::pipeline::{prepare::Preparer, Processor, WAITING_FOR_SMTP};
@@ -54,9 +54,7 @@ pub async fn serve(
     .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
     let new_events = Arc::new(Notify::new());
-    let gate = WriteGate::default();
-    let (writer, writer_thread) =
-        EventWriter::start(writer_conn, WRITE_QUEUE, new_events.clone(), gate.clone());
+    let (writer, writer_thread) = EventWriter::start(writer_conn, WRITE_QUEUE, new_events.clone());
 
     let (stop, stopped) = watch::channel(false);
     let new_deliveries = Arc::new(Notify::new());
@@ -66,7 +64,6 @@ pub async fn serve(
             StripeClient::new(&config.stripe.api_base),
         )),
         conn: Arc::new(Mutex::new(processor_conn)),
-        gate: gate.clone(),
         new_events,
         new_deliveries: new_deliveries.clone(),
         smtp_configured: config.smtp.is_configured(),
@@ -75,7 +72,7 @@ pub async fn serve(
             .then(|| Duration::from_secs(config.outbox.retention_days * 86_400)),
     };
     let processor = tokio::spawn(processor.run(stopped.clone()));
-    let sender = start_sender(&config, mailer, &pool, gate, new_deliveries, stopped).await?;
+    let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;
 
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let addresses = acceptor.local_addr();
@@ -129,7 +126,6 @@ async fn start_sender(
     config: &Config,
     mailer: Option<Mailer>,
     pool: &Pool,
-    gate: WriteGate,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
@@ -150,7 +146,6 @@ async fn start_sender(
     let sender = Arc::new(Sender {
         pool: pool.clone(),
         conn: Arc::new(Mutex::new(conn)),
-        gate,
         mailer,
         wake,
         workers: config.smtp.pool_size,

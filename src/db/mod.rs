@@ -25,23 +25,6 @@ mod embedded {
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
-/// Turn-taking for this process's writers (intake, processor, sender), which share one SQLite
-/// write lock. Waiting on SQLite's busy handler sleeps 1, 2, 5… ms at a time, which idled the
-/// intake writer behind every processor commit; a mutex hands over in microseconds. The busy
-/// timeout still governs waits on other processes (the CLI, a backup).
-#[derive(Clone, Default)]
-pub struct WriteGate(std::sync::Arc<std::sync::Mutex<()>>);
-
-impl WriteGate {
-    /// Blocks until this thread may write; the turn ends when the guard is dropped.
-    pub fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
-        // A writer that panicked left no transaction open (rusqlite rolls back on drop).
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
 /// Applied to every connection. `synchronous=FULL` makes each commit durable (fsync of the WAL)
 /// before a webhook is answered 2xx; see ARCHITECTURE.md for why NORMAL is not enough here.
 fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {

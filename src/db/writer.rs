@@ -10,7 +10,6 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::events::{self, NewEvent, Stored};
-use super::WriteGate;
 use crate::error::{classify_db_error, Error};
 
 /// Most inserts committed together; bounds the transaction's size and the answer latency.
@@ -34,12 +33,11 @@ impl EventWriter {
         conn: Connection,
         queue: usize,
         stored: Arc<Notify>,
-        gate: WriteGate,
     ) -> (EventWriter, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(queue);
         let handle = std::thread::Builder::new()
             .name("event-writer".into())
-            .spawn(move || run(conn, rx, &stored, &gate))
+            .spawn(move || run(conn, rx, &stored))
             .expect("spawn the event writer thread");
         (EventWriter { jobs }, handle)
     }
@@ -55,7 +53,7 @@ impl EventWriter {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify, gate: &WriteGate) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -65,11 +63,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify, gate:
                 Err(_) => break,
             }
         }
-        let committed = {
-            let _turn = gate.hold();
-            commit(&mut conn, batch.iter().map(|j| &j.event))
-        };
-        match committed {
+        match commit(&mut conn, batch.iter().map(|j| &j.event)) {
             Ok(results) => {
                 if results.contains(&Stored::New) {
                     stored.notify_one();
@@ -82,7 +76,6 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify, gate:
             // others that shared its transaction: retry each alone and answer each its own way.
             Err(batch_error) if batch.len() > 1 => {
                 tracing::debug!(error = %batch_error, size = batch.len(), "group commit failed, retrying one by one");
-                let _turn = gate.hold();
                 for job in batch.drain(..) {
                     let result = commit(&mut conn, std::iter::once(&job.event))
                         .map(|mut r| r.remove(0))

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use super::smtp::{Mailer, OutgoingEmail, SendError, SmtpConnection};
 use crate::db::deliveries::{self, Delivery};
-use crate::db::{self, integrations, now_unix, Pool, WriteGate};
+use crate::db::{self, integrations, now_unix, Pool};
 use crate::Error;
 
 /// Rows claimed at a time by one worker.
@@ -27,8 +27,6 @@ pub struct Sender {
     /// The sender's write connection (claims and outcomes), opened with `synchronous=NORMAL`:
     /// a write lost to a power cut can only make a message go out again, never lose one.
     pub conn: Arc<Mutex<Connection>>,
-    /// Shared with the other writers of this process.
-    pub gate: WriteGate,
     pub mailer: Mailer,
     /// Notified when the processor queues deliveries.
     pub wake: Arc<Notify>,
@@ -91,10 +89,8 @@ impl Sender {
 
     async fn claim(&self) -> Result<Vec<Delivery>, Error> {
         let conn = self.conn.clone();
-        let gate = self.gate.clone();
         let lease = self.lease.as_secs() as i64;
         tokio::task::spawn_blocking(move || {
-            let _turn = gate.hold();
             let conn = conn.lock().expect("sender connection");
             deliveries::claim_due(&conn, now_unix(), lease, CLAIM_BATCH)
         })
@@ -191,9 +187,7 @@ impl Sender {
         let (id, attempts, created_at) = (d.id, d.attempts, d.created_at);
         let (max_retry, retry_base) = (self.max_retry, self.retry_base);
         let conn = self.conn.clone();
-        let gate = self.gate.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let _turn = gate.hold();
             let conn = conn.lock().expect("sender connection");
             match &result {
                 Ok(message_id) => deliveries::mark_sent(&conn, id, message_id, now),
@@ -241,9 +235,7 @@ impl Sender {
     /// Puts a claimed row back, due now, without counting an attempt.
     async fn release(&self, d: Delivery) {
         let conn = self.conn.clone();
-        let gate = self.gate.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            let _turn = gate.hold();
             let conn = conn.lock().expect("sender connection");
             deliveries::release(&conn, d.id, now_unix())
         })

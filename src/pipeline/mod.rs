@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::db::deliveries::{self, Inserted, Status};
 use crate::db::events::{self, StoredEvent};
-use crate::db::{self, integrations, now_unix, templates, WriteGate};
+use crate::db::{self, integrations, now_unix, templates};
 use crate::error::classify_db_error;
 use crate::Error;
 use prepare::{Outcome, Preparer};
@@ -28,8 +28,6 @@ pub struct Processor {
     pub preparer: Arc<Preparer>,
     /// The processor's own write connection.
     pub conn: Arc<Mutex<Connection>>,
-    /// Shared with the other writers of this process.
-    pub gate: WriteGate,
     /// Notified by intake after it commits new events.
     pub new_events: Arc<Notify>,
     /// Notified after deliveries are queued, to wake the sender.
@@ -74,9 +72,7 @@ impl Processor {
     async fn prune(&self, keep: Duration) {
         let before = now_unix() - keep.as_secs() as i64;
         let conn = self.conn.clone();
-        let gate = self.gate.clone();
         let pruned = tokio::task::spawn_blocking(move || {
-            let _turn = gate.hold();
             deliveries::prune(&conn.lock().expect("processor connection"), before)
         })
         .await;
@@ -131,10 +127,8 @@ impl Processor {
         }
         let handled = outcomes.len();
         let conn = self.conn.clone();
-        let gate = self.gate.clone();
         let (smtp_configured, max_retry) = (self.smtp_configured, self.max_retry);
         let queued = tokio::task::spawn_blocking(move || {
-            let _turn = gate.hold();
             let mut conn = conn.lock().expect("processor connection");
             record(&mut conn, outcomes, smtp_configured, max_retry)
         })
