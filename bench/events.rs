@@ -14,14 +14,20 @@ pub struct Events {
 }
 
 impl Events {
+    /// `MMC_BENCH_EVENT_TYPE` (e.g. `customer.updated`, not one of the 7 triggers) replaces
+    /// the event type: the processor then only marks each event ignored, which shows what
+    /// intake does without the processor's rendering and deliveries competing with it.
     pub fn new(run_id: &str) -> anyhow::Result<Events> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/stripe/events/invoice.paid.json"
-        );
-        let text = std::fs::read_to_string(path)?;
+        let path =
+            crate::support::repo_root().join("tests/fixtures/stripe/events/invoice.paid.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut template: Value = serde_json::from_str(&text)?;
+        if let Ok(event_type) = std::env::var("MMC_BENCH_EVENT_TYPE") {
+            template["type"] = event_type.into();
+        }
         Ok(Events {
-            template: serde_json::from_str(&text)?,
+            template,
             run_id: run_id.to_owned(),
         })
     }

@@ -216,6 +216,20 @@ fn targets(r: &Results) {
     }
     println!("### Targets\n");
     table.print();
+    // On a shared machine, other processes' CPU use skews everything measured here. In the
+    // end-to-end run, "others" includes smtp-sink (about 0.1 core).
+    let others = r
+        .intake
+        .iter()
+        .flat_map(|i| i.levels.iter().map(|l| l.cores.others))
+        .chain(r.e2e.iter().map(|e| e.cores.others - 0.2))
+        .fold(0.0, f64::max);
+    if others > 0.1 {
+        println!(
+            "**Warning:** other processes used up to {others:.2} cores during these measurements \
+             (column \"others\" above); rerun on an otherwise idle machine before comparing.\n"
+        );
+    }
 }
 
 /// The commit the source is at, and which files differ from it (others may be editing).
@@ -223,7 +237,7 @@ fn source_version() -> String {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
-            .arg(env!("CARGO_MANIFEST_DIR"))
+            .arg(support::repo_root())
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

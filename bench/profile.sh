@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Profiles the server during the benchmarks with perf and prints where its CPU time goes,
-# grouped by pipeline stage (BENCHMARKS.md, "Where the time goes").
+# grouped by pipeline stage (BENCHMARKS.md, "What the profiles showed").
 #
 #   bash bench/profile.sh                 intake and e2e phases (the default)
 #   bash bench/profile.sh e2e             one phase
@@ -22,8 +22,11 @@ buckets() {
       if (s ~ /signature::verify/) return "intake: signature::verify (HMAC)"
       if (s ~ /integrations::get/) return "intake: integrations::get (pool, per request)"
       if (s ~ /web::webhook|poem::server::serve_connection|hyper::proto/) return "intake: HTTP (hyper, poem, handler)"
-      if (comm ~ /event-writer/ && s ~ /fdatasync|fsync|sync_file/) return "writer: fsync (event-writer thread)"
-      if (comm ~ /event-writer/) return "writer: inserts and commit (event-writer thread)"
+      if (comm ~ /event-writer/ && s ~ /sqlite3WalCheckpoint/) return "writer: WAL auto-checkpoint inside intake commits"
+      if (comm ~ /event-writer/ && s ~ /unixSync|fdatasync|fsync|sync_file/) return "writer: fsync of the WAL"
+      if (comm ~ /event-writer/ && s ~ /pagerWalFrames/) return "writer: WAL frame writes"
+      if (comm ~ /event-writer/) return "writer: inserts, other (event-writer thread)"
+      if (s ~ /sqlite3WalCheckpoint/) return "WAL auto-checkpoint in processor or sender commits"
       if (s ~ /run_batch::\{async_fn#0\}::\{closure_env#0\}|events::due/) return "processor: events::due"
       if (s ~ /run_batch::\{async_fn#0\}::\{closure_env#1\}/) return "processor: integrations::list"
       if (s ~ /run_batch::\{async_fn#0\}::\{closure_env#2\}|pipeline::record/) return "processor: record (deliveries insert, events finish, commit)"
@@ -61,27 +64,29 @@ else
   command -v perf >/dev/null 2>&1 || { echo "bench/profile.sh: perf is missing (Debian: apt-get install linux-perf)" >&2; exit 1; }
   phases=("$@")
   [ ${#phases[@]} -gt 0 ] || phases=(intake e2e)
-  CARGO_TARGET_DIR=target/bench-profile CARGO_PROFILE_RELEASE_STRIP=false \
+  # Where cargo puts its builds (CARGO_TARGET_DIR when set), as in bench/run.sh.
+  target=${CARGO_TARGET_DIR:-target}
+  CARGO_TARGET_DIR=$target/bench-profile CARGO_PROFILE_RELEASE_STRIP=false \
     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --locked --release --bin mailmycustomer
-  harness=$(CARGO_TARGET_DIR=target/bench-harness CARGO_PROFILE_BENCH_LTO=false \
+  harness=$(CARGO_TARGET_DIR=$target/bench-harness CARGO_PROFILE_BENCH_LTO=false \
     CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
     cargo bench --locked --no-run --bench mmc_bench --message-format=json-render-diagnostics |
     grep -o '"executable":"[^"]*/mmc_bench-[^"]*"' | tail -n 1 | sed 's/^"executable":"//; s/"$//')
   mkdir -p "$perf_dir"
   rm -f "$perf_dir"/*.perf.data
-  MMC_BENCH_PERF_DIR=$perf_dir "$harness" --bin target/bench-profile/release/mailmycustomer "${phases[@]}"
+  MMC_BENCH_PERF_DIR=$perf_dir "$harness" --bin "$target/bench-profile/release/mailmycustomer" "${phases[@]}"
 fi
 
-# Per thread name (tids merged): each system call's count and total time, from perf trace -s.
-# fdatasync is the disk; futex is waiting for a lock (the write gate) or for work;
-# clock_nanosleep is SQLite's busy handler; epoll_wait is an idle tokio worker.
+# Per thread name (tids merged), from perf stat --per-thread: fsyncs (intake commits and
+# checkpoints), SQLite busy-handler sleeps (clock_nanosleep) and futex calls (lock hand-offs).
 syscalls() {
-  awk '/^ .* \([0-9]+\), [0-9]+ events/ { thread = $1; next }
-    thread != "" && $2 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {
-      calls[thread " " $1] += $2; msec[thread " " $1] += $4
+  awk '$2 ~ /^[0-9,]+$/ && $3 ~ /^syscalls:/ {
+      thread = $1; sub(/-[0-9]+$/, "", thread)
+      call = $3; sub(/^syscalls:sys_enter_/, "", call)
+      count = $2; gsub(/,/, "", count)
+      n[thread " " call] += count
     }
-    END { for (k in msec) if (msec[k] >= 1) printf "%9.0f ms %8d calls  %s\n", msec[k], calls[k], k }' "$1" |
-    sort -rn | head -n 12
+    END { for (k in n) if (n[k] > 0) printf "%10d  %s\n", n[k], k }' "$1" | sort -rn
 }
 
 for data in "$perf_dir"/*.perf.data; do
@@ -93,7 +98,7 @@ for data in "$perf_dir"/*.perf.data; do
   buckets "$data"
   echo
   if [ -s "$perf_dir/$name.syscalls.txt" ]; then
-    echo "Time in system calls by thread (perf trace -s; the busiest 12):"
+    echo "System calls by thread (perf stat):"
     echo
     syscalls "$perf_dir/$name.syscalls.txt"
     echo

@@ -41,6 +41,17 @@ impl Bench {
     }
 }
 
+/// The checkout: the current directory when it is one (`bench/run.sh` runs from there), else the
+/// one this harness was compiled in. A build reused from another clone that shared the target
+/// directory would otherwise look for fixtures in a folder that may be gone.
+pub fn repo_root() -> PathBuf {
+    let fixture = "tests/fixtures/stripe/events/invoice.paid.json";
+    std::env::current_dir()
+        .ok()
+        .filter(|d| d.join(fixture).exists())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// A child process stopped on drop (SIGTERM, then SIGKILL after a grace period), so an early
 /// return or an error never leaves a server or a sink behind. Only this process's own children
 /// are ever signalled, by pid.
@@ -463,11 +474,11 @@ pub fn count(db: &Path, sql: &str) -> anyhow::Result<i64> {
 
 /// With `MMC_BENCH_PERF_DIR` set, profiles process `pid` until the returned guards drop, or for
 /// at most `window`: `perf record` (CPU samples with DWARF call graphs) into
-/// `{dir}/{name}.perf.data`, and `perf trace -s`: per thread, each system call's count and
-/// total time (fdatasync: the disk; futex: waiting for a lock or for work; clock_nanosleep:
-/// SQLite's busy handler) into `{dir}/{name}.syscalls.txt`. Tracing every call slows the
-/// server down, so numbers from a profiled run are not results. Without the variable, does
-/// nothing. For symbols, build the server as `bench/profile.sh` does.
+/// `{dir}/{name}.perf.data`, and `perf stat` counting per thread the fsyncs (commits and
+/// checkpoints), SQLite busy-handler sleeps (clock_nanosleep: nothing else in the server sleeps
+/// that way) and futex calls (lock hand-offs and wake-ups) into `{dir}/{name}.syscalls.txt`.
+/// Without the variable, does nothing. For symbols, build the server as `bench/profile.sh`
+/// does.
 pub fn profile(pid: u32, name: &str, window: Option<Duration>) -> Vec<Guard> {
     let Some(dir) = std::env::var_os("MMC_BENCH_PERF_DIR") else {
         return Vec::new();
@@ -485,12 +496,21 @@ pub fn profile(pid: u32, name: &str, window: Option<Duration>) -> Vec<Guard> {
         &pid,
         "-o",
     ];
-    let trace = ["trace", "-s", "-p", &pid, "-o"];
+    let stat = [
+        "stat", "--per-thread", "-e",
+        "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_clock_nanosleep,syscalls:sys_enter_futex,syscalls:sys_enter_pwrite64",
+        "-p", &pid, "-o",
+    ];
+    // MMC_BENCH_PERF_STAT_ONLY=1: only the (cheap) system call counts, no CPU samples.
+    let stat_only = std::env::var_os("MMC_BENCH_PERF_STAT_ONLY").is_some();
     let mut guards = Vec::new();
     for (args, file) in [
         (&record[..], format!("{name}.perf.data")),
-        (&trace[..], format!("{name}.syscalls.txt")),
+        (&stat[..], format!("{name}.syscalls.txt")),
     ] {
+        if stat_only && args[0] == "record" {
+            continue;
+        }
         let mut command = Command::new("perf");
         command
             .args(args)
