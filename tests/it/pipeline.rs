@@ -154,6 +154,18 @@ impl Setup {
     pub fn templates(&self) -> Vec<templates::Template> {
         templates::list(&self.pool.get().unwrap()).unwrap()
     }
+
+    /// Prepares `payload`, which must come out as a delivery row.
+    async fn delivery(&self, integration: &Integration, payload: &str) -> Box<NewDelivery> {
+        match self
+            .preparer
+            .prepare(integration, &self.templates(), None, payload)
+            .await
+        {
+            Outcome::Delivery(d) => d,
+            other => panic!("expected a delivery, got {other:?}"),
+        }
+    }
 }
 
 fn describe(outcome: &Outcome, scopes: &HashMap<i64, String>) -> String {
@@ -266,13 +278,7 @@ async fn names_are_fetched_once_then_come_from_the_catalog() {
         std::fs::read_to_string(fixtures_dir().join("events/customer.subscription.created.json"))
             .unwrap();
     for _ in 0..3 {
-        let Outcome::Delivery(d) = s
-            .preparer
-            .prepare(&s.integration, &s.templates(), None, &payload)
-            .await
-        else {
-            panic!()
-        };
+        let d = s.delivery(&s.integration, &payload).await;
         assert_eq!(
             d.subject.as_deref(),
             Some("Welcome to the Monthly plan of T-shirt club")
@@ -300,13 +306,7 @@ async fn refund_events_and_charge_refunded_share_one_business_key() {
         "charge.refunded.json",
     ] {
         let payload = std::fs::read_to_string(fixtures_dir().join("events").join(file)).unwrap();
-        let Outcome::Delivery(d) = s
-            .preparer
-            .prepare(&s.integration, &s.templates(), None, &payload)
-            .await
-        else {
-            panic!("{file}")
-        };
+        let d = s.delivery(&s.integration, &payload).await;
         keys.push(d.business_key.clone());
     }
     assert_eq!(keys, vec![format!("refund:{REFUND}"); 3]);
@@ -338,13 +338,7 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
     assert!(matches!(&outcome, Outcome::Retry(_)), "{outcome:?}");
 
     s.fake.fail_next("/v1/customers/", 403, 1);
-    let Outcome::Delivery(d) = s
-        .preparer
-        .prepare(&s.integration, &s.templates(), None, &payload)
-        .await
-    else {
-        panic!()
-    };
+    let d = s.delivery(&s.integration, &payload).await;
     assert_eq!(d.status, mailmycustomer::db::deliveries::Status::Failed);
     assert!(
         d.note.as_deref().unwrap().contains("rak_customer_read"),
@@ -353,13 +347,7 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
     );
 
     s.fake.fail_next("/v1/customers/", 401, 1);
-    let Outcome::Delivery(d) = s
-        .preparer
-        .prepare(&s.integration, &s.templates(), None, &payload)
-        .await
-    else {
-        panic!()
-    };
+    let d = s.delivery(&s.integration, &payload).await;
     assert!(
         d.note.as_deref().unwrap().contains("API key"),
         "{:?}",
@@ -367,13 +355,7 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
     );
 
     s.fake.deleted_customer("cus_QXg1o8vcGmoR32");
-    let Outcome::Delivery(d) = s
-        .preparer
-        .prepare(&s.integration, &s.templates(), None, &payload)
-        .await
-    else {
-        panic!()
-    };
+    let d = s.delivery(&s.integration, &payload).await;
     assert!(
         d.note.as_deref().unwrap().contains("deleted"),
         "{:?}",
@@ -385,13 +367,7 @@ async fn lookup_failures_are_retried_or_recorded_with_the_fix() {
 async fn without_an_api_key_only_what_the_payload_says_is_used() {
     let s = setup(None).await;
     let invoice = std::fs::read_to_string(fixtures_dir().join("events/invoice.paid.json")).unwrap();
-    let Outcome::Delivery(d) = s
-        .preparer
-        .prepare(&s.integration, &s.templates(), None, &invoice)
-        .await
-    else {
-        panic!()
-    };
+    let d = s.delivery(&s.integration, &invoice).await;
     assert_eq!(d.recipient.as_deref(), Some("jenny.rosen@example.com"));
     // No product name without a key: the product-specific template still matches by id.
     assert_eq!(d.subject.as_deref(), Some("payment: $20.00"));
@@ -399,13 +375,7 @@ async fn without_an_api_key_only_what_the_payload_says_is_used() {
     let subscription =
         std::fs::read_to_string(fixtures_dir().join("events/customer.subscription.created.json"))
             .unwrap();
-    let Outcome::Delivery(d) = s
-        .preparer
-        .prepare(&s.integration, &s.templates(), None, &subscription)
-        .await
-    else {
-        panic!()
-    };
+    let d = s.delivery(&s.integration, &subscription).await;
     assert_eq!(d.status, mailmycustomer::db::deliveries::Status::Failed);
     assert!(
         d.note.as_deref().unwrap().contains("no Stripe API key"),
@@ -426,13 +396,7 @@ async fn connect_integrations_send_the_stripe_account_header() {
         fixtures_dir().join("events/customer.subscription.created.connect.json"),
     )
     .unwrap();
-    let Outcome::Delivery(d) = s
-        .preparer
-        .prepare(&connect, &s.templates(), None, &payload)
-        .await
-    else {
-        panic!()
-    };
+    let d = s.delivery(&connect, &payload).await;
     assert!(d.subject.is_some(), "{d:?}");
     let requests = s.fake.requests();
     assert!(!requests.is_empty());
