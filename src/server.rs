@@ -129,15 +129,27 @@ async fn start_sender(
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    // Notes on waiting rows only inform the log; with a large backlog writing them takes a
+    // while, so it happens beside start-up rather than before the listener serves.
     let Some(mailer) = mailer else {
-        let waiting = db::call(pool, |c| deliveries::note_waiting(c, WAITING_FOR_SMTP)).await?;
-        tracing::warn!(
-            waiting,
-            "SMTP is not configured (smtp.host): emails are prepared and wait in the outbox"
-        );
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            match db::call(&pool, |c| deliveries::note_waiting(c, WAITING_FOR_SMTP)).await {
+                Ok(waiting) => tracing::warn!(
+                    waiting,
+                    "SMTP is not configured (smtp.host): emails are prepared and wait in the outbox"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot mark deliveries as waiting for SMTP"),
+            }
+        });
         return Ok(None);
     };
-    db::call(pool, |c| deliveries::clear_note(c, WAITING_FOR_SMTP)).await?;
+    let notes = pool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = db::call(&notes, |c| deliveries::clear_note(c, WAITING_FOR_SMTP)).await {
+            tracing::error!(error = %e, "cannot clear the waiting-for-SMTP notes");
+        }
+    });
     let path = config.database.path.clone();
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let conn = tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
