@@ -10,9 +10,14 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
 
-/// Runs the binary with a clean MMC_ environment, in `dir`.
+/// Runs the (debug) binary with a clean MMC_ environment, in `dir`.
 pub fn mmc(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    mmc_with(Path::new(BIN), dir, args)
+}
+
+/// Runs `binary` (debug or `release_binary()`) with a clean MMC_ environment, in `dir`.
+pub fn mmc_with(binary: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary);
     cmd.args(args).current_dir(dir);
     for (key, _) in std::env::vars() {
         if key.starts_with("MMC_") {
@@ -57,7 +62,12 @@ pub struct Spawned {
 /// Starts `serve` on port 0 with JSON logs and `env` set, and reads the bound address from its
 /// first lines.
 pub fn spawn_serve(dir: &Path, env: &[(&str, String)]) -> Spawned {
-    let mut child = mmc(dir, &["serve", "--listen", "127.0.0.1:0"])
+    spawn_serve_with(Path::new(BIN), dir, env)
+}
+
+/// `spawn_serve` with another build of the binary, such as `release_binary()`.
+pub fn spawn_serve_with(binary: &Path, dir: &Path, env: &[(&str, String)]) -> Spawned {
+    let mut child = mmc_with(binary, dir, &["serve", "--listen", "127.0.0.1:0"])
         .env("MMC_LOG__FORMAT", "json")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
@@ -93,6 +103,7 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, String)]) -> Spawned {
     Spawned { child, addr }
 }
 
+/// On the release binary: what users run serves, stores and stops cleanly.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +112,7 @@ async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
     assert!(out.contains(&format!("/webhooks/stripe/{id}")), "{out}");
     assert!(out.contains("stripe listen --forward-to"), "{out}");
 
-    let Spawned { mut child, addr } = spawn_serve(dir.path(), &[]);
+    let Spawned { mut child, addr } = spawn_serve_with(&release_binary(), dir.path(), &[]);
     let url = format!("http://{addr}/webhooks/stripe/{id}");
     let body = fixture("invoice.paid.json");
     let response = reqwest::Client::new()

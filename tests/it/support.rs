@@ -16,6 +16,24 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stripe")
 }
 
+/// The release binary (fat LTO, the panic strategy users get), for tests that must prove what
+/// ships rather than the debug build. `tests/run` builds it before `cargo test`.
+pub fn release_binary() -> PathBuf {
+    // The test executable lives in <target>/debug/deps/, whatever CARGO_TARGET_DIR says.
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("the test executable is under <target>/debug/deps");
+    let binary = target.join("release/mailmycustomer");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build --release --locked` (tests/run does)",
+        binary.display()
+    );
+    binary
+}
+
 /// Every event fixture, as (file name, raw bytes), in a stable order.
 pub fn event_fixtures() -> Vec<(String, Vec<u8>)> {
     let mut all: Vec<_> = std::fs::read_dir(fixtures_dir().join("events"))
