@@ -1,8 +1,10 @@
 //! Maps a stored Stripe event to one of the 7 triggers, as a pure function.
 //!
 //! `classify` reads the event JSON and nothing else: no clock, no database, no network. What the
-//! payload lacks (an email address, a product name, whether a charge paid an invoice) is listed by
-//! [`TriggerFacts::missing`] for the caller to fetch. Any JSON classifies without panicking;
+//! payload lacks (an email address, a product name, whether a charge paid an invoice, the invoice
+//! behind a refund, a decline message) is listed by [`TriggerFacts::missing`] for the caller to
+//! fetch. `product.*` and `price.*` events are [`Classification::Catalog`]: they send nothing but
+//! keep cached names current. Customer data comes out cleaned by [`clean_text`]. Any JSON classifies without panicking;
 //! a payload too broken to act on is `Ignored` with a reason that names the missing field.
 //!
 //! # Business keys
@@ -115,6 +117,30 @@ pub enum Classification {
     Deauthorized {
         account: Option<String>,
     },
+    /// `product.*`, `price.*` or (older accounts) `plan.*`: a name the catalog caches changed or
+    /// went away, so emails keep saying what the merchant calls it now.
+    Catalog(CatalogChange),
+}
+
+/// A product or price (plan) as a catalog event reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogChange {
+    pub kind: CatalogKind,
+    pub id: String,
+    /// `*.deleted`: the object is gone and its cached name must be forgotten.
+    pub deleted: bool,
+    /// The object itself (`data.object`), for the caller to read the name from.
+    pub object: Value,
+    /// The event's `created`: an update older than what the catalog holds is stale (Stripe does
+    /// not guarantee order).
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    Product,
+    /// A price, or the older plan object of the same id.
+    Price,
 }
 
 /// Everything an email about one trigger can say, as far as the event payload tells.
@@ -159,6 +185,11 @@ pub struct TriggerFacts {
     /// A `charge.succeeded` from API 2025-03-31.basil or later no longer says whether it paid
     /// an invoice; if it did, `invoice.paid` covers it and this trigger must be dropped.
     pub invoice_link_unknown: bool,
+    /// refund_completed: the refunded charge may have paid an invoice whose lines name the
+    /// product and plan (a refund names only its charge). `false` once the payload or a lookup
+    /// said the charge paid no invoice, or once the invoice was read.
+    #[serde(default)]
+    pub refund_invoice_unknown: bool,
 }
 
 /// Something to fetch from the Stripe API before the email can be sent.
@@ -179,9 +210,46 @@ pub enum Lookup {
         charge_id: String,
         amount_refunded: i64,
     },
+    /// refund_completed: the invoice the refunded charge paid (`invoice_id` when the payload
+    /// named it; else the charge's `invoice` before API 2025-03-31.basil, or the invoice payment
+    /// of its payment intent since), then `GET /v1/invoices/{id}` for the lines' products.
+    InvoiceOfRefund {
+        invoice_id: Option<String>,
+        charge_id: Option<String>,
+        payment_intent_id: Option<String>,
+    },
+    /// payment_failed: the decline message, when the payload did not expand it: the charge's
+    /// `failure_message` (an older invoice names its charge), else the payment intent's
+    /// `last_payment_error.message` (named by an older invoice, else found through
+    /// `GET /v1/invoice_payments?invoice={invoice_id}`).
+    FailureReason {
+        invoice_id: Option<String>,
+        charge_id: Option<String>,
+        payment_intent_id: Option<String>,
+    },
+    /// payment_received from an invoice: the `receipt_url` of the charge that paid it, found as
+    /// for [`Lookup::FailureReason`] (invoices carry no receipt link).
+    Receipt {
+        invoice_id: String,
+        charge_id: Option<String>,
+        payment_intent_id: Option<String>,
+    },
 }
 
 impl TriggerFacts {
+    /// Cleans every text that comes from customer data or Stripe's words with [`clean_text`]:
+    /// names, email, product names and the decline message. Ids and URLs are Stripe's own.
+    pub fn sanitize(&mut self) {
+        let customer = &mut self.customer;
+        customer.name = clean(customer.name.take());
+        customer.email = clean(customer.email.take());
+        for item in &mut self.items {
+            item.product_name = clean(item.product_name.take());
+        }
+        self.failure_reason = clean(self.failure_reason.take());
+        self.cancellation_reason = clean(self.cancellation_reason.take());
+    }
+
     fn new(kind: TriggerKind, business_key: String) -> TriggerFacts {
         TriggerFacts {
             kind,
@@ -206,6 +274,7 @@ impl TriggerFacts {
             charge_amount_refunded: None,
             cancellation_reason: None,
             invoice_link_unknown: false,
+            refund_invoice_unknown: false,
         }
     }
 
@@ -225,6 +294,36 @@ impl TriggerFacts {
             if let Some(intent) = &self.payment_intent_id {
                 lookups.push(Lookup::InvoiceOfCharge {
                     payment_intent_id: intent.clone(),
+                });
+            }
+        }
+        if self.kind == TriggerKind::RefundCompleted && self.refund_invoice_unknown {
+            lookups.push(Lookup::InvoiceOfRefund {
+                invoice_id: self.invoice_id.clone(),
+                // A charge.refunded payload is the charge itself: nothing more to read from it.
+                charge_id: self
+                    .charge_id
+                    .clone()
+                    .filter(|_| self.charge_amount_refunded.is_none()),
+                payment_intent_id: self.payment_intent_id.clone(),
+            });
+        }
+        if self.kind == TriggerKind::PaymentFailed && self.failure_reason.is_none() {
+            let ids = [&self.invoice_id, &self.charge_id, &self.payment_intent_id];
+            if ids.iter().any(|id| id.is_some()) {
+                lookups.push(Lookup::FailureReason {
+                    invoice_id: self.invoice_id.clone(),
+                    charge_id: self.charge_id.clone(),
+                    payment_intent_id: self.payment_intent_id.clone(),
+                });
+            }
+        }
+        if self.kind == TriggerKind::PaymentReceived && self.receipt_url.is_none() {
+            if let Some(invoice) = &self.invoice_id {
+                lookups.push(Lookup::Receipt {
+                    invoice_id: invoice.clone(),
+                    charge_id: self.charge_id.clone(),
+                    payment_intent_id: self.payment_intent_id.clone(),
                 });
             }
         }
@@ -304,6 +403,9 @@ pub fn classify(event: &Value) -> Classification {
         let account = text(event.get("account")).or_else(|| text(event.get("user_id")));
         return Classification::Deauthorized { account };
     }
+    if let Some(change) = catalog_change(event, event_type) {
+        return change;
+    }
     let facts = match event_type {
         "customer.subscription.created" => {
             subscription(event, event_type, TriggerKind::SubscriptionCreated)
@@ -324,9 +426,110 @@ pub fn classify(event: &Value) -> Classification {
         _ => Err(format!("{event_type} is not one of the 7 triggers")),
     };
     match facts {
-        Ok(facts) => Classification::Trigger(Box::new(facts)),
+        Ok(mut facts) => {
+            facts.sanitize();
+            Classification::Trigger(Box::new(facts))
+        }
         Err(reason) => Classification::Ignored { reason },
     }
+}
+
+/// `product.*`, `price.*` and `plan.*` events: created and updated objects refresh the
+/// catalog, deleted ones leave it.
+fn catalog_change(event: &Value, event_type: &str) -> Option<Classification> {
+    let (object, action) = event_type.split_once('.')?;
+    let kind = match object {
+        "product" => CatalogKind::Product,
+        "price" | "plan" => CatalogKind::Price,
+        _ => return None,
+    };
+    let deleted = match action {
+        "created" | "updated" => false,
+        "deleted" => true,
+        _ => return None,
+    };
+    let change = data_object(event, event_type, object).and_then(|data| {
+        let id = required(text(data.get("id")), event_type, "id")?;
+        Ok(CatalogChange {
+            kind,
+            id,
+            deleted,
+            object: data.clone(),
+            created: integer(event.get("created")).unwrap_or(0),
+        })
+    });
+    Some(match change {
+        Ok(change) => Classification::Catalog(change),
+        Err(reason) => Classification::Ignored { reason },
+    })
+}
+
+/// Customer data as it may reach a header, the log or a terminal: one line, no control
+/// characters. Line breaks, tabs and other whitespace controls (and the Unicode line and
+/// paragraph separators) become a space; a terminal escape sequence (ESC `[` … or ESC `]` … BEL)
+/// goes whole, so no `[2J` is left behind; other control characters (NUL, DEL, C1) and the
+/// bidirectional overrides and isolates that can make text read backwards are dropped; runs of
+/// whitespace collapse to one space, trimmed.
+pub fn clean_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            match chars.peek() {
+                // CSI: parameter and intermediate bytes, then a final byte in @..~; anything
+                // else ends it without being eaten.
+                Some('[') => {
+                    chars.next();
+                    while let Some(&c) = chars.peek() {
+                        if !('\u{20}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                        chars.next();
+                        if c >= '\u{40}' {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ST (ESC \\), or the end of the text.
+                Some(']') => {
+                    chars.next();
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let blank = c.is_whitespace();
+        let dropped = !blank
+            && (c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'));
+        if dropped {
+            continue;
+        }
+        if blank {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// [`clean_text`], and `None` when nothing is left.
+pub fn clean(text: Option<String>) -> Option<String> {
+    text.map(|t| clean_text(&t)).filter(|t| !t.is_empty())
 }
 
 /// `data.object`, checked to be a JSON object of the expected Stripe type when it says its type.
@@ -558,9 +761,10 @@ fn charge_refunded(event: &Value, event_type: &str) -> Result<TriggerFacts, Stri
             format!("charge:{id}:refunded:{total}")
         }
     };
-    let invoice_id = match charge.invoice_link() {
-        InvoiceLink::Invoice(invoice) => Some(invoice),
-        InvoiceLink::NoInvoice | InvoiceLink::NotInPayload => None,
+    let (invoice_id, refund_invoice_unknown) = match charge.invoice_link() {
+        InvoiceLink::Invoice(invoice) => (Some(invoice), true),
+        InvoiceLink::NoInvoice => (None, false),
+        InvoiceLink::NotInPayload => (None, true),
     };
     Ok(TriggerFacts {
         amount: refund_amount,
@@ -568,6 +772,7 @@ fn charge_refunded(event: &Value, event_type: &str) -> Result<TriggerFacts, Stri
         refund_id,
         charge_amount_refunded: total,
         invoice_id,
+        refund_invoice_unknown,
         ..charge_facts(charge, TriggerKind::RefundCompleted, key)
     })
 }
@@ -588,6 +793,8 @@ fn refund(event: &Value, event_type: &str) -> Result<TriggerFacts, String> {
         charge_id: refund.charge_id(),
         payment_intent_id: refund.payment_intent_id(),
         refund_id: Some(id.clone()),
+        // A refund never names an invoice; its charge (or payment intent) leads there.
+        refund_invoice_unknown: true,
         ..TriggerFacts::new(TriggerKind::RefundCompleted, refund_key(&id))
     })
 }
@@ -760,7 +967,9 @@ mod tests {
         for (path, kind) in expected {
             let got = match classify(&event(path)) {
                 Classification::Trigger(facts) => Some(facts.kind),
-                Classification::Ignored { .. } | Classification::Deauthorized { .. } => None,
+                Classification::Ignored { .. }
+                | Classification::Deauthorized { .. }
+                | Classification::Catalog(_) => None,
             };
             assert_eq!(got, *kind, "{path}");
         }
@@ -911,7 +1120,17 @@ mod tests {
             facts("stripe/events/invoice.payment_succeeded.json"),
             expected
         );
-        assert_eq!(expected.missing(), vec![Lookup::ProductName(PROD.into())]);
+        assert_eq!(
+            expected.missing(),
+            vec![
+                Lookup::Receipt {
+                    invoice_id: INV.into(),
+                    charge_id: None,
+                    payment_intent_id: None,
+                },
+                Lookup::ProductName(PROD.into())
+            ]
+        );
     }
 
     #[test]
@@ -1014,6 +1233,18 @@ mod tests {
             )
         };
         assert_eq!(facts("stripe/events/invoice.payment_failed.json"), expected);
+        // Neither the charge nor the payment intent is named: the invoice's payments lead there.
+        assert_eq!(
+            expected.missing(),
+            vec![
+                Lookup::FailureReason {
+                    invoice_id: some(INV),
+                    charge_id: None,
+                    payment_intent_id: None,
+                },
+                Lookup::ProductName(PROD.into())
+            ]
+        );
     }
 
     #[test]
@@ -1028,6 +1259,14 @@ mod tests {
         assert_eq!(by_id.next_attempt_at, Some(1785837600));
         assert_eq!(by_id.failure_reason, None);
         assert_eq!(by_id.items, vec![item(PROD, PRICE, Some("month"))]);
+        assert_eq!(
+            by_id.missing()[0],
+            Lookup::FailureReason {
+                invoice_id: some(INV),
+                charge_id: some(INV_CHARGE),
+                payment_intent_id: some(INV_PI),
+            }
+        );
 
         let last_try = facts("older/invoice.payment_failed.expanded_charge.json");
         assert_eq!(
@@ -1039,6 +1278,92 @@ mod tests {
         // Stripe will not retry: the email must not promise another attempt.
         assert_eq!(last_try.next_attempt_at, None);
         assert_eq!(last_try.amount, Some(2000));
+        assert!(!last_try
+            .missing()
+            .iter()
+            .any(|l| matches!(l, Lookup::FailureReason { .. })));
+    }
+
+    #[test]
+    fn control_characters_in_customer_data_are_stripped() {
+        assert_eq!(
+            clean_text("  Jenny\r\nBcc: x@evil.example\u{1b}[1;31m\tRosen\u{7f}\u{0}  "),
+            "Jenny Bcc: x@evil.example Rosen"
+        );
+        assert_eq!(clean_text("a\u{2028}b\u{85}c\u{202E}d\u{2066}e"), "a b cde");
+        // OSC (a window title, a hyperlink) ends at BEL or ESC \; a lone ESC just goes; a
+        // broken CSI eats no text beyond its ASCII bytes.
+        assert_eq!(
+            clean_text("a\u{1b}]0;title\u{7}b\u{1b}]8;;http://x\u{1b}\\c\u{1b}d\u{1b}]open"),
+            "abcd"
+        );
+        assert_eq!(clean_text("\u{1b}[ 山田"), "山田");
+        // Ordinary text, non-Latin scripts and joined emoji pass as they are.
+        for kept in ["Zoë Ångström", "محمد علي", "山田 太郎", "👩‍👩‍👧"] {
+            assert_eq!(clean_text(kept), kept);
+        }
+        assert_eq!(clean(Some("\r\n\u{1b}".into())), None);
+
+        let mut hostile = event("stripe/events/invoice.paid.json");
+        let object = &mut hostile["data"]["object"];
+        object["customer_name"] = json!("Jenny\r\nRosen\u{1b}]0;pwned\u{7}");
+        object["customer_email"] = json!("jenny.rosen@example.com\r\nBcc: all@example.com");
+        let facts = facts_of(&hostile);
+        assert_eq!(facts.customer.name, some("Jenny Rosen"));
+        assert_eq!(
+            facts.customer.email,
+            some("jenny.rosen@example.com Bcc: all@example.com")
+        );
+    }
+
+    #[test]
+    fn catalog_events_name_the_object() {
+        let mut product = json!({"type": "product.updated", "created": 1786000000,
+            "data": {"object": {"id": PROD, "object": "product", "name": "Tee club"}}});
+        match classify(&product) {
+            Classification::Catalog(change) => {
+                assert_eq!(
+                    (
+                        change.kind,
+                        change.id.as_str(),
+                        change.deleted,
+                        change.created
+                    ),
+                    (CatalogKind::Product, PROD, false, 1786000000)
+                );
+                assert_eq!(change.object["name"], "Tee club");
+            }
+            other => panic!("{other:?}"),
+        }
+        product["type"] = json!("product.deleted");
+        assert!(matches!(
+            classify(&product),
+            Classification::Catalog(CatalogChange { deleted: true, .. })
+        ));
+        for event_type in ["price.updated", "plan.deleted", "price.created"] {
+            let price = json!({"type": event_type,
+                "data": {"object": {"id": PRICE, "object": event_type.split('.').next().unwrap()}}});
+            assert!(
+                matches!(
+                    classify(&price),
+                    Classification::Catalog(CatalogChange {
+                        kind: CatalogKind::Price,
+                        ..
+                    })
+                ),
+                "{event_type}"
+            );
+        }
+        let broken = json!({"type": "price.updated", "data": {"object": {"object": "price"}}});
+        assert_eq!(
+            reason_of(&broken),
+            "malformed price.updated: data.object.id missing"
+        );
+        let other = json!({"type": "product.archived", "data": {"object": {"id": PROD}}});
+        assert_eq!(
+            reason_of(&other),
+            "product.archived is not one of the 7 triggers"
+        );
     }
 
     #[test]
@@ -1207,12 +1532,23 @@ mod tests {
             charge_id: some(CHARGE),
             payment_intent_id: some(CHARGE_PI),
             refund_id: some(REFUND),
+            refund_invoice_unknown: true,
             ..new(TriggerKind::RefundCompleted, &format!("refund:{REFUND}"))
         };
         assert_eq!(facts("stripe/events/refund.created.json"), expected);
         assert_eq!(facts("stripe/events/refund.updated.json"), expected);
-        // The refund names no customer: the charge does.
-        assert_eq!(expected.missing(), vec![Lookup::Charge(CHARGE.into())]);
+        // The refund names no customer and no product: the charge leads to both.
+        assert_eq!(
+            expected.missing(),
+            vec![
+                Lookup::Charge(CHARGE.into()),
+                Lookup::InvoiceOfRefund {
+                    invoice_id: None,
+                    charge_id: some(CHARGE),
+                    payment_intent_id: some(CHARGE_PI),
+                }
+            ]
+        );
     }
 
     #[test]
@@ -1220,8 +1556,8 @@ mod tests {
         let mut refund = event("stripe/events/refund.created.json");
         refund["data"]["object"]["customer"] = json!(CUS);
         assert_eq!(
-            facts_of(&refund).missing(),
-            vec![Lookup::CustomerEmail(CUS.into())]
+            facts_of(&refund).missing()[0],
+            Lookup::CustomerEmail(CUS.into())
         );
     }
 
@@ -1257,18 +1593,27 @@ mod tests {
                 charge_id: some(CHARGE),
                 payment_intent_id: some(CHARGE_PI),
                 charge_amount_refunded: Some(2000),
+                refund_invoice_unknown: true,
                 ..new(
                     TriggerKind::RefundCompleted,
                     &format!("charge:{CHARGE}:refunded:2000")
                 )
             }
         );
+        // The payload is the charge: no need to read it again to reach its invoice.
         assert_eq!(
             refunded.missing(),
-            vec![Lookup::RefundOfCharge {
-                charge_id: CHARGE.into(),
-                amount_refunded: 2000
-            }]
+            vec![
+                Lookup::InvoiceOfRefund {
+                    invoice_id: None,
+                    charge_id: None,
+                    payment_intent_id: some(CHARGE_PI),
+                },
+                Lookup::RefundOfCharge {
+                    charge_id: CHARGE.into(),
+                    amount_refunded: 2000
+                }
+            ]
         );
         // The caller's reconciliation: `GET /v1/refunds?charge=…` returns the refund that
         // refund.created reported, and the re-keyed fact matches that event's key.
@@ -1300,11 +1645,22 @@ mod tests {
                 ..new(TriggerKind::RefundCompleted, &format!("refund:{second}"))
             }
         );
+        // `invoice: null`: a one-off payment, no invoice to read products from.
         assert_eq!(refunded.missing(), vec![]);
+        let mut of_invoice = event("older/charge.refunded.json");
+        of_invoice["data"]["object"]["invoice"] = json!(INV);
+        assert_eq!(
+            facts_of(&of_invoice).missing(),
+            vec![Lookup::InvoiceOfRefund {
+                invoice_id: some(INV),
+                charge_id: None,
+                payment_intent_id: some(CHARGE_PI),
+            }]
+        );
         let updated = facts("older/charge.refund.updated.json");
         assert_eq!(updated.business_key, refunded.business_key);
         assert_eq!(updated.refund_amount, Some(700));
-        assert_eq!(updated.missing(), vec![Lookup::Charge(CHARGE.into())]);
+        assert_eq!(updated.missing()[0], Lookup::Charge(CHARGE.into()));
     }
 
     #[test]

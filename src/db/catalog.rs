@@ -1,5 +1,10 @@
 //! The catalog tables: product and plan (price) names and ids from Stripe, cached so each is
-//! asked of Stripe once. The only Stripe data kept besides the delivery log.
+//! asked of Stripe once and kept current by `product.*` / `price.*` events. The only Stripe data
+//! kept besides the delivery log.
+//!
+//! `fetched_at` is when the stored name was known to be true: the time of the fetch, or the
+//! Stripe `created` time of the event that reported it. A write older than the row is dropped,
+//! since Stripe does not deliver events in order.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -23,19 +28,24 @@ pub fn product_name(
         .map_err(classify_db_error)
 }
 
+/// Stores a product's name as known at `as_of` (unix seconds). Returns `false` when the catalog
+/// already holds a name known later, which is kept.
 pub fn put_product(
     conn: &Connection,
     integration: &str,
     id: &str,
     name: &str,
-) -> Result<(), Error> {
-    conn.prepare_cached(
-        "INSERT INTO catalog_products (integration_id, id, name, fetched_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (integration_id, id) DO UPDATE SET name = excluded.name, fetched_at = excluded.fetched_at",
-    )
-    .and_then(|mut s| s.execute(params![integration, id, name, super::now_unix()]))
-    .map_err(classify_db_error)?;
-    Ok(())
+    as_of: i64,
+) -> Result<bool, Error> {
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO catalog_products (integration_id, id, name, fetched_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (integration_id, id) DO UPDATE SET name = excluded.name, fetched_at = excluded.fetched_at
+             WHERE excluded.fetched_at >= catalog_products.fetched_at",
+        )
+        .and_then(|mut s| s.execute(params![integration, id, name, as_of]))
+        .map_err(classify_db_error)?;
+    Ok(changed > 0)
 }
 
 pub fn plan(conn: &Connection, integration: &str, id: &str) -> Result<Option<Plan>, Error> {
@@ -56,24 +66,46 @@ pub fn plan(conn: &Connection, integration: &str, id: &str) -> Result<Option<Pla
     .map_err(classify_db_error)
 }
 
-pub fn put_plan(conn: &Connection, integration: &str, plan: &Plan) -> Result<(), Error> {
-    conn.prepare_cached(
-        "INSERT INTO catalog_plans (integration_id, id, product_id, name, interval, fetched_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (integration_id, id) DO UPDATE SET product_id = excluded.product_id,
-             name = excluded.name, interval = excluded.interval, fetched_at = excluded.fetched_at",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            integration,
-            plan.id,
-            plan.product_id,
-            plan.name,
-            plan.interval,
-            super::now_unix()
-        ])
-    })
-    .map_err(classify_db_error)?;
+/// Stores a plan as known at `as_of`; `false` when a later one is kept (see `put_product`).
+pub fn put_plan(
+    conn: &Connection,
+    integration: &str,
+    plan: &Plan,
+    as_of: i64,
+) -> Result<bool, Error> {
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO catalog_plans (integration_id, id, product_id, name, interval, fetched_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (integration_id, id) DO UPDATE SET product_id = excluded.product_id,
+                 name = excluded.name, interval = excluded.interval, fetched_at = excluded.fetched_at
+             WHERE excluded.fetched_at >= catalog_plans.fetched_at",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                integration,
+                plan.id,
+                plan.product_id,
+                plan.name,
+                plan.interval,
+                as_of
+            ])
+        })
+        .map_err(classify_db_error)?;
+    Ok(changed > 0)
+}
+
+/// Forgets a deleted product or price (ids never come back, so the next mention asks Stripe,
+/// which says it is gone).
+pub fn forget(conn: &Connection, integration: &str, id: &str) -> Result<(), Error> {
+    for sql in [
+        "DELETE FROM catalog_products WHERE integration_id = ?1 AND id = ?2",
+        "DELETE FROM catalog_plans WHERE integration_id = ?1 AND id = ?2",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([integration, id]))
+            .map_err(classify_db_error)?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,12 @@
 //! One stored event → what to do about it: classify it, fetch what the payload lacks (catalog
 //! cache first, then the Stripe API, and only then), choose the template, render the email.
-//! Nothing is committed here except catalog names; the processor records the outcome.
+//! Nothing is committed here except catalog names (looked up, or reported by `product.*` /
+//! `price.*` events); the processor records the outcome.
+//!
+//! A lookup that fails for a while (network, 5xx, rate limit) postpones the event; one that
+//! cannot succeed (a missing permission, no API key) fails the email with the fix, except the
+//! decline reason of a failed payment: an email without it still tells the customer what to do,
+//! so it goes without, and the delivery's note says why.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,13 +16,15 @@ use serde_json::Value;
 use crate::db::deliveries::{NewDelivery, Status};
 use crate::db::integrations::Integration;
 use crate::db::{self, catalog, templates, Pool};
-use crate::stripe::api::{Credentials, StripeClient, StripeError};
+use crate::stripe::api::{self, Credentials, StripeClient, StripeError};
+use crate::stripe::event::{text, Charge, Invoice, InvoiceLink};
 use crate::templates::choose::{choose, ItemScope};
 use crate::templates::context::EmailFacts;
 use crate::templates::money::format_money;
 use crate::templates::render::Renderer;
 use crate::trigger::{
-    classify, refund_key, refund_matching_total, Classification, Lookup, TriggerFacts,
+    classify, clean, clean_text, refund_key, refund_matching_total, CatalogChange, CatalogKind,
+    Classification, Lookup, TriggerFacts,
 };
 
 /// What preparing needs; shared by the processor and `mailmycustomer preview`.
@@ -54,6 +62,73 @@ impl Preparer {
         let mut known = self.known.lock().expect("catalog memo");
         known.insert((integration.to_owned(), id.to_owned()), value);
     }
+
+    fn forget(&self, integration: &str, id: &str) {
+        let mut known = self.known.lock().expect("catalog memo");
+        known.remove(&(integration.to_owned(), id.to_owned()));
+    }
+
+    /// A `product.*` / `price.*` event: the catalog and the memo take the new name, or forget a
+    /// deleted object. The event itself sends nothing, so it is recorded as ignored, with what
+    /// changed as the reason.
+    async fn catalog_change(&self, integration: &Integration, change: CatalogChange) -> Outcome {
+        let id = change.id.clone();
+        let what = match change.kind {
+            CatalogKind::Product => "product",
+            CatalogKind::Price => "price",
+        };
+        let integration_id = integration.id.clone();
+        if change.deleted {
+            let (owner, gone) = (integration_id.clone(), id.clone());
+            if let Err(e) = db::call(&self.pool, move |c| catalog::forget(c, &owner, &gone)).await {
+                return Outcome::Retry(format!("database: {e}"));
+            }
+            self.forget(&integration_id, &id);
+            return Outcome::Ignore(format!(
+                "{what} {id} was deleted in Stripe; its cached name is forgotten"
+            ));
+        }
+        let (owner, as_of) = (integration_id.clone(), change.created);
+        let (known, name, written) = match change.kind {
+            CatalogKind::Product => {
+                let product = match api::Product::from_json(&change.object) {
+                    Ok(product) => product,
+                    Err(e) => return Outcome::Ignore(format!("{what} event not understood: {e}")),
+                };
+                let name = clean_text(&product.name);
+                let stored = name.clone();
+                let written = db::call(&self.pool, move |c| {
+                    catalog::put_product(c, &owner, &product.id, &stored, as_of)
+                })
+                .await;
+                (Known::Product(Some(name.clone())), name, written)
+            }
+            CatalogKind::Price => {
+                let plan = match api::Price::from_json(&change.object) {
+                    Ok(price) => plan_of_price(&price, None),
+                    Err(e) => return Outcome::Ignore(format!("{what} event not understood: {e}")),
+                };
+                let stored = plan.clone();
+                let written = db::call(&self.pool, move |c| {
+                    catalog::put_plan(c, &owner, &stored, as_of)
+                })
+                .await;
+                (Known::Plan(Some(plan.clone())), plan.name, written)
+            }
+        };
+        match written {
+            Ok(true) => {
+                self.remember(&integration_id, &id, known);
+                Outcome::Ignore(format!(
+                    "{what} {id} is now named {name:?}; the catalog is updated"
+                ))
+            }
+            Ok(false) => Outcome::Ignore(format!(
+                "{what} {id}: this event is older than the name the catalog holds, which is kept"
+            )),
+            Err(e) => Outcome::Retry(format!("database: {e}")),
+        }
+    }
 }
 
 /// What to do with an event.
@@ -72,6 +147,16 @@ pub enum Outcome {
 enum LookupError {
     Transient(String),
     Permanent(String),
+}
+
+impl LookupError {
+    /// The same failure, saying what was being looked up.
+    fn context(self, what: &str) -> LookupError {
+        match self {
+            LookupError::Transient(m) => LookupError::Transient(format!("{what}: {m}")),
+            LookupError::Permanent(m) => LookupError::Permanent(format!("{what}: {m}")),
+        }
+    }
 }
 
 impl From<StripeError> for LookupError {
@@ -106,6 +191,9 @@ impl Preparer {
         let mut facts = match classify(&event) {
             Classification::Ignored { reason } => return Outcome::Ignore(reason),
             Classification::Deauthorized { account } => return deauthorized(integration, account),
+            Classification::Catalog(change) => {
+                return self.catalog_change(integration, change).await
+            }
             Classification::Trigger(facts) => *facts,
         };
         let mut delivery = NewDelivery {
@@ -133,7 +221,8 @@ impl Preparer {
             preparer: self,
             integration,
         };
-        match lookups.complete(&mut facts).await {
+        let mut notes = Vec::new();
+        match lookups.complete(&mut facts, &mut notes).await {
             Ok(Some(reason)) => return Outcome::Ignore(reason),
             Ok(None) => {}
             Err(LookupError::Transient(reason)) => return Outcome::Retry(reason),
@@ -141,14 +230,17 @@ impl Preparer {
                 return not_sent(delivery, Status::Failed, reason)
             }
         }
+        // What the lookups added is customer data too.
+        facts.sanitize();
         delivery.business_key = facts.business_key.clone();
 
+        // An address that held a line break or a tab kept a space when cleaned: not an address.
         let Some(recipient) = facts
             .customer
             .email
             .as_deref()
-            .map(|e| e.trim().to_lowercase())
-            .filter(|e| e.contains('@'))
+            .map(str::to_lowercase)
+            .filter(|e| e.contains('@') && !e.contains(char::is_whitespace))
         else {
             let who = facts.customer.id.as_deref().unwrap_or("unknown customer");
             return not_sent(
@@ -208,7 +300,7 @@ impl Preparer {
             product_id: delivery.product_id.clone(),
             product_name: item.as_ref().and_then(|i| i.product_name.clone()),
             plan_id: delivery.plan_id.clone(),
-            plan_name: plan.as_ref().map(|p| p.name.clone()),
+            plan_name: clean(plan.as_ref().map(|p| p.name.clone())),
             plan_interval: plan
                 .as_ref()
                 .and_then(|p| p.interval.clone())
@@ -232,7 +324,11 @@ impl Preparer {
             .render(Some((&key.0, &key.1)), &template.source, kind, &email)
         {
             Ok(rendered) => {
-                delivery.subject = Some(rendered.subject);
+                // A subject is a header: one line, whatever the template or the facts held.
+                delivery.subject = Some(clean_text(&rendered.subject));
+                if !notes.is_empty() {
+                    delivery.note = Some(notes.join("; "));
+                }
                 delivery.html = Some(rendered.html);
                 delivery.text = Some(rendered.text);
                 delivery.status = Status::Queued;
@@ -285,20 +381,20 @@ impl Lookups<'_> {
     }
 
     /// Completes `facts` in place. `Ok(Some(reason))`: the event turns out not to need an email.
-    async fn complete(&self, facts: &mut TriggerFacts) -> Result<Option<String>, LookupError> {
+    /// `notes` collects what the email goes without, and why, for the delivery log.
+    async fn complete(
+        &self,
+        facts: &mut TriggerFacts,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<String>, LookupError> {
         let stripe = &self.preparer.stripe;
+        let mut named = Vec::new();
+        let mut charge_read = false;
         for lookup in facts.missing() {
             match lookup {
                 Lookup::ProductName(product) => {
-                    if let Some(name) = self.product_name(&product).await? {
-                        for item in facts
-                            .items
-                            .iter_mut()
-                            .filter(|i| i.product_id.as_deref() == Some(&product))
-                        {
-                            item.product_name = Some(name.clone());
-                        }
-                    }
+                    self.fill_product_name(facts, &product).await?;
+                    named.push(product);
                 }
                 Lookup::CustomerEmail(customer) => {
                     let creds = self.credentials().ok_or_else(|| {
@@ -313,6 +409,7 @@ impl Lookups<'_> {
                         self.no_key(&format!("the event names only charge {charge_id}"))
                     })?;
                     let charge = stripe.charge(&creds, &charge_id).await?;
+                    charge_read = true;
                     let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
                     facts.customer.email = text(&charge["billing_details"]["email"])
                         .or_else(|| text(&charge["receipt_email"]));
@@ -325,6 +422,7 @@ impl Lookups<'_> {
                         .receipt_url
                         .take()
                         .or_else(|| text(&charge["receipt_url"]));
+                    note_invoice_of_charge(facts, Charge(&charge));
                     let customer =
                         text(&charge["customer"]).or_else(|| text(&charge["customer"]["id"]));
                     facts.customer.id = facts.customer.id.take().or(customer.clone());
@@ -365,9 +463,151 @@ impl Lookups<'_> {
                         }
                     }
                 }
+                Lookup::InvoiceOfRefund { charge_id, .. } => {
+                    let charge_id = charge_id.filter(|_| !charge_read);
+                    self.fill_refunded_items(facts, charge_id).await?;
+                }
+                Lookup::FailureReason { .. } => {
+                    // Without a key there is nothing to ask, as for product names.
+                    let Some(creds) = self.credentials() else {
+                        continue;
+                    };
+                    let found = self
+                        .attempt_fact(facts, &creds, |c| c.failure_message(), decline_message)
+                        .await;
+                    if let Some(reason) = nice_to_have(found, "the decline reason", notes)? {
+                        facts.failure_reason = Some(reason);
+                    }
+                }
+                Lookup::Receipt { .. } => {
+                    let Some(creds) = self.credentials() else {
+                        continue;
+                    };
+                    let found = self
+                        .attempt_fact(facts, &creds, |c| c.receipt_url(), paid_receipt)
+                        .await;
+                    if let Some(url) = nice_to_have(found, "the receipt link", notes)? {
+                        facts.receipt_url = Some(url);
+                    }
+                }
+            }
+        }
+        // Items found by a lookup (a refund's invoice lines) need their names too.
+        for lookup in facts.missing() {
+            if let Lookup::ProductName(product) = lookup {
+                if !named.contains(&product) {
+                    self.fill_product_name(facts, &product).await?;
+                    named.push(product);
+                }
             }
         }
         Ok(None)
+    }
+
+    async fn fill_product_name(
+        &self,
+        facts: &mut TriggerFacts,
+        product: &str,
+    ) -> Result<(), LookupError> {
+        if let Some(name) = self.product_name(product).await? {
+            for item in facts
+                .items
+                .iter_mut()
+                .filter(|i| i.product_id.as_deref() == Some(product))
+            {
+                item.product_name = Some(name.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// A refund's products and plans: the lines of the invoice its charge paid. `charge_id` is
+    /// the charge to read when neither the payload nor an earlier lookup said which invoice it
+    /// paid. A charge that paid no invoice (or no key to ask with) keeps "any product".
+    async fn fill_refunded_items(
+        &self,
+        facts: &mut TriggerFacts,
+        charge_id: Option<String>,
+    ) -> Result<(), LookupError> {
+        let Some(creds) = self.credentials() else {
+            return Ok(());
+        };
+        let stripe = &self.preparer.stripe;
+        let context = |what: String| {
+            move |e: StripeError| {
+                LookupError::from(e).context(&format!("finding the product of the refund: {what}"))
+            }
+        };
+        if facts.invoice_id.is_none() {
+            if let Some(charge_id) = charge_id {
+                let charge = found(stripe.charge(&creds, &charge_id).await)
+                    .map_err(context(format!("reading charge {charge_id}")))?;
+                if let Some(charge) = charge {
+                    note_invoice_of_charge(facts, Charge(&charge));
+                }
+            }
+        }
+        if !facts.refund_invoice_unknown {
+            return Ok(());
+        }
+        facts.refund_invoice_unknown = false;
+        if facts.invoice_id.is_none() {
+            if let Some(intent) = facts.payment_intent_id.clone() {
+                let invoice = found(stripe.invoice_of_payment_intent(&creds, &intent).await)
+                    .map_err(context(format!("the invoice payment of {intent}")))?;
+                facts.invoice_id = invoice.flatten();
+            }
+        }
+        let Some(invoice_id) = facts.invoice_id.clone() else {
+            return Ok(());
+        };
+        let invoice = found(stripe.invoice(&creds, &invoice_id).await)
+            .map_err(context(format!("reading invoice {invoice_id}")))?;
+        if let Some(invoice) = invoice {
+            facts.items = Invoice(&invoice).items();
+        }
+        Ok(())
+    }
+
+    /// A fact of an invoice's payment attempt: `from_charge` reads it from the charge (older
+    /// invoices name theirs), else `from_intent` from the payment intent, fetched with its latest
+    /// charge expanded. Invoices since API 2025-03-31 name neither, so their invoice payment is
+    /// asked which payment intent (or, for old payments, charge) was tried.
+    async fn attempt_fact(
+        &self,
+        facts: &TriggerFacts,
+        creds: &Credentials<'_>,
+        from_charge: fn(&Charge<'_>) -> Option<String>,
+        from_intent: fn(&Value) -> Option<String>,
+    ) -> Result<Option<String>, LookupError> {
+        let stripe = &self.preparer.stripe;
+        let mut intent = facts.payment_intent_id.clone();
+        let mut charge = facts.charge_id.clone();
+        if intent.is_none() && charge.is_none() {
+            if let Some(invoice) = &facts.invoice_id {
+                let payment = found(stripe.payment_of_invoice(creds, invoice).await)?;
+                if let Some(payment) = payment.flatten() {
+                    intent = payment.payment_intent;
+                    charge = payment.charge;
+                }
+            }
+        }
+        if let Some(charge) = charge {
+            if let Some(charge) = found(stripe.charge(creds, &charge).await)? {
+                let charge = Charge(&charge);
+                if let Some(fact) = from_charge(&charge) {
+                    return Ok(Some(fact));
+                }
+                intent = intent.or_else(|| charge.payment_intent_id());
+            }
+        }
+        let Some(intent) = intent else {
+            return Ok(None);
+        };
+        let Some(intent) = found(stripe.payment_intent(creds, &intent).await)? else {
+            return Ok(None);
+        };
+        Ok(from_intent(&intent))
     }
 
     async fn fill_customer(
@@ -388,18 +628,22 @@ impl Lookups<'_> {
     }
 
     /// A product's name: the catalog, else Stripe (then cached). None when there is no key or
-    /// the product was deleted: the email is still worth sending without it.
+    /// the product was deleted: the email is still worth sending without it. Only an answer is
+    /// remembered, so a name missed for want of a key is asked again once a key is added.
     async fn product_name(&self, id: &str) -> Result<Option<String>, LookupError> {
         if let Some(Known::Product(name)) = self.preparer.known(&self.integration.id, id) {
             return Ok(name);
         }
-        let name = self.fetch_product_name(id).await?;
+        let Some(name) = self.fetch_product_name(id).await? else {
+            return Ok(None);
+        };
         self.preparer
             .remember(&self.integration.id, id, Known::Product(name.clone()));
         Ok(name)
     }
 
-    async fn fetch_product_name(&self, id: &str) -> Result<Option<String>, LookupError> {
+    /// `None`: no answer (no key to ask with); `Some(None)`: Stripe says it is gone.
+    async fn fetch_product_name(&self, id: &str) -> Result<Option<Option<String>>, LookupError> {
         let pool = &self.preparer.pool;
         let (integration, product) = (self.integration.id.clone(), id.to_owned());
         if let Some(name) = db::call(pool, move |c| {
@@ -407,26 +651,26 @@ impl Lookups<'_> {
         })
         .await?
         {
-            return Ok(Some(name));
+            return Ok(Some(Some(name)));
         }
         let Some(creds) = self.credentials() else {
             return Ok(None);
         };
-        let product = match self.preparer.stripe.product(&creds, id).await {
-            Ok(p) => p,
-            Err(StripeError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let product = match found(self.preparer.stripe.product(&creds, id).await)? {
+            Some(p) => p,
+            None => return Ok(Some(None)),
         };
-        let (integration, name) = (self.integration.id.clone(), product.name.clone());
+        let (integration, name) = (self.integration.id.clone(), clean_text(&product.name));
+        let stored = name.clone();
         db::call(pool, move |c| {
-            catalog::put_product(c, &integration, &product.id, &product.name)
+            catalog::put_product(c, &integration, &product.id, &stored, db::now_unix())
         })
         .await?;
-        Ok(Some(name))
+        Ok(Some(Some(name)))
     }
 
     /// A plan (price): the catalog, else Stripe (then cached). Its name is the price's nickname,
-    /// else its amount and interval ("$20.00 / month").
+    /// else its amount and interval ("$20.00 / month"). Remembered like product names.
     async fn plan(
         &self,
         price: Option<&str>,
@@ -436,52 +680,116 @@ impl Lookups<'_> {
         if let Some(Known::Plan(plan)) = self.preparer.known(&self.integration.id, price) {
             return Ok(plan);
         }
-        let plan = self.fetch_plan(price, product).await?;
+        let Some(plan) = self.fetch_plan(price, product).await? else {
+            return Ok(None);
+        };
         self.preparer
             .remember(&self.integration.id, price, Known::Plan(plan.clone()));
         Ok(plan)
     }
 
+    /// `None`: no answer (no key to ask with); `Some(None)`: Stripe says it is gone.
     async fn fetch_plan(
         &self,
         price: &str,
         product: Option<&str>,
-    ) -> Result<Option<catalog::Plan>, LookupError> {
+    ) -> Result<Option<Option<catalog::Plan>>, LookupError> {
         let pool = &self.preparer.pool;
         let (integration, id) = (self.integration.id.clone(), price.to_owned());
         if let Some(plan) = db::call(pool, move |c| catalog::plan(c, &integration, &id)).await? {
-            return Ok(Some(plan));
+            return Ok(Some(Some(plan)));
         }
         let Some(creds) = self.credentials() else {
             return Ok(None);
         };
-        let fetched = match self.preparer.stripe.price(&creds, price).await {
-            Ok(p) => p,
-            Err(StripeError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let fetched = match found(self.preparer.stripe.price(&creds, price).await)? {
+            Some(p) => p,
+            None => return Ok(Some(None)),
         };
-        let name = fetched
-            .nickname
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| {
-                let amount = fetched
-                    .unit_amount
-                    .map(|a| format_money(a, &fetched.currency));
-                match (amount, &fetched.interval) {
-                    (Some(a), Some(i)) => format!("{a} / {i}"),
-                    (Some(a), None) => a,
-                    (None, _) => fetched.id.clone(),
-                }
-            });
-        let plan = catalog::Plan {
-            id: fetched.id.clone(),
-            product_id: Some(fetched.product_id.clone()).or(product.map(str::to_owned)),
-            name,
-            interval: fetched.interval.clone(),
-        };
+        let plan = plan_of_price(&fetched, product);
         let (integration, stored) = (self.integration.id.clone(), plan.clone());
-        db::call(pool, move |c| catalog::put_plan(c, &integration, &stored)).await?;
-        Ok(Some(plan))
+        db::call(pool, move |c| {
+            catalog::put_plan(c, &integration, &stored, db::now_unix())
+        })
+        .await?;
+        Ok(Some(Some(plan)))
+    }
+}
+
+/// What a charge says about the invoice it paid, for a refund of it: the invoice (API versions
+/// before 2025-03-31.basil name it), no invoice at all (`invoice: null`), or nothing, when only
+/// its payment intent can lead there.
+fn note_invoice_of_charge(facts: &mut TriggerFacts, charge: Charge<'_>) {
+    if !facts.refund_invoice_unknown {
+        return;
+    }
+    match charge.invoice_link() {
+        InvoiceLink::Invoice(invoice) => facts.invoice_id = Some(invoice),
+        InvoiceLink::NoInvoice => facts.refund_invoice_unknown = false,
+        InvoiceLink::NotInPayload => {}
+    }
+    if facts.payment_intent_id.is_none() {
+        facts.payment_intent_id = charge.payment_intent_id();
+    }
+}
+
+/// The payment intent's decline message, else its latest charge's.
+fn decline_message(intent: &Value) -> Option<String> {
+    text(intent.pointer("/last_payment_error/message"))
+        .or_else(|| text(intent.pointer("/latest_charge/failure_message")))
+}
+
+/// The receipt of the charge that paid, when the payment intent succeeded.
+fn paid_receipt(intent: &Value) -> Option<String> {
+    if intent.get("status").and_then(Value::as_str) != Some("succeeded") {
+        return None;
+    }
+    text(intent.pointer("/latest_charge/receipt_url"))
+}
+
+/// A fact the email can do without (the decline reason, the receipt link): a failure that may
+/// pass postpones the event as any lookup does, one that cannot (a missing permission) lets the
+/// email go without it and says why in `notes`.
+fn nice_to_have(
+    found: Result<Option<String>, LookupError>,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<String>, LookupError> {
+    match found {
+        Ok(fact) => Ok(fact),
+        Err(LookupError::Permanent(why)) => {
+            tracing::warn!(error = %why, "{what} cannot be looked up; the email goes without it");
+            notes.push(format!("sent without {what}: {why}"));
+            Ok(None)
+        }
+        Err(transient) => Err(transient),
+    }
+}
+
+/// `Ok(None)` for an object Stripe does not have (deleted, or never existed for this key).
+fn found<T>(result: Result<T, StripeError>) -> Result<Option<T>, StripeError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StripeError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A plan as the catalog keeps it: named by the price's nickname, else its amount and interval
+/// ("$20.00 / month").
+fn plan_of_price(price: &api::Price, product: Option<&str>) -> catalog::Plan {
+    let name = clean(price.nickname.clone()).unwrap_or_else(|| {
+        let amount = price.unit_amount.map(|a| format_money(a, &price.currency));
+        match (amount, &price.interval) {
+            (Some(a), Some(i)) => format!("{a} / {i}"),
+            (Some(a), None) => a,
+            (None, _) => price.id.clone(),
+        }
+    });
+    catalog::Plan {
+        id: price.id.clone(),
+        product_id: Some(price.product_id.clone()).or(product.map(str::to_owned)),
+        name,
+        interval: price.interval.clone(),
     }
 }

@@ -91,6 +91,14 @@ pub struct Price {
     pub currency: String,
 }
 
+/// What an invoice payment (`GET /v1/invoice_payments`) paid with: a payment intent, or for
+/// payments made before payment intents, a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoicePayment {
+    pub payment_intent: Option<String>,
+    pub charge: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StripeError {
     #[error("Stripe has no {path}: {message}")]
@@ -270,6 +278,57 @@ impl StripeClient {
                     message: format!("the invoice payment of {payment_intent} names no invoice"),
                 }),
         }
+    }
+
+    /// A payment intent with its `latest_charge` expanded: what was declined, or the charge
+    /// that paid (its `receipt_url`), in one request.
+    pub async fn payment_intent(
+        &self,
+        creds: &Credentials<'_>,
+        id: &str,
+    ) -> Result<Value, StripeError> {
+        check_id(id)?;
+        let mut url = self.url(&["payment_intents", id])?;
+        url.query_pairs_mut()
+            .append_pair("expand[]", "latest_charge");
+        let value = self.send(creds, url, "payment_intents").await?;
+        if value.is_object() {
+            Ok(value)
+        } else {
+            Err(StripeError::Invalid {
+                message: format!("payment_intents/{id} is not a JSON object"),
+            })
+        }
+    }
+
+    /// The payment that settled (or is settling) an invoice, through `GET /v1/invoice_payments`
+    /// (since API 2025-03-31 invoices no longer name their charge or payment intent). Of several,
+    /// the default one (`is_default`), else the newest. `None`: the invoice has no payment yet.
+    pub async fn payment_of_invoice(
+        &self,
+        creds: &Credentials<'_>,
+        invoice: &str,
+    ) -> Result<Option<InvoicePayment>, StripeError> {
+        check_id(invoice)?;
+        let mut url = self.url(&["invoice_payments"])?;
+        url.query_pairs_mut()
+            .append_pair("invoice", invoice)
+            .append_pair("limit", "100");
+        let list = self.send(creds, url, "invoice_payments").await?;
+        let data =
+            list.get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| StripeError::Invalid {
+                    message: "the invoice_payments list has no `data` array".to_owned(),
+                })?;
+        let chosen = data
+            .iter()
+            .find(|p| p.get("is_default").and_then(Value::as_bool) == Some(true))
+            .or_else(|| data.iter().max_by_key(|p| integer(p.get("created"))));
+        Ok(chosen.map(|p| InvoicePayment {
+            payment_intent: expandable_id(p.pointer("/payment/payment_intent")),
+            charge: expandable_id(p.pointer("/payment/charge")),
+        }))
     }
 
     /// `GET /v1/{collection}/{id}`, the id encoded as one path segment.

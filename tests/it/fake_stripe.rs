@@ -197,6 +197,36 @@ impl FakeStripe {
         self.put("invoice_payments", id, payment);
     }
 
+    /// A payment intent and its latest charge; `failure` is its `last_payment_error.message` (a
+    /// declined attempt), or `None` for one that succeeded.
+    pub fn payment_intent(
+        &self,
+        id: &str,
+        customer: &str,
+        latest_charge: &str,
+        failure: Option<&str>,
+    ) {
+        let mut intent = self.example("payment_intents");
+        intent["customer"] = customer.into();
+        intent["latest_charge"] = latest_charge.into();
+        match failure {
+            Some(message) => {
+                intent["status"] = "requires_payment_method".into();
+                intent["last_payment_error"] = json!({
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": "generic_decline",
+                    "message": message,
+                });
+            }
+            None => {
+                intent["status"] = "succeeded".into();
+                intent["last_payment_error"] = Value::Null;
+            }
+        }
+        self.put("payment_intents", id, intent);
+    }
+
     /// The next `times` requests whose path starts with `path_prefix` answer `status` with
     /// Stripe's error JSON for it (401 invalid key, 403 restricted key, 404 resource_missing,
     /// 429 rate_limit, 5xx api_error).
@@ -307,12 +337,34 @@ impl State {
             }
             ("GET", [collection, id]) if known(collection).is_some() => {
                 match self.objects.get(&(collection.clone(), id.clone())) {
-                    Some(object) => (200, object.clone(), Vec::new()),
+                    Some(object) => (200, self.expand(object, req), Vec::new()),
                     None => (404, no_such(known(collection).unwrap().1, id), Vec::new()),
                 }
             }
             _ => (404, unrecognized(req), Vec::new()),
         }
+    }
+
+    /// `object` with each top-level field named by an `expand[]` parameter replaced by the
+    /// object its id names, as Stripe expands them (nested paths are not served).
+    fn expand(&self, object: &Value, req: &Recorded) -> Value {
+        let mut object = object.clone();
+        for (key, field) in query_pairs(&req.query) {
+            if key != "expand[]" {
+                continue;
+            }
+            let Some(id) = object
+                .get(&field)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if let Some(((_, _), expanded)) = self.objects.iter().find(|((_, i), _)| *i == id) {
+                object[field.as_str()] = expanded.clone();
+            }
+        }
+        object
     }
 
     /// `GET /v1/refunds?charge=…`, newest first as Stripe lists them.

@@ -2,6 +2,7 @@
 
 mod cli;
 mod delivery;
+mod facts;
 mod fake_stripe;
 mod install;
 mod intake;
