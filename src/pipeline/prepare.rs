@@ -96,6 +96,9 @@ impl Preparer {
                     Err(e) => return Outcome::Ignore(format!("{what} event not understood: {e}")),
                 };
                 let name = clean_text(&product.name);
+                if name.is_empty() {
+                    return Outcome::Ignore(format!("{what} {id} has no printable name"));
+                }
                 let stored = name.clone();
                 let written = db::call(&self.pool, move |c| {
                     catalog::put_product(c, &owner, &product.id, &stored, as_of)
@@ -475,7 +478,9 @@ impl Lookups<'_> {
                     let found = self
                         .attempt_fact(facts, &creds, |c| c.failure_message(), decline_message)
                         .await;
-                    if let Some(reason) = nice_to_have(found, "the decline reason", notes)? {
+                    if let Some(reason) =
+                        nice_to_have(found, "the decline reason", self.integration, notes)?
+                    {
                         facts.failure_reason = Some(reason);
                     }
                 }
@@ -486,7 +491,9 @@ impl Lookups<'_> {
                     let found = self
                         .attempt_fact(facts, &creds, |c| c.receipt_url(), paid_receipt)
                         .await;
-                    if let Some(url) = nice_to_have(found, "the receipt link", notes)? {
+                    if let Some(url) =
+                        nice_to_have(found, "the receipt link", self.integration, notes)?
+                    {
                         facts.receipt_url = Some(url);
                     }
                 }
@@ -749,16 +756,22 @@ fn paid_receipt(intent: &Value) -> Option<String> {
 
 /// A fact the email can do without (the decline reason, the receipt link): a failure that may
 /// pass postpones the event as any lookup does, one that cannot (a missing permission) lets the
-/// email go without it and says why in `notes`.
+/// email go without it, warns in the server log and says why in `notes` (the delivery's note
+/// while it waits to be sent).
 fn nice_to_have(
     found: Result<Option<String>, LookupError>,
     what: &str,
+    integration: &Integration,
     notes: &mut Vec<String>,
 ) -> Result<Option<String>, LookupError> {
     match found {
         Ok(fact) => Ok(fact),
         Err(LookupError::Permanent(why)) => {
-            tracing::warn!(error = %why, "{what} cannot be looked up; the email goes without it");
+            tracing::warn!(
+                integration = %integration.id,
+                error = %why,
+                "{what} cannot be looked up; the email goes without it",
+            );
             notes.push(format!("sent without {what}: {why}"));
             Ok(None)
         }
