@@ -784,6 +784,12 @@ fn refund(event: &Value, event_type: &str) -> Result<TriggerFacts, String> {
     if status != "succeeded" {
         return Err(format!("{event_type} with status {status}"));
     }
+    // A refund names at most its charge; only an expanded one tells which invoice it paid.
+    let (invoice_id, refund_invoice_unknown) = match refund.charge().map(|c| c.invoice_link()) {
+        Some(InvoiceLink::Invoice(invoice)) => (Some(invoice), true),
+        Some(InvoiceLink::NoInvoice) => (None, false),
+        Some(InvoiceLink::NotInPayload) | None => (None, true),
+    };
     Ok(TriggerFacts {
         customer: refund.customer(),
         amount: refund.amount(),
@@ -793,8 +799,8 @@ fn refund(event: &Value, event_type: &str) -> Result<TriggerFacts, String> {
         charge_id: refund.charge_id(),
         payment_intent_id: refund.payment_intent_id(),
         refund_id: Some(id.clone()),
-        // A refund never names an invoice; its charge (or payment intent) leads there.
-        refund_invoice_unknown: true,
+        invoice_id,
+        refund_invoice_unknown,
         ..TriggerFacts::new(TriggerKind::RefundCompleted, refund_key(&id))
     })
 }
@@ -1549,6 +1555,28 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn refund_with_an_expanded_charge_knows_its_invoice() {
+        let mut refund = event("stripe/events/refund.created.json");
+        let mut charge = event("older/charge.refunded.json")["data"]["object"].clone();
+        charge["invoice"] = json!(INV);
+        refund["data"]["object"]["charge"] = charge.clone();
+        let facts = facts_of(&refund);
+        assert_eq!(facts.invoice_id, some(INV));
+        assert_eq!(facts.customer, jenny());
+        assert_eq!(
+            facts.missing(),
+            vec![Lookup::InvoiceOfRefund {
+                invoice_id: some(INV),
+                charge_id: some(CHARGE),
+                payment_intent_id: some(CHARGE_PI),
+            }]
+        );
+        charge["invoice"] = Value::Null;
+        refund["data"]["object"]["charge"] = charge;
+        assert_eq!(facts_of(&refund).missing(), vec![]);
     }
 
     #[test]

@@ -408,11 +408,14 @@ impl<'a> Refund<'a> {
         expandable_id(self.get("payment_intent"))
     }
 
+    /// The charge, when the payload expanded it.
+    pub fn charge(&self) -> Option<Charge<'a>> {
+        expanded(self.get("charge")).map(Charge)
+    }
+
     /// A refund names its customer at best by id (often `null`); an expanded charge knows more.
     pub fn customer(&self) -> CustomerRef {
-        let from_charge = expanded(self.get("charge"))
-            .map(|c| Charge(c).customer())
-            .unwrap_or_default();
+        let from_charge = self.charge().map(|c| c.customer()).unwrap_or_default();
         CustomerRef {
             id: expandable_id(self.get("customer")).or(from_charge.id),
             ..from_charge
@@ -421,7 +424,7 @@ impl<'a> Refund<'a> {
 
     /// Only when the payload expanded the charge.
     pub fn receipt_url(&self) -> Option<String> {
-        expanded(self.get("charge")).and_then(|c| Charge(c).receipt_url())
+        self.charge().and_then(|c| c.receipt_url())
     }
 }
 
