@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use mail_parser::MessageParser;
+use mailmycustomer::config::SmtpSecurity;
 use mailmycustomer::db::deliveries::{NewDelivery, Status};
 use mailmycustomer::db::integrations::{self, Integration, NewIntegration};
 use mailmycustomer::db::templates::{self, TemplateInput};
@@ -17,7 +19,8 @@ use mailmycustomer::trigger::TriggerKind;
 use serde_json::{json, Value};
 
 use crate::fake_stripe::FakeStripe;
-use crate::support::fixtures_dir;
+use crate::sink::Sink;
+use crate::support::{fixtures_dir, test_config, TestServer, SECRET};
 
 const KEY: &str = "rk_test_51Rosen00000000000000";
 const CUSTOMER: &str = "cus_QXg1o8vcGmoR32";
@@ -94,8 +97,25 @@ async fn world(shape: Shape, refunded: Refunded, api_key: Option<&str>) -> World
     )
     .unwrap();
     let fake = FakeStripe::start().await;
-    crate::pipeline::populate(&fake);
+    stock(&fake, shape, refunded);
 
+    let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
+    let preparer = Preparer::new(
+        pool.clone(),
+        StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
+    );
+    World {
+        _dir: dir,
+        pool,
+        fake,
+        integration,
+        preparer,
+    }
+}
+
+/// The shop's Stripe data in the fake, as [`world`] describes it.
+fn stock(fake: &FakeStripe, shape: Shape, refunded: Refunded) {
+    crate::pipeline::populate(fake);
     // The invoices behind the ids, in the shape the account's API version answers with.
     let invoice = Shape::payload(shape, "invoice.paid")["data"]["object"].clone();
     fake.put("invoices", INVOICE, invoice.clone());
@@ -124,42 +144,30 @@ async fn world(shape: Shape, refunded: Refunded, api_key: Option<&str>) -> World
         }
     }
     fake.put("charges", CHARGE, charge);
+    attempt(fake, false);
+}
 
-    let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
-    let preparer = Preparer::new(
-        pool.clone(),
-        StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
-    );
-    let world = World {
-        _dir: dir,
-        pool,
-        fake,
-        integration,
-        preparer,
-    };
-    world.attempt(false);
-    world
+/// The attempt to pay `INVOICE`: its charge and payment intent (one intent serves every retry
+/// of an invoice), declined or paid.
+fn attempt(fake: &FakeStripe, declined: bool) {
+    let mut charge = fake.example("charges");
+    charge["customer"] = CUSTOMER.into();
+    charge["payment_intent"] = INVOICE_PI.into();
+    charge["receipt_url"] = "https://pay.stripe.com/receipts/invoices/CAcaFwoVYWNjdF8xUGdh".into();
+    if declined {
+        charge["paid"] = false.into();
+        charge["status"] = "failed".into();
+        charge["failure_code"] = "card_declined".into();
+        charge["failure_message"] = DECLINED.into();
+    }
+    fake.put("charges", INVOICE_CHARGE, charge);
+    let failure = declined.then_some(DECLINED);
+    fake.payment_intent(INVOICE_PI, CUSTOMER, INVOICE_CHARGE, failure);
 }
 
 impl World {
-    /// The attempt to pay `INVOICE`: its charge and payment intent (one intent serves every
-    /// retry of an invoice), declined or paid.
     fn attempt(&self, declined: bool) {
-        let mut charge = self.fake.example("charges");
-        charge["customer"] = CUSTOMER.into();
-        charge["payment_intent"] = INVOICE_PI.into();
-        charge["receipt_url"] =
-            "https://pay.stripe.com/receipts/invoices/CAcaFwoVYWNjdF8xUGdh".into();
-        if declined {
-            charge["paid"] = false.into();
-            charge["status"] = "failed".into();
-            charge["failure_code"] = "card_declined".into();
-            charge["failure_message"] = DECLINED.into();
-        }
-        self.fake.put("charges", INVOICE_CHARGE, charge);
-        let failure = declined.then_some(DECLINED);
-        self.fake
-            .payment_intent(INVOICE_PI, CUSTOMER, INVOICE_CHARGE, failure);
+        attempt(&self.fake, declined);
     }
 
     fn template(
@@ -635,4 +643,108 @@ async fn control_characters_never_reach_a_delivery() {
     let d = w.delivery(&created).await;
     assert_eq!(d.status, Status::Failed, "{d:?}");
     assert_eq!(d.recipient, None);
+}
+
+/// Issue 8, items 1, 2 and 4 end to end: signed webhooks over HTTP to the server, emails out
+/// through smtp-sink. A refund uses the refunded product's template, a failed payment says why,
+/// and a renamed product is named anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_the_server_refunds_declines_and_renames_reach_the_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    stock(&fake, Shape::Current, Refunded::Invoice);
+    attempt(&fake, true);
+    let sink = Sink::start();
+    let mut config = test_config(dir.path());
+    config.stripe.api_base = fake.base_url.clone();
+    config.smtp.host = "127.0.0.1".into();
+    config.smtp.port = sink.port;
+    config.smtp.security = SmtpSecurity::None;
+    config.smtp.from_address = "billing@rosen.example".into();
+    config.smtp.timeout_secs = 5;
+    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    db::migrate(&mut conn).unwrap();
+    let integration = integrations::insert(
+        &conn,
+        &NewIntegration {
+            name: "Rosen Goods",
+            webhook_secret: SECRET,
+            api_key: Some(KEY),
+            stripe_account: None,
+            from_address: None,
+        },
+    )
+    .unwrap();
+    templates::save(
+        &conn,
+        &TemplateInput {
+            trigger: TriggerKind::RefundCompleted,
+            product_id: Some(PRODUCT.into()),
+            plan_id: None,
+            source: TemplateSource {
+                subject: "Your {{ product.name }} refund: {{ refund.amount }}".into(),
+                html: "<p>Hi {{ name }}</p>".into(),
+                text: None,
+            },
+            enabled: true,
+        },
+    )
+    .unwrap();
+    let server = TestServer::start_with(config, integration.id.clone()).await;
+
+    let mut renamed = json!({"id": "evt_1PgcZZB7WZ01zgkWrename01", "object": "event",
+        "type": "product.updated", "api_version": "2026-07-29.dahlia", "livemode": false,
+        "created": 4_000_000_000i64, "pending_webhooks": 1,
+        "data": {"object": fake.example("products")}});
+    renamed["data"]["object"]["id"] = PRODUCT.into();
+    renamed["data"]["object"]["name"] = "Tee club".into();
+    server
+        .deliver(serde_json::to_vec(&renamed).unwrap())
+        .await
+        .assert_stored(false);
+    // The rename is applied before the events that name the product are sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE processing = 'pending'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rename was not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for name in ["refund.created", "invoice.payment_failed"] {
+        let payload = Shape::Current.payload(name);
+        server
+            .deliver(serde_json::to_vec(&payload).unwrap())
+            .await
+            .assert_stored(false);
+    }
+    let received = sink.wait_for(2, Duration::from_secs(20)).await;
+    let messages: Vec<_> = received
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).expect("parses as MIME"))
+        .collect();
+    let subjects: Vec<_> = messages.iter().filter_map(|m| m.subject()).collect();
+    assert!(
+        subjects.contains(&"Your Tee club refund: $20.00"),
+        "{subjects:?}"
+    );
+    let failed = messages
+        .iter()
+        .find(|m| m.subject().is_some_and(|s| s.contains("failed")))
+        .unwrap_or_else(|| panic!("{subjects:?}"));
+    let text = failed.body_text(0).unwrap();
+    assert!(
+        text.contains(&format!("Tee club, but the payment failed: {DECLINED}")),
+        "{text}"
+    );
+    server.stop().await;
 }
