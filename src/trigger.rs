@@ -161,7 +161,8 @@ pub struct TriggerFacts {
     /// refund_completed only.
     pub refund_amount: Option<i64>,
     /// The decline message, when the payload carries it (an older invoice with its charge
-    /// expanded); webhook payloads usually do not.
+    /// expanded); webhook payloads do not, so `missing()` then asks for
+    /// [`Lookup::FailureReason`].
     pub failure_reason: Option<String>,
     /// payment_failed: the next retry, `None` when Stripe will not retry.
     pub next_attempt_at: Option<i64>,
@@ -171,6 +172,8 @@ pub struct TriggerFacts {
     pub trial_end: Option<i64>,
     pub invoice_url: Option<String>,
     pub invoice_pdf: Option<String>,
+    /// The charge's receipt; an invoice carries none, so `missing()` asks for
+    /// [`Lookup::Receipt`] (the charge that paid it).
     pub receipt_url: Option<String>,
     pub invoice_id: Option<String>,
     pub subscription_id: Option<String>,

@@ -1,7 +1,8 @@
 //! The Stripe API client: the few reads the pipeline makes when an event's payload lacks what an
 //! email needs (a subscription event carries no customer email, no event names a product, a
-//! charge since API 2025-03-31 no longer says which invoice it paid). Reads only, and only when
-//! they must happen; callers cache what they learn.
+//! refund names only its charge, and since API 2025-03-31 neither a charge nor an invoice names
+//! the other: `invoice_payments` links them). Reads only, and only when they must happen;
+//! callers cache what they learn.
 //!
 //! One `reqwest::Client` per `StripeClient`, so clones share connections. Requests carry the
 //! integration's key as `Authorization: Bearer …` (a sensitive header, never logged and never
