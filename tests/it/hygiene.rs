@@ -1,12 +1,22 @@
-//! Stale compiled templates (issue 8.7): a template that replaced a deleted one under the same
-//! id renders its own text.
+//! Output and file hygiene (issue 9.3) and stale compiled templates (issue 8.7): the database
+//! files are private whatever the umask, and a template that replaced a deleted one under the
+//! same id renders its own text.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::pipeline::prepare::Outcome;
 use mailmycustomer::templates::render::TemplateSource;
 use mailmycustomer::trigger::TriggerKind;
 
+use crate::cli::run;
 use crate::support::fixture;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
 
 // ---------------------------------------------------------------------------------------------
 // Issue 8.7: a deleted template is never sent.
@@ -62,4 +72,69 @@ async fn a_template_that_reuses_a_deleted_ones_id_renders_its_own_text() {
     assert_eq!(id, Some(new.id));
     assert_eq!(subject.as_deref(), Some("New template for Jenny Rosen"));
     assert_eq!(html.as_deref(), Some("<p>new</p>"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9.3: the database files are created 0600 whoever creates them.
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Runs the debug binary with `umask 000`, the most permissive a caller can set.
+fn mmc_umask_000(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args)
+        .current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MMC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn the_database_and_its_wal_and_shm_are_created_0600_whatever_the_umask() {
+    // The CLI creating the database (here in a directory it creates too).
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(mmc_umask_000(
+        dir.path(),
+        &["--database", "data/cli.db", "migrate"],
+    ));
+    assert!(ok, "{err}");
+    assert_eq!(mode(&dir.path().join("data/cli.db")), 0o600);
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+
+    // `serve` creating it: the -wal and -shm files exist while it runs.
+    let mut child = mmc_umask_000(dir.path(), &["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("mailmycustomer.db");
+    let files = [
+        db.clone(),
+        dir.path().join("mailmycustomer.db-wal"),
+        dir.path().join("mailmycustomer.db-shm"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !files.iter().all(|f| f.exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not create all of {files:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let modes: Vec<u32> = files.iter().map(|f| mode(f)).collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(modes, [0o600; 3], "{files:?}");
 }
