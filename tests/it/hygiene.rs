@@ -1,19 +1,22 @@
-//! Output and file hygiene (issue 9.3) and stale compiled templates (issue 8.7): the database
-//! files are private whatever the umask, and a template that replaced a deleted one under the
-//! same id renders its own text.
+//! Output and file hygiene (issue 9.3) and stale compiled templates (issue 8.7): what the CLI
+//! prints from the database cannot drive the operator's terminal, the database files are
+//! private whatever the umask, template export and import touch only regular files, and a
+//! template that replaced a deleted one under the same id renders its own text.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mailmycustomer::db::deliveries::{self, NewDelivery, Status};
 use mailmycustomer::db::templates::{self, TemplateInput};
+use mailmycustomer::db::{self, integrations};
 use mailmycustomer::pipeline::prepare::Outcome;
 use mailmycustomer::templates::render::TemplateSource;
 use mailmycustomer::trigger::TriggerKind;
 
-use crate::cli::run;
+use crate::cli::{mmc, run};
 use crate::support::fixture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
@@ -72,6 +75,118 @@ async fn a_template_that_reuses_a_deleted_ones_id_renders_its_own_text() {
     assert_eq!(id, Some(new.id));
     assert_eq!(subject.as_deref(), Some("New template for Jenny Rosen"));
     assert_eq!(html.as_deref(), Some("<p>new</p>"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9.3: the CLI escapes control characters.
+
+/// Raw control characters (C0, DEL, C1) and bidirectional overrides, which a terminal obeys.
+fn raw_controls(out: &str) -> Vec<char> {
+    out.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+#[test]
+fn cli_output_escapes_control_characters_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = db::open(
+        &dir.path().join("mailmycustomer.db"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    db::migrate(&mut conn).unwrap();
+    let integration = integrations::insert(
+        &conn,
+        &integrations::NewIntegration {
+            name: "Shop\u{1b}]0;owned\u{7}",
+            webhook_secret: "whsec_test_secret",
+            api_key: None,
+            stripe_account: Some("acct_\u{1b}[2J"),
+            from_address: Some("billing@shop.example\u{9b}31m"),
+        },
+    )
+    .unwrap();
+    let delivery = deliveries::insert(
+        &conn,
+        &NewDelivery {
+            integration_id: integration.id.clone(),
+            stripe_event_id: "evt_\u{1b}[1A".into(),
+            business_key: "invoice:in_1:paid\u{8}\u{8}".into(),
+            trigger: "payment_received".into(),
+            product_id: Some("prod_\u{1b}[5m".into()),
+            recipient: Some("jenny@example.com\u{1b}[8m".into()),
+            recipient_name: Some("Jenny\u{202e}nesoR".into()),
+            subject: Some("Receipt\u{1b}[2J\u{1b}[H".into()),
+            status: Status::Failed,
+            note: Some("550 refused\r\u{1b}[32msent\u{1b}[0m\nstatus: sent".into()),
+            ..NewDelivery::default()
+        },
+        db::now_unix(),
+    )
+    .unwrap();
+    let deliveries::Inserted::New(delivery) = delivery else {
+        panic!("not inserted")
+    };
+    let template = templates::save(
+        &conn,
+        &TemplateInput {
+            trigger: TriggerKind::PaymentReceived,
+            product_id: Some("prod_\u{1b}[31m".into()),
+            plan_id: None,
+            source: TemplateSource {
+                subject: "Thanks\u{1b}]8;;https://evil.example\u{7} {{ name }}".into(),
+                html: "<p>Hi\u{1b}[2J</p>\r\n<p>{{ name }}</p>".into(),
+                text: Some("Hi\u{1b}[2J\n{{ name }}\u{9b}1m".into()),
+            },
+            enabled: true,
+        },
+    )
+    .unwrap();
+    drop(conn);
+
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&fixture("invoice.paid.json")).unwrap();
+    event["data"]["object"]["customer_name"] = "Jenny\u{1b}]52;c;ZXZpbA==\u{7}".into();
+    let event_file = dir.path().join("event.json");
+    fs::write(&event_file, serde_json::to_vec(&event).unwrap()).unwrap();
+
+    let delivery = delivery.to_string();
+    let template = template.id.to_string();
+    let commands: [&[&str]; 6] = [
+        &["log"],
+        &["log", "show", &delivery],
+        &["template", "list"],
+        &["template", "show", &template],
+        &["integration", "list"],
+        &["preview", "--html", "--event", event_file.to_str().unwrap()],
+    ];
+    let mut problems = Vec::new();
+    for args in commands {
+        let (_, out, err) = run(mmc(dir.path(), args));
+        let what = args.join(" ");
+        assert!(
+            out.lines().count() > 1,
+            "`{what}` printed little: {out}{err}"
+        );
+        let raw = raw_controls(&out);
+        if !raw.is_empty() {
+            problems.push(format!("`{what}` printed raw {raw:?}"));
+        }
+        // What the database holds is still shown, escaped (preview's event is not stored).
+        if !what.starts_with("preview") && !out.contains("\\u{1b}") {
+            problems.push(format!("`{what}` shows no escaped ESC:\n{out}"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let (_, out, _) = run(mmc(dir.path(), &["log", "show", &delivery]));
+    assert!(
+        out.contains("last error:   550 refused\\u{d}\\u{1b}[32msent\\u{1b}[0m\\u{a}status: sent"),
+        "a stored newline cannot forge a line:\n{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,4 +252,119 @@ fn the_database_and_its_wal_and_shm_are_created_0600_whatever_the_umask() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(modes, [0o600; 3], "{files:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9.3: template export and import touch only regular files.
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// Runs `args` and waits at most 20 s: a FIFO must be refused, not block the command.
+fn run_bounded(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut child = mmc(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`{}` hung", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn template_export_refuses_symlinks_and_special_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(mmc(dir.path(), &["migrate"]));
+    assert!(ok, "{err}");
+    let victim = dir.path().join("victim.txt");
+    fs::write(&victim, "precious\n").unwrap();
+
+    let out_dir = dir.path().join("export");
+    fs::create_dir(&out_dir).unwrap();
+    let link = out_dir.join("payment_failed.any-product.any-plan.toml");
+    symlink(&victim, &link).unwrap();
+    let (ok, _, err) = run_bounded(dir.path(), &["template", "export", "export"]);
+    assert!(!ok, "export wrote through a symlink");
+    assert!(
+        err.contains("payment_failed.any-product.any-plan.toml") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+
+    fs::remove_file(&link).unwrap();
+    mkfifo(&link);
+    let (ok, _, err) = run_bounded(dir.path(), &["template", "export", "export"]);
+    assert!(!ok && err.contains("not a regular file"), "{err}");
+
+    // A regular file in the way is replaced, as before.
+    fs::remove_file(&link).unwrap();
+    fs::write(&link, "old export").unwrap();
+    let (ok, out, err) = run_bounded(dir.path(), &["template", "export", "export"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("exported 7 templates"), "{out}");
+    assert!(fs::read_to_string(&link)
+        .unwrap()
+        .contains("payment_failed"));
+}
+
+#[test]
+fn template_import_refuses_symlinks_and_special_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good =
+        "trigger = \"payment_failed\"\nsubject = \"Imported {{ name }}\"\nhtml = \"<p>x</p>\"\n";
+    let elsewhere = dir.path().join("elsewhere.toml");
+    fs::write(&elsewhere, good).unwrap();
+
+    let import = dir.path().join("import");
+    fs::create_dir(&import).unwrap();
+    symlink(
+        &elsewhere,
+        import.join("payment_failed.any-product.any-plan.toml"),
+    )
+    .unwrap();
+    let (ok, _, err) = run_bounded(dir.path(), &["template", "import", "import"]);
+    assert!(!ok, "import read through a symlink");
+    assert!(
+        err.contains("symbolic link") && err.contains("nothing imported"),
+        "{err}"
+    );
+
+    fs::remove_file(import.join("payment_failed.any-product.any-plan.toml")).unwrap();
+    mkfifo(&import.join("fifo.toml"));
+    fs::create_dir(import.join("folder.toml")).unwrap();
+    let (ok, _, err) = run_bounded(dir.path(), &["template", "import", "import"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("fifo.toml: is not a regular file")
+            && err.contains("folder.toml: is not a regular file"),
+        "{err}"
+    );
+
+    // The same file, regular, imports.
+    fs::remove_file(import.join("fifo.toml")).unwrap();
+    fs::remove_dir(import.join("folder.toml")).unwrap();
+    fs::copy(
+        &elsewhere,
+        import.join("payment_failed.any-product.any-plan.toml"),
+    )
+    .unwrap();
+    let (ok, out, err) = run_bounded(dir.path(), &["template", "import", "import"]);
+    assert!(ok && out.contains("imported 1 templates"), "{out}{err}");
+    let (_, list, _) = run(mmc(dir.path(), &["template", "list"]));
+    assert!(list.contains("Imported "), "{list}");
 }
