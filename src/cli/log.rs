@@ -182,13 +182,13 @@ pub fn send_test(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
     let to = to.to_owned();
     match runtime()?.block_on(async move { send_test_email(&smtp, &to).await }) {
         Ok(line) => {
-            println!("{line}");
+            println!("{}", p(&line));
             Ok(ExitCode::SUCCESS)
         }
         Err((error, hint)) => {
-            eprintln!("sending failed: {}", error.message());
+            eprintln!("sending failed: {}", p(error.message()));
             if let Some(hint) = hint {
-                eprintln!("likely fix: {hint}");
+                eprintln!("likely fix: {}", p(&hint));
             }
             Ok(ExitCode::FAILURE)
         }

@@ -356,11 +356,11 @@ fn healthcheck(config: &Config, url: Option<String>, timeout: u64) -> anyhow::Re
     });
     match result {
         Ok((status, body)) if status.is_success() => {
-            println!("healthy: {url} answered {status}: {body}");
+            println!("healthy: {url} answered {status}: {}", printable(&body));
             Ok(ExitCode::SUCCESS)
         }
         Ok((status, body)) => {
-            eprintln!("unhealthy: {url} answered {status}: {body}");
+            eprintln!("unhealthy: {url} answered {status}: {}", printable(&body));
             Ok(ExitCode::FAILURE)
         }
         Err(e) => {

@@ -4,6 +4,7 @@
 //! template that replaced a deleted one under the same id renders its own text.
 
 use std::fs;
+use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,6 +18,7 @@ use mailmycustomer::templates::render::TemplateSource;
 use mailmycustomer::trigger::TriggerKind;
 
 use crate::cli::{mmc, run};
+use crate::smtp_server::ScriptedServer;
 use crate::support::fixture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
@@ -187,6 +189,50 @@ fn cli_output_escapes_control_characters_from_the_database() {
         out.contains("last error:   550 refused\\u{d}\\u{1b}[32msent\\u{1b}[0m\\u{a}status: sent"),
         "a stored newline cannot forge a line:\n{out}"
     );
+}
+
+/// What a relay (send-test-email) or a health URL (healthcheck) answers is printed escaped too.
+#[tokio::test(flavor = "multi_thread")]
+async fn replies_from_a_relay_or_a_health_url_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = ScriptedServer::start(&[]).await;
+    relay.reply_text("RCPT", "550 5.1.1 no such user\u{1b}[2J\u{1b}]0;owned\u{7}");
+    let mut cmd = mmc(
+        dir.path(),
+        &["send-test-email", "--to", "owner@rosen.example"],
+    );
+    cmd.env("MMC_SMTP__HOST", "127.0.0.1")
+        .env("MMC_SMTP__PORT", relay.port().to_string())
+        .env("MMC_SMTP__SECURITY", "none")
+        .env("MMC_SMTP__FROM_ADDRESS", "billing@rosen.example");
+    let (ok, _, err) = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
+    assert!(!ok, "{err}");
+    assert!(err.contains("no such user\\u{1b}[2J"), "{err}");
+    assert!(raw_controls(&err).is_empty(), "{err}");
+
+    // A one-answer HTTP server standing in for whatever --url points at.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request);
+        let body = "down\u{1b}]0;owned\u{7}\u{1b}[2J";
+        let _ = write!(
+            stream,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let (ok, _, err) = tokio::task::spawn_blocking({
+        let cmd = mmc(dir.path(), &["healthcheck", "--url", &url]);
+        move || run(cmd)
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "{err}");
+    assert!(err.contains("down\\u{1b}]0;owned"), "{err}");
+    assert!(raw_controls(&err).is_empty(), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
