@@ -1,7 +1,8 @@
-//! Output and file hygiene (issue 9.3) and stale compiled templates (issue 8.7): what the CLI
-//! prints from the database cannot drive the operator's terminal, the database files are
-//! private whatever the umask, template export and import touch only regular files, and a
-//! template that replaced a deleted one under the same id renders its own text.
+//! Output and file hygiene (issue 9.3), stale compiled templates (issue 8.7) and long names
+//! (issue 8.8): what the CLI prints from the database cannot drive the operator's terminal, the
+//! database files are private whatever the umask, template export and import touch only regular
+//! files, a template that replaced a deleted one under the same id renders its own text, and a
+//! customer with a 256-character name gets the email.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -10,6 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mail_parser::MessageParser;
+use mailmycustomer::config::SmtpSecurity;
 use mailmycustomer::db::deliveries::{self, NewDelivery, Status};
 use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::db::{self, integrations};
@@ -18,8 +21,10 @@ use mailmycustomer::templates::render::TemplateSource;
 use mailmycustomer::trigger::TriggerKind;
 
 use crate::cli::{mmc, run};
+use crate::fake_stripe::FakeStripe;
+use crate::sink::Sink;
 use crate::smtp_server::ScriptedServer;
-use crate::support::fixture;
+use crate::support::{fixture, test_config, TestServer, SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
 
@@ -77,6 +82,84 @@ async fn a_template_that_reuses_a_deleted_ones_id_renders_its_own_text() {
     assert_eq!(id, Some(new.id));
     assert_eq!(subject.as_deref(), Some("New template for Jenny Rosen"));
     assert_eq!(html.as_deref(), Some("<p>new</p>"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8.8: long names do not fail delivery.
+
+/// The whole path: Stripe's customer has a 256-character CJK name (Stripe's limit), the
+/// subscription email goes out through smtp-sink, and every header line of what arrives is
+/// within 78 octets, with the name shortened but readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_with_a_256_character_non_latin_name_gets_the_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    crate::pipeline::populate(&fake);
+    let name: String = "山田花子".chars().cycle().take(256).collect();
+    fake.customer(
+        "cus_QXg1o8vcGmoR32",
+        Some("jenny.rosen@example.com"),
+        Some(&name),
+    );
+    let sink = Sink::start();
+    let mut config = test_config(dir.path());
+    config.stripe.api_base = fake.base_url.clone();
+    config.smtp.host = "127.0.0.1".into();
+    config.smtp.port = sink.port;
+    config.smtp.security = SmtpSecurity::None;
+    config.smtp.from_address = "billing@rosen.example".into();
+    config.smtp.timeout_secs = 5;
+    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    db::migrate(&mut conn).unwrap();
+    let id = integrations::insert(
+        &conn,
+        &integrations::NewIntegration {
+            name: "Rosen Goods",
+            webhook_secret: SECRET,
+            api_key: Some("rk_test_51RosenGoods000000"),
+            stripe_account: None,
+            from_address: None,
+        },
+    )
+    .unwrap()
+    .id;
+    drop(conn);
+    let server = TestServer::start_with(config, id).await;
+    server
+        .deliver(fixture("customer.subscription.created.json"))
+        .await
+        .assert_stored(false);
+
+    let raw = sink.wait_for(1, Duration::from_secs(20)).await.remove(0);
+    let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
+    let head = text.split("\n\n").next().unwrap();
+    for line in head.lines() {
+        assert!(line.len() <= 78, "{} octets: {line}\n{head}", line.len());
+    }
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let to = message.to().unwrap().first().unwrap();
+    assert_eq!(to.address(), Some("jenny.rosen@example.com"));
+    let shown = to.name().unwrap().strip_suffix('…').unwrap();
+    assert!(
+        shown.chars().count() >= 10 && name.starts_with(shown),
+        "{shown}"
+    );
+    // The sent mark is committed just after the relay's answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        let delivery = deliveries::get(&server.db(), 1).unwrap().unwrap();
+        if delivery.status == "sent" || Instant::now() > deadline {
+            break delivery;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(delivery.status, "sent", "{delivery:?}");
+    assert_eq!(
+        delivery.recipient_name.as_deref(),
+        Some(name.as_str()),
+        "the log keeps the whole name"
+    );
+    server.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
