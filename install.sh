@@ -28,7 +28,9 @@ given. Running it again upgrades the binary and the unit and keeps the config.
 
 Options:
   --binary PATH      Install this binary instead of building one from this checkout with
-                     `cargo build --release --locked`.
+                     `cargo build --release --locked`. Run as root (sudo), install.sh builds
+                     as the user who ran sudo, never as root; as root without sudo it needs
+                     --binary.
   --prefix DIR       Stage every file under DIR (DIR/usr/local/bin/mailmycustomer, ...) for
                      packaging or inspection. Creates no user and runs no systemctl; the
                      files still name the real paths. Needs no root.
@@ -88,6 +90,30 @@ run() {
 
 user_exists() {
     id -u "$1" >/dev/null 2>&1
+}
+
+home_of() {
+    if command -v getent >/dev/null 2>&1; then
+        getent passwd "$1" | cut -d: -f6
+    else
+        grep "^$1:" /etc/passwd | cut -d: -f6
+    fi
+}
+
+# Runs a command as $BUILDER (with that user's home, and its ~/.cargo/bin first on PATH) or,
+# when BUILDER is empty, as the caller; under --dry-run only prints it.
+run_as_builder() {
+    if [ -z "$BUILDER" ]; then
+        run "$@"
+    elif [ "$DRY_RUN" = 1 ]; then
+        printf '    would run as %s: %s\n' "$BUILDER" "$(show "$@")"
+    else
+        command -v runuser >/dev/null 2>&1 ||
+            die 1 "runuser not found, so the build cannot run as $BUILDER: build as $BUILDER with \`cargo build --release --locked\` and pass --binary"
+        builder_home=$(home_of "$BUILDER")
+        runuser -u "$BUILDER" -- env -u CARGO_HOME -u RUSTUP_HOME HOME="$builder_home" \
+            PATH="$builder_home/.cargo/bin:$PATH" "$@"
+    fi
 }
 
 group_exists() {
@@ -229,16 +255,27 @@ umask 022
 
 # --- Binary ----------------------------------------------------------------------------------
 
+# A build runs code from every crate (build scripts, procedural macros), so it never runs as
+# root: root builds as the user who ran sudo, or not at all.
 if [ -z "$BINARY" ]; then
-    say "Building $NAME from $SRC_DIR"
-    BINARY=${CARGO_TARGET_DIR:-$SRC_DIR/target}/release/$NAME
-    if [ "$DRY_RUN" = 1 ]; then
-        run cargo build --release --locked --manifest-path "$SRC_DIR/Cargo.toml"
+    TARGET_DIR=${CARGO_TARGET_DIR:-$SRC_DIR/target}
+    BINARY=$TARGET_DIR/release/$NAME
+    BUILDER=
+    if [ "$IS_ROOT" = 1 ]; then
+        case ${SUDO_USER:-root} in
+            root) die 1 "refusing to run cargo build as root: build as an unprivileged user with \`cargo build --release --locked\` and pass --binary target/release/$NAME (or run install.sh with sudo from that user, which builds as them)" ;;
+        esac
+        user_exists "$SUDO_USER" || die 1 "SUDO_USER=$SUDO_USER is not a user on this machine: build with \`cargo build --release --locked\` and pass --binary"
+        BUILDER=$SUDO_USER
+        say "Building $NAME from $SRC_DIR as $BUILDER, not as root"
     else
-        command -v cargo >/dev/null 2>&1 || die 1 "cargo not found. Build as your user with \`cargo build --release --locked\` and pass --binary target/release/$NAME (or install Rust from https://rustup.rs)"
-        cargo build --release --locked --manifest-path "$SRC_DIR/Cargo.toml"
-        [ -x "$BINARY" ] || die 1 "cargo build succeeded but $BINARY is missing; pass --binary PATH"
+        say "Building $NAME from $SRC_DIR"
+        [ "$DRY_RUN" = 1 ] || command -v cargo >/dev/null 2>&1 || die 1 "cargo not found. Build with \`cargo build --release --locked\` and pass --binary target/release/$NAME (or install Rust from https://rustup.rs)"
     fi
+    run_as_builder cargo build --release --locked --manifest-path "$SRC_DIR/Cargo.toml" \
+        --target-dir "$TARGET_DIR" ||
+        die 1 "cargo build${BUILDER:+ as $BUILDER} failed (see above): build with \`cargo build --release --locked\` and pass --binary target/release/$NAME"
+    [ "$DRY_RUN" = 1 ] || [ -x "$BINARY" ] || die 1 "cargo build succeeded but $BINARY is missing; pass --binary PATH"
 fi
 
 say "Installing the binary to $PREFIX$BIN_PATH"

@@ -255,8 +255,8 @@ impl Config {
                 })?;
                 // Parsing the text straight into the struct gives errors with line, column
                 // and the unknown key's name.
-                let from_file: Config = toml::from_str(&text)
-                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                let from_file: Config =
+                    toml::from_str(&text).map_err(|e| file_error(path, &text, &e))?;
                 toml::Table::try_from(from_file).expect("config serializes to a table")
             }
             None => toml::Table::try_from(Config::default()).expect("config serializes"),
@@ -393,6 +393,46 @@ fn check_url(key: &str, value: &str, problems: &mut Vec<String>) {
             "{key} = {value:?} is not an http:// or https:// URL"
         ));
     }
+}
+
+/// A config file error that says where (file, line, column, and the key when the line has
+/// one) and what, but never shows the line: toml's own message quotes it, and a broken line
+/// may hold an SMTP password. A value the message itself repeats (`invalid type: integer
+/// `123456``) is hidden too.
+fn file_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
+    let mut message = err.message().trim().to_owned();
+    let mut place = path.display().to_string();
+    if let Some(span) = err.span() {
+        let mut start = span.start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[line_start..].lines().next().unwrap_or_default();
+        place = format!(
+            "{place}, line {}, column {}",
+            text[..start].matches('\n').count() + 1,
+            text[line_start..start].chars().count() + 1
+        );
+        if let Some((key, value)) = line.split_once('=') {
+            let section = text[..line_start]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .map(|l| l.trim_matches(['[', ']', ' ']));
+            let key = key.trim();
+            match section {
+                Some(section) => place = format!("{place}, key {section}.{key}"),
+                None => place = format!("{place}, key {key}"),
+            }
+            let value = value.trim().trim_matches(['"', '\'']).trim();
+            if !value.is_empty() {
+                message = message.replace(value, "(value hidden)");
+            }
+        }
+    }
+    Error::Config(format!("{place}: {message}"))
 }
 
 /// Sets the key named by one `MMC_SECTION__KEY` variable. The value takes the type of the key's
@@ -567,6 +607,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen"), "{err}");
+    }
+
+    /// Issue 9.3: toml's message quotes the broken line; a password on it must not be shown.
+    #[test]
+    fn a_syntax_error_names_the_place_but_never_shows_a_secret() {
+        let cases = [
+            (
+                "[server]\nlisten = \"127.0.0.1:1\"\n[smtp]\nhost = \"x\"\npassword = \"hunter2-Zq9 \n",
+                "line 5",
+                Some("smtp.password"),
+            ),
+            ("[smtp]\npassword = hunter2-Zq9\n", "line 2", Some("smtp.password")),
+            ("[smtp]\n\npassword = 4242hunter2\n", "line 3", Some("smtp.password")),
+            // An unclosed multi-line string: toml reports the end of the file.
+            ("[smtp]\npassword = \"\"\"hunter2-Zq9\n", "line 3", None),
+            // Well-formed, but of the wrong type: serde's message repeats the value.
+            ("[smtp]\npassword = 987654321\n", "line 2", Some("smtp.password")),
+        ];
+        for (text, line, key) in cases {
+            let file = write(text);
+            let err = Config::load(Some(file.path()), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !err.contains("hunter2") && !err.contains("987654321"),
+                "{err}"
+            );
+            let file_name = file.path().display().to_string();
+            for want in [file_name.as_str(), line, "column", key.unwrap_or("")] {
+                assert!(err.contains(want), "{want:?} missing from: {err}");
+            }
+        }
     }
 
     #[test]

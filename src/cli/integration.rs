@@ -106,10 +106,10 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                 println!(
                     "{}  {}  status={}  account={}  from={}  webhook_secret={}  api_key={}\n    {}",
                     i.id,
-                    i.name,
+                    super::printable(&i.name),
                     i.status,
-                    i.stripe_account.as_deref().unwrap_or("-"),
-                    i.from_address.as_deref().unwrap_or("(smtp.from_address)"),
+                    super::printable(i.stripe_account.as_deref().unwrap_or("-")),
+                    super::printable(i.from_address.as_deref().unwrap_or("(smtp.from_address)")),
                     integrations::redact(&i.webhook_secret),
                     i.api_key
                         .as_deref()

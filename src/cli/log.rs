@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use super::{open_db, runtime};
+use super::{open_db, printable as p, runtime};
 use crate::config::Config;
 use crate::db::deliveries::{self, LogFilter, Status};
 use crate::db::{events, now_unix};
@@ -105,10 +105,10 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
                     "{:<7} {:<19} {:<8} {:<22} {:<32} {}",
                     d.id,
                     when(d.created_at),
-                    d.status,
-                    d.trigger,
-                    d.recipient.as_deref().unwrap_or("-"),
-                    detail
+                    p(&d.status),
+                    p(&d.trigger),
+                    p(d.recipient.as_deref().unwrap_or("-")),
+                    p(detail)
                 );
             }
             if rows.is_empty() {
@@ -117,14 +117,25 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
         }
         Some(LogAction::Show { id }) => {
             let d = deliveries::get(&conn, id)?.with_context(|| format!("no delivery {id}"))?;
-            println!("delivery {}: {}", d.id, d.status);
-            println!("trigger:      {}", d.trigger);
-            println!("to:           {}{}", d.recipient_name.as_deref().map(|n| format!("{n} ")).unwrap_or_default(), d.recipient.as_deref().map(|r| format!("<{r}>")).unwrap_or("-".into()));
-            println!("subject:      {}", d.subject.as_deref().unwrap_or("-"));
-            println!("product:      {}", d.product_id.as_deref().unwrap_or("-"));
-            println!("plan:         {}", d.plan_id.as_deref().unwrap_or("-"));
+            let opt = |v: &Option<String>| p(v.as_deref().unwrap_or("-")).into_owned();
+            println!("delivery {}: {}", d.id, p(&d.status));
+            println!("trigger:      {}", p(&d.trigger));
+            println!(
+                "to:           {}{}",
+                d.recipient_name
+                    .as_deref()
+                    .map(|n| format!("{} ", p(n)))
+                    .unwrap_or_default(),
+                d.recipient
+                    .as_deref()
+                    .map(|r| format!("<{}>", p(r)))
+                    .unwrap_or("-".into())
+            );
+            println!("subject:      {}", opt(&d.subject));
+            println!("product:      {}", opt(&d.product_id));
+            println!("plan:         {}", opt(&d.plan_id));
             println!("template:     {}", d.template_id.map(|t| t.to_string()).unwrap_or("-".into()));
-            println!("business key: {}", d.business_key);
+            println!("business key: {}", p(&d.business_key));
             println!("created:      {}", when(d.created_at));
             println!("attempts:     {}", d.attempts);
             if let Some(next) = d.next_attempt_at.filter(|_| d.status == "retrying" || d.status == "queued") {
@@ -134,10 +145,10 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
                 println!("sent:         {}", when(sent));
             }
             if let Some(m) = &d.message_id {
-                println!("message id:   {m}");
+                println!("message id:   {}", p(m));
             }
             if let Some(e) = &d.last_error {
-                println!("last error:   {e}");
+                println!("last error:   {}", p(e));
             }
             if let Some(of) = d.resend_of {
                 println!("resend of:    {of}");
@@ -146,13 +157,13 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
             match event {
                 Some(e) => println!(
                     "event:        {} {} (received {}; {}{})",
-                    e.stripe_event_id,
-                    e.event_type,
+                    p(&e.stripe_event_id),
+                    p(&e.event_type),
                     when(e.received_at),
-                    e.processing,
-                    e.processing_detail.map(|d| format!(": {d}")).unwrap_or_default()
+                    p(&e.processing),
+                    e.processing_detail.map(|d| format!(": {}", p(&d))).unwrap_or_default()
                 ),
-                None => println!("event:        {} (no longer stored)", d.stripe_event_id),
+                None => println!("event:        {} (no longer stored)", p(&d.stripe_event_id)),
             }
         }
         Some(LogAction::Resend { id }) => match deliveries::resend(&conn, id, now_unix())? {
@@ -171,13 +182,13 @@ pub fn send_test(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
     let to = to.to_owned();
     match runtime()?.block_on(async move { send_test_email(&smtp, &to).await }) {
         Ok(line) => {
-            println!("{line}");
+            println!("{}", p(&line));
             Ok(ExitCode::SUCCESS)
         }
         Err((error, hint)) => {
-            eprintln!("sending failed: {}", error.message());
+            eprintln!("sending failed: {}", p(error.message()));
             if let Some(hint) = hint {
-                eprintln!("likely fix: {hint}");
+                eprintln!("likely fix: {}", p(&hint));
             }
             Ok(ExitCode::FAILURE)
         }

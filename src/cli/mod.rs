@@ -1,10 +1,15 @@
 //! The command line: parses arguments, loads the config, and runs one command. Errors are
 //! returned as `anyhow` chains for `main` to print; this is the only place anyhow is used.
+//!
+//! What the commands print from the database (customer names, subjects, relay replies, template
+//! text) goes through `printable` or `printable_block` first: it came from customers, Stripe,
+//! relays and merchants, and a terminal obeys the escape sequences in what it is given.
 
 mod integration;
 mod log;
 mod template;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -209,6 +214,38 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One value on one line of output: control characters (ESC opens terminal escape sequences,
+/// CR and backspace overwrite what is shown, a newline would forge a line) and the invisible
+/// characters that reorder text are shown escaped, as `\u{1b}`.
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    escape_unless(text, |_| false)
+}
+
+/// A multi-line value (a template's body): as `printable`, keeping its newlines and tabs.
+pub(crate) fn printable_block(text: &str) -> Cow<'_, str> {
+    escape_unless(text, |c| c == '\n' || c == '\t')
+}
+
+fn escape_unless(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        !keep(c)
+            && (c.is_control()
+                || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn describe_source(file: &Option<PathBuf>) -> String {
     match file {
         Some(path) => format!("file {}", path.display()),
@@ -319,16 +356,34 @@ fn healthcheck(config: &Config, url: Option<String>, timeout: u64) -> anyhow::Re
     });
     match result {
         Ok((status, body)) if status.is_success() => {
-            println!("healthy: {url} answered {status}: {body}");
+            println!("healthy: {url} answered {status}: {}", printable(&body));
             Ok(ExitCode::SUCCESS)
         }
         Ok((status, body)) => {
-            eprintln!("unhealthy: {url} answered {status}: {body}");
+            eprintln!("unhealthy: {url} answered {status}: {}", printable(&body));
             Ok(ExitCode::FAILURE)
         }
         Err(e) => {
             eprintln!("unhealthy: {url}: {e}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_obey() {
+        assert!(matches!(printable("Jenny Rösen 山田"), Cow::Borrowed(_)));
+        assert_eq!(
+            printable("a\u{1b}[2Jb\rc\nd\u{9b}e\u{7f}\u{202e}f\tg"),
+            "a\\u{1b}[2Jb\\u{d}c\\u{a}d\\u{9b}e\\u{7f}\\u{202e}f\\u{9}g"
+        );
+        assert_eq!(
+            printable_block("<p>\n\tx\u{1b}]0;t\u{7}</p>\r\n"),
+            "<p>\n\tx\\u{1b}]0;t\\u{7}</p>\\u{d}\n"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
-use super::{open_db, runtime};
+use super::{open_db, printable as p, printable_block, runtime};
 use crate::config::Config;
 use crate::db::deliveries::Status;
 use crate::db::integrations::{self, Integration};
@@ -17,7 +17,7 @@ use crate::db::{self};
 use crate::pipeline::prepare::{Outcome, Preparer};
 use crate::stripe::api::StripeClient;
 use crate::templates::context;
-use crate::templates::files::TemplateFile;
+use crate::templates::files::{self, TemplateFile};
 use crate::templates::render::{validate, TemplateSource};
 use crate::trigger::TriggerKind;
 
@@ -78,10 +78,10 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
                     "{:<4} {:<23} {:<24} {:<32} {:<8} {}",
                     t.id,
                     t.trigger.as_str(),
-                    t.product_id.as_deref().unwrap_or("any"),
-                    t.plan_id.as_deref().unwrap_or("any"),
+                    p(t.product_id.as_deref().unwrap_or("any")),
+                    p(t.plan_id.as_deref().unwrap_or("any")),
                     if t.enabled { "yes" } else { "no" },
-                    t.source.subject
+                    p(&t.source.subject)
                 );
             }
         }
@@ -110,7 +110,7 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
                     enabled: !disabled,
                 },
             )?;
-            println!("saved template {} ({})", saved.id, saved.scope());
+            println!("saved template {} ({})", saved.id, p(&saved.scope()));
         }
         TemplateAction::Show { id } => {
             let t = templates::get(&conn, id)?
@@ -118,24 +118,28 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             println!(
                 "template {} ({}), {}",
                 t.id,
-                t.scope(),
+                p(&t.scope()),
                 if t.enabled { "enabled" } else { "disabled" }
             );
             println!(
                 "variables: {}",
                 context::variable_names(t.trigger).join(", ")
             );
-            println!("subject: {}", t.source.subject);
-            println!("--- html ---\n{}", t.source.html.trim_end());
+            println!("subject: {}", p(&t.source.subject));
+            println!(
+                "--- html ---\n{}",
+                printable_block(t.source.html.trim_end())
+            );
             if let Some(text) = &t.source.text {
-                println!("--- text ---\n{}", text.trim_end());
+                println!("--- text ---\n{}", printable_block(text.trim_end()));
             }
             match validate(t.trigger, &t.source) {
                 Ok(sample) => println!(
                     "--- preview with a sample event ---\nsubject: {}\n{}",
-                    sample.subject, sample.text
+                    p(&sample.subject),
+                    printable_block(&sample.text)
                 ),
-                Err(e) => println!("--- this template no longer renders: {e}"),
+                Err(e) => println!("--- this template no longer renders: {}", p(&e.to_string())),
             }
         }
         TemplateAction::Remove { id } => {
@@ -166,7 +170,7 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
                     &t.source,
                 );
                 let path = dir.join(file.file_name());
-                std::fs::write(&path, file.to_toml())
+                files::write_regular(&path, &file.to_toml())
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             println!("exported {} templates to {}", all.len(), dir.display());
@@ -181,7 +185,14 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             paths.sort();
             let mut problems = Vec::new();
             for path in &paths {
-                match TemplateFile::from_toml(&read(path)?).and_then(|f| {
+                let text = match files::read_regular(path) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", path.display()));
+                        continue;
+                    }
+                };
+                match TemplateFile::from_toml(&text).and_then(|f| {
                     let trigger: TriggerKind = f
                         .trigger
                         .parse()
@@ -253,30 +264,37 @@ pub fn preview(
             .await
     });
     match outcome {
-        Outcome::Ignore(reason) => println!("no email: {reason}"),
-        Outcome::Retry(reason) => println!("no email yet, would retry: {reason}"),
-        Outcome::Disconnect(reason) => println!("no email: {reason}"),
+        Outcome::Ignore(reason) => println!("no email: {}", p(&reason)),
+        Outcome::Retry(reason) => println!("no email yet, would retry: {}", p(&reason)),
+        Outcome::Disconnect(reason) => println!("no email: {}", p(&reason)),
         Outcome::Delivery(d) => {
-            println!("trigger: {}\nbusiness key: {}", d.trigger, d.business_key);
+            println!(
+                "trigger: {}\nbusiness key: {}",
+                p(&d.trigger),
+                p(&d.business_key)
+            );
             if let Some(id) = d.template_id {
                 println!("template: {id}");
             }
             if d.status != Status::Queued {
-                println!("no email: {}", d.note.as_deref().unwrap_or("?"));
+                println!("no email: {}", p(d.note.as_deref().unwrap_or("?")));
                 return Ok(ExitCode::FAILURE);
             }
-            let to = d.recipient.as_deref().unwrap_or_default();
+            let to = p(d.recipient.as_deref().unwrap_or_default());
             match &d.recipient_name {
-                Some(name) => println!("to: {name} <{to}>"),
+                Some(name) => println!("to: {} <{to}>", p(name)),
                 None => println!("to: {to}"),
             }
             println!(
                 "subject: {}\n--- text ---\n{}",
-                d.subject.unwrap_or_default(),
-                d.text.unwrap_or_default()
+                p(d.subject.as_deref().unwrap_or_default()),
+                printable_block(d.text.as_deref().unwrap_or_default())
             );
             if html {
-                println!("--- html ---\n{}", d.html.unwrap_or_default());
+                println!(
+                    "--- html ---\n{}",
+                    printable_block(d.html.as_deref().unwrap_or_default())
+                );
             }
         }
     }

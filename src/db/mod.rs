@@ -3,6 +3,9 @@
 //!
 //! Reads go through a small pool on tokio's blocking threads; webhook inserts go through the
 //! single group-committing writer in `writer`.
+//!
+//! The database holds Stripe keys, webhook secrets and customers' addresses, so whichever
+//! command creates it (serve, the CLI, migrate) creates it readable by its owner only.
 
 pub mod catalog;
 pub mod deliveries;
@@ -11,6 +14,8 @@ pub mod integrations;
 pub mod templates;
 pub mod writer;
 
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,7 +43,7 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
 
 /// Opens one connection with the project's settings.
 pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
-    create_parent_dir(path)?;
+    create_private(path)?;
     let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     configure(&conn, busy_timeout).map_err(|e| open_error(path, e))?;
     Ok(conn)
@@ -57,6 +62,7 @@ pub fn open_background(path: &Path, busy_timeout: Duration) -> Result<Connection
 
 /// A pool of reader connections, opened with the same settings.
 pub fn pool(path: &Path, busy_timeout: Duration, size: u32) -> Result<Pool, Error> {
+    create_private(path)?;
     let manager =
         SqliteConnectionManager::file(path).with_init(move |c| configure(c, busy_timeout));
     Ok(r2d2::Pool::builder()
@@ -109,17 +115,41 @@ where
     .map_err(|e| Error::Io(std::io::Error::other(e)))?
 }
 
-fn create_parent_dir(path: &Path) -> Result<(), Error> {
+/// Creates the database file, mode 0600, when it does not exist yet, before SQLite opens it;
+/// SQLite gives the `-wal` and `-shm` files it creates beside a database the database's own
+/// mode, so all three end up 0600 whatever the umask. A missing directory is created 0700.
+/// An existing file keeps the mode its owner gave it.
+fn create_private(path: &Path) -> Result<(), Error> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| {
                 Error::Config(format!(
                     "cannot create the database directory {}: {e}",
                     dir.display()
                 ))
-            }),
-        _ => Ok(()),
+            })?,
+        _ => {}
     }
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    let result = match created {
+        // The umask can only take bits away from 0600; set it whole again in case it did.
+        Ok(file) => file.set_permissions(Permissions::from_mode(0o600)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| {
+        Error::Config(format!(
+            "cannot create the database {}: {e} (check database.path and the directory's permissions)",
+            path.display()
+        ))
+    })
 }
 
 fn open_error(path: &Path, err: rusqlite::Error) -> Error {

@@ -17,6 +17,7 @@ use mail_send::mail_auth::common::headers::HeaderWriter;
 use mail_send::mail_auth::dkim::{DkimSigner, Done};
 use mail_send::mail_builder::headers::address::Address;
 use mail_send::mail_builder::headers::date::Date;
+use mail_send::mail_builder::headers::Header;
 use mail_send::mail_builder::MessageBuilder;
 use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -352,8 +353,8 @@ impl Mailer {
         check_recipient(email.to)?;
 
         let mut builder = MessageBuilder::new()
-            .from(named(&c.from_name, from))
-            .to(named(email.to_name.unwrap_or(""), email.to.trim()));
+            .from(named("From", &c.from_name, from))
+            .to(named("To", email.to_name.unwrap_or(""), email.to.trim()));
         if !c.reply_to.is_empty() {
             builder = builder.reply_to(c.reply_to.as_str());
         }
@@ -897,13 +898,61 @@ fn one_line(text: &str) -> String {
         .to_owned()
 }
 
-fn named<'x>(name: &str, address: &'x str) -> Address<'x> {
+/// RFC 5322's recommended longest header line (the hard limit is 998). Within it, the single
+/// encoded-word mail-builder writes for a display name also stays within RFC 2047's 75
+/// characters.
+const MAX_HEADER_LINE: usize = 78;
+
+/// An address with its display name, shortened when needed so that `header`'s line stays
+/// within `MAX_HEADER_LINE`: mail-builder writes a display name as one encoded-word and never
+/// folds it, so a long name (Stripe allows 256 characters, a CJK one encodes to over 1,000
+/// octets) would make a line relays refuse. The name is cut at a character boundary and ends in
+/// "…"; when not even one character fits, the bare address is used.
+fn named<'x>(header: &str, name: &str, address: &'x str) -> Address<'x> {
     let name = one_line(name);
+    let with_name = |name: String| Address::from((name, address.to_owned()));
     if name.is_empty() {
+        return Address::from(address);
+    }
+    if name_line_fits(header, &name, address) {
+        return with_name(name);
+    }
+    let cut = |chars: usize| {
+        let end = name
+            .char_indices()
+            .nth(chars)
+            .map_or(name.len(), |(i, _)| i);
+        format!("{}…", name[..end].trim_end())
+    };
+    // Binary search for the most characters that fit: `fits` always fits, `too_many` does not.
+    let (mut fits, mut too_many) = (0, name.chars().count());
+    while too_many - fits > 1 {
+        let mid = (fits + too_many) / 2;
+        if name_line_fits(header, &cut(mid), address) {
+            fits = mid;
+        } else {
+            too_many = mid;
+        }
+    }
+    if fits == 0 {
         Address::from(address)
     } else {
-        Address::from((name, address.to_owned()))
+        with_name(cut(fits))
     }
+}
+
+/// Whether the line that carries the display name, as mail-builder writes `header: name
+/// <address>`, is within `MAX_HEADER_LINE` octets. mail-builder moves a long address to a
+/// folded line of its own, so only the name decides.
+fn name_line_fits(header: &str, name: &str, address: &str) -> bool {
+    let mut written = Vec::new();
+    let start = header.len() + 2;
+    Address::from((name, address))
+        .write_header(&mut written, start)
+        .expect("writing to a Vec cannot fail");
+    let first_line = written.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
+    start + first_line.len() <= MAX_HEADER_LINE
 }
 
 fn load_dkim(config: &SmtpConfig) -> Result<Option<DkimSigner<DkimKey, Done>>, SmtpError> {

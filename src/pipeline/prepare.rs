@@ -321,10 +321,9 @@ impl Preparer {
             merchant_name: integration.name.clone(),
             event_created: event["created"].as_i64().unwrap_or(0),
         };
-        let key = (template.id.to_string(), template.version.to_string());
         match self
             .renderer
-            .render(Some((&key.0, &key.1)), &template.source, kind, &email)
+            .render(Some(template.id), &template.source, kind, &email)
         {
             Ok(rendered) => {
                 // A subject is a header: one line, whatever the template or the facts held.

@@ -1,5 +1,15 @@
 //! Templates as files, one per template, for `template export` / `template import`: a TOML
 //! file that reads well in a code review (multi-line HTML stays multi-line).
+//!
+//! Export and import touch only regular files, never through a symbolic link: they may run as
+//! root or as the service user in a folder someone else can write to, and a planted link would
+//! make an export overwrite, or an import read, a file of the link's choosing; a FIFO or a device
+//! would hang the command.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +84,55 @@ impl TemplateFile {
             text: self.text.clone(),
         }
     }
+}
+
+/// Reads a template file for import; anything but a regular file is refused.
+pub fn read_regular(path: &Path) -> io::Result<String> {
+    let mut file = open_regular(path, OpenOptions::new().read(true))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Writes an exported template, creating the file or replacing the content of a regular file;
+/// a symbolic link or anything else at `path` is refused.
+pub fn write_regular(path: &Path, text: &str) -> io::Result<()> {
+    let mut file = open_regular(path, OpenOptions::new().write(true).create(true))?;
+    file.set_len(0)?;
+    file.write_all(text.as_bytes())
+}
+
+/// Opens `path` only if it is a regular file (or, when creating, absent). The check before
+/// opening gives the clear message; `O_NOFOLLOW` and the check of what was opened close the
+/// race with a link or FIFO put there in between, and `O_NONBLOCK` keeps that FIFO from
+/// blocking the open.
+fn open_regular(path: &Path, options: &mut OpenOptions) -> io::Result<File> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(not_regular("a symbolic link")),
+        Ok(meta) if !meta.is_file() => return Err(not_regular("not a regular file")),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let file = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_regular("a symbolic link"),
+            Some(libc::ENXIO) => not_regular("not a regular file"),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular("not a regular file"));
+    }
+    Ok(file)
+}
+
+fn not_regular(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {what}: templates are exported to and imported from regular files only"),
+    )
 }
 
 /// Stripe ids are `[A-Za-z0-9_]`; anything else is replaced so a file name cannot climb out of

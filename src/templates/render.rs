@@ -1,11 +1,16 @@
 //! Renders a template (subject, HTML body, optional text body) with minijinja: sandboxed (no
 //! filesystem, no includes, fuel-limited), strict about undefined variables, HTML-escaped in the
 //! HTML body only. Each template version is compiled once and kept.
+//!
+//! Compiled code is found by a SHA-256 hash of the text it was compiled from, never by the
+//! template's id: SQLite hands a deleted template's id to the next one, and a cache keyed by id
+//! and version would then send the deleted template's text.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
+use sha2::{Digest, Sha256};
 
 use super::context::{self, DateValue};
 use super::money::format_money;
@@ -104,19 +109,26 @@ fn money_filter(_state: &State, amount: Value, currency: String) -> Result<Value
     Ok(Value::from(format_money(minor, &currency)))
 }
 
-/// Renders templates, compiling each version once. Keys are chosen by the caller (e.g. the
-/// template's id and update time), so an edited template is compiled afresh.
+/// Renders templates, compiling each version once. A part is compiled under the hash of its
+/// text, so the same text always finds the same code and different text never does.
 pub struct Renderer {
-    env: RwLock<Environment<'static>>,
-    /// Which cache key each template id currently has, to drop superseded versions.
-    versions: RwLock<HashMap<String, String>>,
+    cache: RwLock<Cache>,
+}
+
+struct Cache {
+    env: Environment<'static>,
+    /// The compiled name of each part of each template id, as last rendered: what lets an
+    /// edited or deleted template's old code go, unless another template has the same text.
+    parts: HashMap<i64, [Option<String>; 3]>,
 }
 
 impl Default for Renderer {
     fn default() -> Self {
         Renderer {
-            env: RwLock::new(environment()),
-            versions: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Cache {
+                env: environment(),
+                parts: HashMap::new(),
+            }),
         }
     }
 }
@@ -127,12 +139,18 @@ const PARTS: [(&str, &str); 3] = [
     ("text body", "body.txt"),
 ];
 
+/// `<sha256 of the text>/body.html`: the suffix picks the escaping (HTML only in the HTML body).
+fn compiled_name(text: &str, suffix: &str) -> String {
+    format!("{}/{suffix}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
 impl Renderer {
-    /// Renders `source` for `kind` with `facts`. `cache_key` identifies this exact version of
-    /// the template (None: compile without caching, e.g. for a preview of unsaved text).
+    /// Renders `source` for `kind` with `facts`. `template_id` names the stored template the
+    /// source belongs to, so its code is kept between renders (None: compile without keeping,
+    /// e.g. to check unsaved text).
     pub fn render(
         &self,
-        cache_key: Option<(&str, &str)>,
+        template_id: Option<i64>,
         source: &TemplateSource,
         kind: TriggerKind,
         facts: &context::EmailFacts,
@@ -147,8 +165,8 @@ impl Renderer {
         for (i, ((part, suffix), text)) in PARTS.iter().zip(texts).enumerate() {
             let Some(text) = text else { continue };
             out[i] = Some(
-                match cache_key {
-                    Some((id, version)) => self.render_cached(id, version, suffix, text, &ctx),
+                match template_id {
+                    Some(id) => self.render_cached(id, i, text, &ctx),
                     None => environment().render_named_str(suffix, text, &ctx),
                 }
                 .map_err(|e| to_template_error(part, e))?,
@@ -167,33 +185,46 @@ impl Renderer {
         })
     }
 
-    fn render_cached(
-        &self,
-        id: &str,
-        version: &str,
-        suffix: &str,
-        text: &str,
-        ctx: &Value,
-    ) -> Result<String, Error> {
-        let name = format!("{id}@{version}/{suffix}");
+    /// Renders part `i` of template `id`, compiling `text` unless code for this exact text is
+    /// already kept for this template.
+    fn render_cached(&self, id: i64, i: usize, text: &str, ctx: &Value) -> Result<String, Error> {
+        let name = compiled_name(text, PARTS[i].1);
         {
-            let env = self.env.read().expect("renderer lock");
-            if let Ok(template) = env.get_template(&name) {
-                return template.render(ctx);
+            let cache = self.cache.read().expect("renderer lock");
+            let current = cache.parts.get(&id).and_then(|p| p[i].as_deref());
+            if current == Some(name.as_str()) {
+                return cache.env.get_template(&name)?.render(ctx);
             }
         }
-        let mut env = self.env.write().expect("renderer lock");
-        let mut versions = self.versions.write().expect("renderer lock");
-        let current = format!("{id}@{version}");
-        if let Some(old) = versions.insert(id.to_owned(), current.clone()) {
-            if old != current {
-                for (_, old_suffix) in PARTS {
-                    env.remove_template(&format!("{old}/{old_suffix}"));
-                }
+        let mut cache = self.cache.write().expect("renderer lock");
+        if cache.env.get_template(&name).is_err() {
+            cache
+                .env
+                .add_template_owned(name.clone(), text.to_owned())?;
+        }
+        let old = cache.parts.entry(id).or_default()[i].replace(name.clone());
+        if let Some(old) = old.filter(|old| *old != name) {
+            let in_use = cache
+                .parts
+                .values()
+                .any(|p| p.iter().flatten().any(|n| *n == old));
+            if !in_use {
+                cache.env.remove_template(&old);
             }
         }
-        env.add_template_owned(name.clone(), text.to_owned())?;
-        env.get_template(&name)?.render(ctx)
+        let rendered = cache.env.get_template(&name)?.render(ctx);
+        rendered
+    }
+
+    /// How many template parts are compiled and kept.
+    #[cfg(test)]
+    fn compiled(&self) -> usize {
+        self.cache
+            .read()
+            .expect("renderer lock")
+            .env
+            .templates()
+            .count()
     }
 }
 
@@ -455,23 +486,47 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_template_is_recompiled_when_its_version_changes() {
+    fn each_text_is_compiled_once_and_an_edit_drops_the_old_code() {
         let renderer = Renderer::default();
         let facts = sample(TrialEnding);
         let v1 = source("one {{ name }}", "x", None);
         let v2 = source("two {{ name }}", "x", None);
-        let r = |key: (&str, &str), src: &TemplateSource| {
+        let r = |id: i64, src: &TemplateSource| {
             renderer
-                .render(Some(key), src, TrialEnding, &facts)
+                .render(Some(id), src, TrialEnding, &facts)
                 .unwrap()
                 .subject
         };
-        assert_eq!(r(("7", "100"), &v1), "one Jenny Rosen");
+        assert_eq!(r(7, &v1), "one Jenny Rosen");
+        assert_eq!(r(7, &v1), "one Jenny Rosen");
+        assert_eq!(renderer.compiled(), 2, "subject and HTML, compiled once");
+        assert_eq!(r(7, &v2), "two Jenny Rosen");
+        assert_eq!(renderer.compiled(), 2, "the old subject is dropped");
+        // Another template with the same text shares the code, and keeps it when 7 changes.
+        assert_eq!(r(8, &v2), "two Jenny Rosen");
+        assert_eq!(r(7, &v1), "one Jenny Rosen");
+        assert_eq!(renderer.compiled(), 3);
+        assert_eq!(r(8, &v2), "two Jenny Rosen");
+    }
+
+    /// Issue 8.7: SQLite reuses a deleted template's id, and a new template starts at version 1
+    /// again; the text it renders must be its own.
+    #[test]
+    fn a_reused_id_and_version_never_render_the_old_text() {
+        let renderer = Renderer::default();
+        let facts = sample(PaymentReceived);
+        let deleted = source("deleted {{ name }}", "<p>deleted</p>", Some("deleted"));
+        let new = source("new {{ name }}", "<p>new</p>", Some("new"));
+        let out = renderer
+            .render(Some(12), &deleted, PaymentReceived, &facts)
+            .unwrap();
+        assert_eq!(out.subject, "deleted Jenny Rosen");
+        let out = renderer
+            .render(Some(12), &new, PaymentReceived, &facts)
+            .unwrap();
         assert_eq!(
-            r(("7", "100"), &v2),
-            "one Jenny Rosen",
-            "same version: compiled once"
+            (out.subject.as_str(), out.html.as_str(), out.text.as_str()),
+            ("new Jenny Rosen", "<p>new</p>", "new")
         );
-        assert_eq!(r(("7", "101"), &v2), "two Jenny Rosen");
     }
 }

@@ -231,18 +231,42 @@ fn second_run_keeps_the_edited_config_and_replaces_binary_and_unit() {
     );
 }
 
+fn is_root() -> bool {
+    text(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0"
+}
+
+/// `install_sh` with `SUDO_USER` set to `user`, or unset for None.
+fn install_sh_as(sudo_user: Option<&str>, args: &[&str], extra_env: &[(&str, &Path)]) -> Output {
+    let mut cmd = command(&repo().join("install.sh"));
+    match sudo_user {
+        Some(user) => cmd.env("SUDO_USER", user),
+        None => cmd.env_remove("SUDO_USER"),
+    };
+    cmd.envs(extra_env.iter().copied())
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run install.sh")
+}
+
 #[test]
 fn dry_run_changes_nothing_and_prints_the_plan() {
     let prefix = tempfile::tempdir().unwrap();
     let p = prefix.path().to_str().unwrap();
-    let out = install_sh(&["--dry-run", "--prefix", p]);
+    // As root the build is planned as the sudo user; otherwise as the caller.
+    let out = install_sh_as(Some("nobody"), &["--dry-run", "--prefix", p], &[]);
     assert_ok(&out, "install.sh --dry-run");
 
     let entries: Vec<_> = fs::read_dir(prefix.path()).unwrap().collect();
     assert!(entries.is_empty(), "dry run wrote {entries:?}");
     let stdout = text(&out.stdout);
+    let build = if is_root() {
+        "would run as nobody: cargo build --release --locked"
+    } else {
+        "would run: cargo build --release --locked"
+    };
     for planned in [
-        "would run: cargo build --release --locked".to_string(),
+        build.to_string(),
         format!("{p}/usr/local/bin/mailmycustomer"),
         format!("{p}/etc/mailmycustomer/config.toml"),
         format!("{p}/var/lib/mailmycustomer"),
@@ -254,6 +278,116 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
         );
     }
     assert!(stdout.contains("nothing was changed"), "{stdout}");
+}
+
+/// A `cargo` first on PATH that records who ran it and with what, then "builds" by copying the
+/// test binary into `--target-dir`. Returns (dir holding bin/cargo, record dir, target dir), all
+/// usable by an unprivileged user.
+fn fake_cargo(root: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let bin = root.join("bin");
+    let record = root.join("record");
+    let target = root.join("target");
+    for dir in [&bin, &record, &target] {
+        fs::create_dir(dir).unwrap();
+    }
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&record, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o777)).unwrap();
+    let cargo = bin.join("cargo");
+    fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\nset -eu\nid -u > {record}/uid\nprintf '%s\\n' \"$@\" > {record}/args\n\
+             dir=$CARGO_TARGET_DIR\n\
+             while [ $# -gt 0 ]; do case $1 in --target-dir) dir=$2; shift ;; esac; shift; done\n\
+             mkdir -p \"$dir/release\" && cp {bin} \"$dir/release/mailmycustomer\"\n",
+            record = record.display(),
+            bin = BIN,
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&cargo, fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, record, target)
+}
+
+fn path_with(dir: &Path) -> PathBuf {
+    PathBuf::from(format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    ))
+}
+
+/// Issue 9.3: `sudo ./install.sh` builds as the user who ran sudo: build scripts and procedural
+/// macros never run as root. (Not root: the caller builds, as before.)
+#[test]
+fn the_build_runs_as_the_sudo_user_never_as_root() {
+    let work = tempfile::tempdir().unwrap();
+    let (bin, record, target) = fake_cargo(work.path());
+    let prefix = work.path().join("prefix");
+    let out = install_sh_as(
+        Some("nobody"),
+        &["--prefix", prefix.to_str().unwrap(), "--non-interactive"],
+        &[
+            ("PATH", path_with(&bin).as_path()),
+            ("CARGO_TARGET_DIR", target.as_path()),
+        ],
+    );
+    assert_ok(&out, "install.sh building with cargo");
+    let uid = fs::read_to_string(record.join("uid")).expect("cargo was run");
+    let expected = if is_root() {
+        text(
+            &Command::new("id")
+                .args(["-u", "nobody"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    } else {
+        text(&Command::new("id").arg("-u").output().unwrap().stdout)
+    };
+    assert_eq!(uid.trim(), expected.trim());
+    assert_ne!(uid.trim(), "0", "cargo ran as root");
+    let args = fs::read_to_string(record.join("args")).unwrap();
+    assert!(args.starts_with("build\n--release\n--locked\n"), "{args}");
+    assert!(version_of(&staged(&prefix).binary).starts_with("mailmycustomer "));
+}
+
+/// Issue 9.3: root without sudo has nobody to build as, so it asks for --binary and builds
+/// nothing. Meaningful only as root (tests/run runs as root in CI).
+#[test]
+fn root_without_sudo_needs_a_binary_and_builds_nothing() {
+    if !is_root() {
+        eprintln!("skipped: only root can be refused");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (bin, record, target) = fake_cargo(work.path());
+    let prefix = work.path().join("prefix");
+    for args in [&["--dry-run"][..], &["--non-interactive"][..]] {
+        for sudo_user in [None, Some("root")] {
+            let mut all = vec!["--prefix", prefix.to_str().unwrap()];
+            all.extend_from_slice(args);
+            let out = install_sh_as(
+                sudo_user,
+                &all,
+                &[
+                    ("PATH", path_with(&bin).as_path()),
+                    ("CARGO_TARGET_DIR", target.as_path()),
+                ],
+            );
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains("refusing to run cargo build as root")
+                    && stderr.contains("--binary"),
+                "{stderr}"
+            );
+            assert!(!record.join("uid").exists(), "cargo ran");
+            assert!(!prefix.exists(), "files were staged");
+        }
+    }
 }
 
 #[test]

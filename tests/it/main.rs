@@ -4,6 +4,7 @@ mod cli;
 mod delivery;
 mod facts;
 mod fake_stripe;
+mod hygiene;
 mod install;
 mod intake;
 mod pipeline;

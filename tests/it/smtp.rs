@@ -190,6 +190,83 @@ async fn three_messages_over_one_connection_to_smtp_sink() {
     assert_eq!(seen, [0, 1, 2]);
 }
 
+/// Issue 8.8: Stripe allows 256-character names; a non-Latin one made a `To:` line of over
+/// 1,000 octets, which relays refuse. Every header line must stay within 78 octets (RFC 5322
+/// recommends 78 and requires 998), a long name comes back shortened but readable, and a long
+/// subject comes back whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_non_latin_names_and_subjects_keep_every_header_line_short() {
+    let sink = Sink::start();
+    let mut config = config(sink.port, SmtpSecurity::None);
+    let long_from = "Магазин Елены Прекрасной ".repeat(11);
+    config.from_name = long_from.chars().take(256).collect();
+    let mailer = Mailer::new(&config).unwrap();
+
+    let names: Vec<String> = [
+        "山田太郎",
+        "Ангелина Королёва-Преображенская",
+        "محمد بن عبد الله",
+        "Zoë 🎉",
+        "Jean-Baptiste Emmanuel Zorg de la Fontaine-Montmorency ",
+    ]
+    .iter()
+    .map(|n| n.chars().cycle().take(256).collect())
+    .chain(["Zoë Müller".to_owned()])
+    .collect();
+    let subject: String = "ご注文ありがとうございました。お支払いを確認しました — ".repeat(8);
+    let mut connection = mailer.connect().await.unwrap();
+    for (n, name) in names.iter().enumerate() {
+        let e = OutgoingEmail {
+            to_name: Some(name),
+            ..email(
+                500 + n as i64,
+                "zoe@example.com",
+                &subject,
+                "x\n",
+                "<p>x</p>",
+            )
+        };
+        connection.send(&mailer, &e).await.unwrap();
+    }
+    connection.quit().await;
+
+    let files = sink
+        .wait_for(names.len(), std::time::Duration::from_secs(10))
+        .await;
+    for raw in &files {
+        let text = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+        let head = text.split("\n\n").next().unwrap();
+        for line in head.lines() {
+            assert!(line.len() <= 78, "{} octets: {line}\n{head}", line.len());
+        }
+        let message = MessageParser::default().parse(raw).unwrap();
+        let n = message.message_id().unwrap().split('.').next().unwrap();
+        let name = &names[n.parse::<usize>().unwrap() - 500];
+        assert_eq!(message.subject(), Some(subject.trim_end()));
+        for (got, wanted) in [
+            (message.to().unwrap().first().unwrap(), name.as_str()),
+            (message.from().unwrap().first().unwrap(), &config.from_name),
+        ] {
+            let got_name = got.name().unwrap_or_else(|| panic!("no name in {head}"));
+            if wanted.chars().count() <= 12 {
+                assert_eq!(got_name, wanted, "a short name is kept whole");
+                continue;
+            }
+            let kept = got_name
+                .strip_suffix('…')
+                .unwrap_or_else(|| panic!("{got_name:?} is not marked as shortened"));
+            assert!(
+                kept.chars().count() >= 10 && wanted.starts_with(kept),
+                "{got_name:?} is not a readable start of {wanted:?}"
+            );
+        }
+        assert_eq!(
+            message.to().unwrap().first().unwrap().address(),
+            Some("zoe@example.com")
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn smtp_sink_rejections_are_classified() {
     // -f RCPT: the sink answers RCPT with 5xx; -r would answer with 4xx.
