@@ -3,6 +3,7 @@
 mod cli;
 mod delivery;
 mod fake_stripe;
+mod hostile;
 mod install;
 mod intake;
 mod pipeline;
