@@ -42,6 +42,15 @@ pub struct ServerConfig {
     pub max_webhook_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout_secs: u64,
+    /// A request's headers must arrive within this many seconds of the connection opening, or
+    /// of their first byte on a kept-alive connection; otherwise the connection is closed.
+    pub header_timeout_secs: u64,
+    /// A webhook's whole body must arrive within this many seconds of its headers (408).
+    pub body_timeout_secs: u64,
+    /// A kept-alive connection waiting this many seconds for its next request is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen queue until one closes.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +60,10 @@ impl Default for ServerConfig {
             public_url: String::new(),
             max_webhook_bytes: 512 * 1024,
             shutdown_timeout_secs: 30,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -306,6 +319,21 @@ impl Config {
         check_url("stripe.api_base", &self.stripe.api_base, &mut problems);
         if self.server.max_webhook_bytes < 1024 {
             problems.push("server.max_webhook_bytes must be at least 1024".to_owned());
+        }
+        for (key, secs) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            if secs == 0 {
+                problems.push(format!("{key} must be at least 1"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".to_owned());
         }
         let smtp = &self.smtp;
         if smtp.is_configured() {

@@ -22,6 +22,9 @@ pub enum Error {
     #[error("could not read the request body: {0}")]
     BodyRead(String),
 
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
+
     /// The database could not take the write right now (locked, disk full, I/O error). Stripe
     /// retries on 5xx, so the event is not lost.
     #[error("database unavailable, retry later")]
@@ -59,6 +62,7 @@ impl Error {
             | Error::BodyRead(_)
             | Error::Template(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::DatabaseUnavailable(_) | Error::Pool(_) | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -76,6 +80,7 @@ impl Error {
             Error::NotAnEvent(_) => "not_a_stripe_event",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BodyRead(_) => "body_read_error",
+            Error::BodyTimeout { .. } => "body_timeout",
             Error::Template(_) => "template_invalid",
             Error::DatabaseUnavailable(_) | Error::Pool(_) => "database_unavailable",
             Error::ShuttingDown => "shutting_down",

@@ -6,9 +6,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use poem::listener::{Acceptor, TcpAcceptor};
-use poem::Server;
-
 use tokio::sync::{watch, Notify};
 
 use crate::db::integrations::Integration;
@@ -17,6 +14,7 @@ use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
 use crate::pipeline::{prepare::Preparer, Processor, WAITING_FOR_SMTP};
 use crate::stripe::api::StripeClient;
+use crate::web::listener::{self, Limits};
 use crate::{web, Config, Error};
 
 /// What every handler shares.
@@ -74,14 +72,9 @@ pub async fn serve(
     let processor = tokio::spawn(processor.run(stopped.clone()));
     let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;
 
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    let addresses = acceptor.local_addr();
+    let address = listener.local_addr()?;
     tracing::info!(
-        listen = %addresses
-            .first()
-            .and_then(|a| a.as_socket_addr())
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        listen = %address,
         database = %config.database.path.display(),
         schema_version,
         "MailMyCustomer is serving; webhooks go to {}/webhooks/stripe/<integration id>",
@@ -89,15 +82,18 @@ pub async fn serve(
     );
 
     let grace = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let limits = Limits {
+        max_connections: config.server.max_connections,
+        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+    };
     let state = Arc::new(AppState {
         config,
         pool,
         writer,
         integrations: Mutex::new(HashMap::new()),
     });
-    let served = Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(web::routes(state), shutdown, Some(grace))
-        .await;
+    let served = listener::serve(listener, web::routes(state), limits, shutdown, grace).await;
 
     // Background work stops after the last request: what it has not done yet stays in the rows
     // and resumes on the next start.

@@ -2,6 +2,7 @@
 //! hold no SQL and do no Stripe or SMTP I/O.
 
 pub mod health;
+pub mod listener;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -30,4 +31,22 @@ pub fn error_response(err: &Error) -> Response {
 
 pub fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     Json(body).with_status(status).into_response()
+}
+
+/// How much of a value taken from a request (a URL segment, a header) the log and error
+/// messages show: integration ids are 36 characters.
+const SHOWN_CHARS: usize = 64;
+
+/// A value taken from a request, cut to `SHOWN_CHARS` characters ("…" marks a cut).
+pub fn truncated(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
+    }
+}
+
+/// A value taken from a request, fit for the log: truncated, quoted, and with control
+/// characters escaped, so a crafted value can neither forge a log line nor flood the log.
+pub fn for_log(value: &str) -> String {
+    format!("{:?}", truncated(value))
 }

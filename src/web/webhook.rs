@@ -1,11 +1,15 @@
-//! `POST /webhooks/stripe/{integration_id}`: read the raw body → verify the signature → store the
-//! event idempotently → answer 2xx. Nothing else happens on this path: no Stripe API call, no
-//! mail. A 2xx means the event is committed to disk.
+//! `POST /webhooks/stripe/{integration_id}`: look up the integration → read the raw body →
+//! verify the signature → store the event idempotently → answer 2xx. Nothing else happens on
+//! this path: no Stripe API call, no mail. A 2xx means the event is committed to disk.
+//!
+//! The cheap refusals come before the body is read (an unknown integration is 404, a declared
+//! `Content-Length` over the limit 413), so a flood of bodies nobody will store costs no memory;
+//! the body itself must arrive within `server.body_timeout_secs` (408).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use poem::http::StatusCode;
+use poem::http::{header, StatusCode};
 use poem::web::{Data, Path};
 use poem::{handler, Body, Request, Response};
 
@@ -14,7 +18,7 @@ use crate::db::{self, events::NewEvent, events::Stored};
 use crate::error::{Error, ReadBodyLimit};
 use crate::server::AppState;
 use crate::stripe::{envelope::Envelope, signature};
-use crate::web::{error_response, json_response};
+use crate::web::{error_response, for_log, json_response, truncated};
 
 #[handler]
 pub async fn receive(
@@ -23,11 +27,13 @@ pub async fn receive(
     body: Body,
     Data(state): Data<&Arc<AppState>>,
 ) -> Response {
-    match intake(state, &integration_id, request, body).await {
+    let body_deadline =
+        tokio::time::Instant::now() + Duration::from_secs(state.config.server.body_timeout_secs);
+    match intake(state, &integration_id, request, body, body_deadline).await {
         Ok((envelope, stored)) => {
             let duplicate = stored == Stored::Duplicate;
             tracing::info!(
-                integration = %integration_id,
+                integration = %for_log(&integration_id),
                 event = %envelope.id,
                 event_type = %envelope.event_type,
                 duplicate,
@@ -40,9 +46,9 @@ pub async fn receive(
         }
         Err(err) => {
             if err.status().is_server_error() {
-                tracing::error!(integration = %integration_id, error = %err, detail = ?err, "webhook not stored");
+                tracing::error!(integration = %for_log(&integration_id), error = %err, detail = ?err, "webhook not stored");
             } else {
-                tracing::warn!(integration = %integration_id, code = err.code(), error = %err, "webhook refused");
+                tracing::warn!(integration = %for_log(&integration_id), code = err.code(), error = %err, "webhook refused");
             }
             error_response(&err)
         }
@@ -64,7 +70,7 @@ async fn find_integration(state: &AppState, id: &str) -> Result<Integration, Err
     let key = id.to_owned();
     let found = db::call(&state.pool, move |conn| integrations::get(conn, &key))
         .await?
-        .ok_or_else(|| Error::UnknownIntegration(id.to_owned()))?;
+        .ok_or_else(|| Error::UnknownIntegration(truncated(id)))?;
     let mut memo = state.integrations.lock().expect("memo");
     memo.retain(|_, (at, _)| at.elapsed() < INTEGRATION_TTL);
     memo.insert(id.to_owned(), (Instant::now(), found.clone()));
@@ -76,14 +82,24 @@ async fn intake(
     integration_id: &str,
     request: &Request,
     body: Body,
+    body_deadline: tokio::time::Instant,
 ) -> Result<(Envelope, Stored), Error> {
-    let limit = state.config.server.max_webhook_bytes;
-    let raw = body
-        .into_bytes_limit(limit)
-        .await
-        .map_err(|e| e.into_error(limit))?;
-
     let integration = find_integration(state, integration_id).await?;
+
+    let limit = state.config.server.max_webhook_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let raw = tokio::time::timeout_at(body_deadline, body.into_bytes_limit(limit))
+        .await
+        .map_err(|_| Error::BodyTimeout {
+            secs: state.config.server.body_timeout_secs,
+        })?
+        .map_err(|e| e.into_error(limit))?;
 
     let header = request
         .headers()

@@ -233,6 +233,55 @@ async fn unknown_integration_oversized_and_non_event_bodies() {
     server.stop().await;
 }
 
+/// Issue 9: a `Content-Length` over the limit is refused from the headers alone (413), and an
+/// unknown integration is refused before its body (404): neither waits for a body it would not
+/// store.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_come_before_the_body_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let declared = server.config.server.max_webhook_bytes + 1;
+    for (path, status, code) in [
+        (
+            format!("/webhooks/stripe/{}", server.integration_id),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "/webhooks/stripe/int_doesnotexist".to_owned(),
+            404,
+            "unknown_integration",
+        ),
+    ] {
+        let addr = server.addr;
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Stripe-Signature: t=1,v1=00\r\nContent-Length: {declared}\r\n\r\n"
+            )
+            .unwrap();
+            let mut answer = String::new();
+            stream
+                .read_to_string(&mut answer)
+                .expect("an answer without the body being sent");
+            answer
+        })
+        .await
+        .unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")) && answer.contains(code),
+            "{answer}"
+        );
+    }
+    assert_eq!(server.stored_events(), 0);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_on_the_same_database_keeps_every_accepted_event() {
     let dir = tempfile::tempdir().unwrap();
