@@ -82,16 +82,29 @@ impl Sink {
         sink
     }
 
-    /// Every message received so far, raw.
+    /// Every message received completely so far, raw.
     pub fn messages(&self) -> Vec<Vec<u8>> {
         let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("mail"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
-        files
+        let read = |files: &[std::path::PathBuf]| -> Vec<Option<Vec<u8>>> {
+            files.iter().map(|p| std::fs::read(p).ok()).collect()
+        };
+        // smtp-sink creates a message's file at MAIL FROM and writes it through a buffer, so a
+        // file can be empty or cut short while its transaction runs. A finished one ends with the
+        // blank line smtp-sink appends at the end of DATA and no longer grows.
+        let first = read(&files);
+        std::thread::sleep(Duration::from_millis(20));
+        let second = read(&files);
+        first
             .into_iter()
-            .filter_map(|p| std::fs::read(p).ok())
+            .zip(second)
+            .filter_map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) if a == b && a.ends_with(b"\n\n") => Some(a),
+                _ => None,
+            })
             .collect()
     }
 
