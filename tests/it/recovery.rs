@@ -477,3 +477,53 @@ async fn removing_an_integration_with_100k_rows_leaves_webhooks_answered() {
         0
     );
 }
+
+/// Batching keeps retention's rules over many batches: rows that must stay (pending events,
+/// waiting mail and its events) sit among the old ones and are stepped over, never deleted, and
+/// every other old row goes.
+#[test]
+fn retention_in_batches_keeps_exactly_what_must_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let id = add_integration(&config, "shop", SECRET);
+    let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let old = 1_000_000;
+    conn.execute_batch("BEGIN").unwrap();
+    for n in 0..3_000 {
+        // Every third event is still pending; every fifth delivery still waits to be sent.
+        let processing = if n % 3 == 0 { "pending" } else { "queued" };
+        conn.execute(
+            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
+             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}', ?4)",
+            rusqlite::params![id, format!("evt_{n}"), old, processing],
+        )
+        .unwrap();
+        if processing == "queued" {
+            let status = if n % 5 == 0 { "retrying" } else { "sent" };
+            conn.execute(
+                "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger, status, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?3, 'payment_received', ?4, ?5, ?5)",
+                rusqlite::params![id, conn.last_insert_rowid(), format!("evt_{n}"), status, old],
+            )
+            .unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let (waiting, pending) = (
+        count("SELECT COUNT(*) FROM deliveries WHERE status = 'retrying'"),
+        count("SELECT COUNT(*) FROM events WHERE processing = 'pending'"),
+    );
+    let deliveries_before = count("SELECT COUNT(*) FROM deliveries");
+
+    let (gone_deliveries, gone_events) = deliveries::prune(&conn, old + 1).unwrap();
+    assert_eq!(gone_deliveries as i64, deliveries_before - waiting);
+    assert_eq!(gone_events as i64, deliveries_before - waiting);
+    assert_eq!(count("SELECT COUNT(*) FROM deliveries"), waiting);
+    assert_eq!(count("SELECT COUNT(*) FROM events"), pending + waiting);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id"),
+        waiting,
+        "waiting mail keeps its event"
+    );
+}
