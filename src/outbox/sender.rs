@@ -151,9 +151,10 @@ impl Sender {
     }
 
     /// Sends one claimed row, renewing its lease every half lease (counted from the claim,
-    /// `claimed`) while the relay takes its time. None when the lease was lost meanwhile (the database was unreachable for longer
-    /// than half a lease and another worker claimed the row): the conversation is dropped, and
-    /// a relay that has not seen the message's final dot discards it.
+    /// `claimed`) while the relay takes its time. None when the lease was lost meanwhile (the
+    /// database was unreachable for longer than half a lease and another worker claimed the
+    /// row): the conversation is dropped, and a relay that has not seen the message's final dot
+    /// discards it.
     async fn send_leased(
         &self,
         smtp: &mut Option<SmtpConnection>,
