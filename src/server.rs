@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 use crate::db::integrations::Integration;
+use crate::db::lock::ServeLock;
 use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
@@ -43,13 +44,26 @@ pub async fn serve(
     };
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let path = config.database.path.clone();
-    let (writer_conn, processor_conn, schema_version) = tokio::task::spawn_blocking(move || {
-        let mut conn = db::open(&path, busy_timeout)?;
-        let version = db::migrate(&mut conn)?;
-        Ok::<_, Error>((conn, db::open_background(&path, busy_timeout)?, version))
-    })
-    .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let (_lock, writer_conn, processor_conn, schema_version) =
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db::open(&path, busy_timeout)?;
+            // Held until serve returns. With it, no other live process is sending, so rows
+            // still marked `sending` belong to a server that died: they go out again at once
+            // instead of waiting for their lease.
+            let lock = ServeLock::acquire(&path)?;
+            let version = db::migrate(&mut conn)?;
+            let handed_back = deliveries::hand_back_orphans(&conn, db::now_unix())?;
+            if handed_back > 0 {
+                tracing::warn!(
+                    handed_back,
+                    "deliveries a stopped server was sending are due again now"
+                );
+            }
+            let background = db::open_background(&path, busy_timeout)?;
+            Ok::<_, Error>((lock, conn, background, version))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
     let new_events = Arc::new(Notify::new());
     let (writer, writer_thread) = EventWriter::start(writer_conn, WRITE_QUEUE, new_events.clone());

@@ -2,6 +2,8 @@
 //! transaction that marks its event processed; the sender then claims due rows, and every
 //! attempt's outcome is kept on the row (status, attempts, next attempt, last error).
 
+use std::time::{Duration, Instant};
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{classify_db_error, Error};
@@ -78,12 +80,15 @@ pub struct Delivery {
     pub created_at: i64,
     pub sent_at: Option<i64>,
     pub resend_of: Option<i64>,
+    /// The token of the claim holding a `sending` row (see `claim_due`).
+    pub lease_owner: Option<i64>,
 }
 
 const COLUMNS: &str =
     "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
     product_id, plan_id, recipient, recipient_name, subject, html, text, status, attempts,
-    next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of";
+    next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of,
+    lease_owner";
 
 fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -110,6 +115,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
         created_at: r.get(20)?,
         sent_at: r.get(21)?,
         resend_of: r.get(22)?,
+        lease_owner: r.get(23)?,
     })
 }
 
@@ -186,7 +192,10 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Delivery>, Error> {
 }
 
 /// Claims up to `limit` rows that are due (queued or retrying and past their time, or `sending`
-/// with an expired lease, i.e. claimed by a process that died) and leases them to the caller.
+/// with an expired lease, i.e. held by a worker that stalled) and leases them to the caller under
+/// a fresh random token, `lease_owner` on each returned row. Only that token can then record the
+/// outcome, renew or hand the row back, so a worker whose lease ran out cannot overwrite the
+/// worker that took the row over.
 /// A claim moves `next_attempt_at` to the lease's end, so one index range finds all due rows in
 /// order; `INDEXED BY` keeps the planner from the status index, which would sort the backlog.
 pub fn claim_due(
@@ -195,10 +204,15 @@ pub fn claim_due(
     lease_secs: i64,
     limit: usize,
 ) -> Result<Vec<Delivery>, Error> {
+    let owner = getrandom::u64().map_err(|e| {
+        Error::Io(std::io::Error::other(format!(
+            "no randomness for a lease: {e}"
+        )))
+    })? as i64;
     let mut stmt = conn
         .prepare_cached(&format!(
             "UPDATE deliveries SET status = 'sending', lease_until = ?1 + ?2,
-                 next_attempt_at = ?1 + ?2, attempts = attempts + 1
+                 next_attempt_at = ?1 + ?2, attempts = attempts + 1, lease_owner = ?4
              WHERE id IN (
                  SELECT id FROM deliveries INDEXED BY deliveries_due
                  WHERE status IN ('queued', 'retrying', 'sending') AND next_attempt_at <= ?1
@@ -207,7 +221,7 @@ pub fn claim_due(
         ))
         .map_err(classify_db_error)?;
     let mut rows: Vec<Delivery> = stmt
-        .query_map(params![now, lease_secs, limit as i64], from_row)
+        .query_map(params![now, lease_secs, limit as i64, owner], from_row)
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
     rows.sort_by_key(|d| d.id);
@@ -225,51 +239,104 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, Error> {
     .map_err(classify_db_error)
 }
 
-pub fn mark_sent(conn: &Connection, id: i64, message_id: &str, now: i64) -> Result<(), Error> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET status = 'sent', sent_at = ?2, message_id = ?3, lease_until = NULL,
-             next_attempt_at = NULL, last_error = NULL WHERE id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![id, now, message_id]))
-    .map_err(classify_db_error)?;
-    Ok(())
+/// Runs an update guarded by `id = ?1 AND status = 'sending' AND lease_owner = ?2`; true when
+/// the caller still held the lease and the row changed.
+fn update_leased(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<bool, Error> {
+    let changed = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(classify_db_error)?;
+    Ok(changed == 1)
 }
 
+/// Records a message the relay accepted. False (and nothing written) when `owner` no longer
+/// holds the row's lease.
+pub fn mark_sent(
+    conn: &Connection,
+    id: i64,
+    owner: i64,
+    message_id: &str,
+    now: i64,
+) -> Result<bool, Error> {
+    update_leased(
+        conn,
+        "UPDATE deliveries SET status = 'sent', sent_at = ?3, message_id = ?4, lease_until = NULL,
+             next_attempt_at = NULL, last_error = NULL, lease_owner = NULL
+         WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
+        params![id, owner, now, message_id],
+    )
+}
+
+/// Schedules another attempt; false when `owner` no longer holds the lease.
 pub fn mark_retry(
     conn: &Connection,
     id: i64,
+    owner: i64,
     error: &str,
     next_attempt_at: i64,
-) -> Result<(), Error> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET status = 'retrying', last_error = ?2, next_attempt_at = ?3, lease_until = NULL
-         WHERE id = ?1",
+) -> Result<bool, Error> {
+    update_leased(
+        conn,
+        "UPDATE deliveries SET status = 'retrying', last_error = ?3, next_attempt_at = ?4,
+             lease_until = NULL, lease_owner = NULL
+         WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
+        params![id, owner, error, next_attempt_at],
     )
-    .and_then(|mut s| s.execute(params![id, error, next_attempt_at]))
-    .map_err(classify_db_error)?;
-    Ok(())
 }
 
-pub fn mark_failed(conn: &Connection, id: i64, error: &str) -> Result<(), Error> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET status = 'failed', last_error = ?2, next_attempt_at = NULL, lease_until = NULL
-         WHERE id = ?1",
+/// Gives up on a row; false when `owner` no longer holds the lease.
+pub fn mark_failed(conn: &Connection, id: i64, owner: i64, error: &str) -> Result<bool, Error> {
+    update_leased(
+        conn,
+        "UPDATE deliveries SET status = 'failed', last_error = ?3, next_attempt_at = NULL,
+             lease_until = NULL, lease_owner = NULL
+         WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
+        params![id, owner, error],
     )
-    .and_then(|mut s| s.execute(params![id, error]))
-    .map_err(classify_db_error)?;
-    Ok(())
 }
 
-/// Hands a claimed row back unsent: due at `now`, its claim not counted as an attempt.
-pub fn release(conn: &Connection, id: i64, now: i64) -> Result<(), Error> {
-    conn.prepare_cached(
+/// Extends a lease to `until` while its holder is still busy with the row (a slow relay), so
+/// no other worker claims it meanwhile. False when `owner` had already lost it.
+pub fn renew_lease(conn: &Connection, id: i64, owner: i64, until: i64) -> Result<bool, Error> {
+    update_leased(
+        conn,
+        "UPDATE deliveries SET lease_until = ?3, next_attempt_at = ?3
+         WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
+        params![id, owner, until],
+    )
+}
+
+/// Hands a claimed row back unsent: due at `now`, its claim not counted as an attempt. False
+/// when `owner` no longer holds the lease (the new holder keeps the row).
+pub fn release(conn: &Connection, id: i64, owner: i64, now: i64) -> Result<bool, Error> {
+    update_leased(
+        conn,
         "UPDATE deliveries SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END,
-             attempts = attempts - 1, next_attempt_at = ?2, lease_until = NULL
-         WHERE id = ?1 AND status = 'sending'",
+             attempts = attempts - 1, next_attempt_at = ?3, lease_until = NULL, lease_owner = NULL
+         WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
+        params![id, owner, now],
     )
-    .and_then(|mut s| s.execute(params![id, now]))
-    .map_err(classify_db_error)?;
-    Ok(())
+}
+
+/// What a row handed back at start-up says until it is sent.
+pub const INTERRUPTED: &str =
+    "the server stopped while sending this email; it is sent again (same Message-ID)";
+
+/// Makes every `sending` row due at `now`. Only for `serve` at start-up, under the lock in
+/// `db::lock`: no other server is alive then, so every lease left is a dead process's. The
+/// interrupted try stays counted, since it may have reached the relay.
+pub fn hand_back_orphans(conn: &Connection, now: i64) -> Result<usize, Error> {
+    conn.execute(
+        "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?1, lease_until = NULL,
+             lease_owner = NULL, last_error = ?2
+         WHERE status = 'sending'",
+        params![now, INTERRUPTED],
+    )
+    .map_err(classify_db_error)
 }
 
 /// Clears a waiting note (e.g. once SMTP is configured).
@@ -396,21 +463,70 @@ pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, Error> {
     Ok(rows)
 }
 
-/// Deletes finished deliveries and processed events older than `before` (unix seconds).
-/// Rows still waiting to be sent are kept whatever their age.
+/// Rows a big delete removes per transaction. A batch holds SQLite's write lock for
+/// milliseconds, so webhook intake is answered between batches, not after the whole delete.
+pub(crate) const DELETE_BATCH: usize = 500;
+/// Bounds of the pause between two batches (see `delete_in_batches`).
+const MIN_PAUSE: Duration = Duration::from_millis(2);
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+/// Runs `batch` (one statement deleting at most `DELETE_BATCH` rows in its own transaction,
+/// returning how many went) until a batch comes back short, and returns the total. Between
+/// batches it pauses as long as the batch took: SQLite keeps no queue for its write lock, a
+/// waiting writer polls for it (busy_timeout), so a deleter that went straight on would take the
+/// lock again before intake's next poll.
+pub(crate) fn delete_in_batches(
+    mut batch: impl FnMut() -> Result<usize, Error>,
+) -> Result<usize, Error> {
+    let mut total = 0;
+    loop {
+        let started = Instant::now();
+        let deleted = batch()?;
+        total += deleted;
+        if deleted < DELETE_BATCH {
+            return Ok(total);
+        }
+        std::thread::sleep(started.elapsed().clamp(MIN_PAUSE, MAX_PAUSE));
+    }
+}
+
+/// Deletes finished deliveries and processed events older than `before` (unix seconds), in
+/// batches (see `delete_in_batches`). Rows still waiting to be sent are kept whatever their age.
 pub fn prune(conn: &Connection, before: i64) -> Result<(usize, usize), Error> {
-    let deliveries = conn
-        .execute(
-            "DELETE FROM deliveries WHERE created_at < ?1 AND status IN ('sent', 'failed', 'skipped')",
-            [before],
+    // The status index holds exactly the finished rows by age: each batch starts at the front.
+    let deliveries = delete_in_batches(|| {
+        conn.prepare_cached(
+            "DELETE FROM deliveries WHERE id IN (
+                 SELECT id FROM deliveries INDEXED BY deliveries_status
+                 WHERE status IN ('sent', 'failed', 'skipped') AND created_at < ?1 LIMIT ?2)",
         )
-        .map_err(classify_db_error)?;
-    let events = conn
-        .execute(
-            "DELETE FROM events WHERE received_at < ?1 AND processing != 'pending'
-               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
-            [before],
-        )
-        .map_err(classify_db_error)?;
+        .and_then(|mut s| s.execute(params![before, DELETE_BATCH as i64]))
+        .map_err(classify_db_error)
+    })?;
+    // Old events that must stay (pending, or behind a delivery still kept) are stepped over once:
+    // each batch goes on from the last (received_at, id) the previous one deleted.
+    let mut after = (i64::MIN, i64::MIN);
+    let events = delete_in_batches(|| {
+        let mut stmt = conn
+            .prepare_cached(
+                "DELETE FROM events WHERE id IN (
+                     SELECT id FROM events INDEXED BY events_received
+                     WHERE received_at < ?1 AND (received_at, id) > (?2, ?3)
+                       AND processing != 'pending'
+                       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
+                     ORDER BY received_at, id LIMIT ?4)
+                 RETURNING received_at, id",
+            )
+            .map_err(classify_db_error)?;
+        let gone: Vec<(i64, i64)> = stmt
+            .query_map(
+                params![before, after.0, after.1, DELETE_BATCH as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .and_then(Iterator::collect)
+            .map_err(classify_db_error)?;
+        after = gone.iter().copied().max().unwrap_or(after);
+        Ok(gone.len())
+    })?;
     Ok((deliveries, events))
 }

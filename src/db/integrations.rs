@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::deliveries::{delete_in_batches, DELETE_BATCH};
 use crate::error::{classify_db_error, Error};
 
 #[derive(Debug, Clone)]
@@ -101,9 +102,26 @@ pub fn set_status(conn: &Connection, id: &str, status: &str) -> Result<(), Error
     Ok(())
 }
 
-/// Removes an integration and, through the foreign key, the events stored for it. Returns
-/// whether it existed.
+/// Removes an integration with its deliveries, events and catalog. Returns whether it existed.
+/// Its rows go in batches (see `deliveries::delete_in_batches`), so a server running beside the
+/// CLI keeps answering webhooks while a large history is deleted; the last statement's cascade
+/// takes whatever arrived meanwhile.
 pub fn remove(conn: &Connection, id: &str) -> Result<bool, Error> {
+    if get(conn, id)?.is_none() {
+        return Ok(false);
+    }
+    // Each table has an index leading with integration_id (deliveries: `deliveries_integration`),
+    // so each batch starts at the front of it. Deliveries go before the events they point to.
+    for table in ["deliveries", "events", "catalog_plans", "catalog_products"] {
+        delete_in_batches(|| {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE integration_id = ?1 AND id IN (
+                     SELECT id FROM {table} WHERE integration_id = ?1 LIMIT ?2)"
+            ))
+            .and_then(|mut s| s.execute(params![id, DELETE_BATCH as i64]))
+            .map_err(classify_db_error)
+        })?;
+    }
     let n = conn
         .execute("DELETE FROM integrations WHERE id = ?1", [id])
         .map_err(classify_db_error)?;

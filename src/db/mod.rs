@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod deliveries;
 pub mod events;
 pub mod integrations;
+pub mod lock;
 pub mod templates;
 pub mod writer;
 

@@ -1,8 +1,10 @@
 //! The sender: a few workers, each with its own reused SMTP connection, claim due deliveries,
 //! send them, and record each outcome on its row at once. A transient failure (relay down, 4xx)
 //! is retried with backoff until `outbox.max_retry_hours`; a permanent one (5xx, bad address)
-//! fails at once with the relay's reply. Claims are leases: rows claimed by a process that died
-//! become due again when the lease passes.
+//! fails at once with the relay's reply. Claims are leases under a token of their own: only
+//! the worker holding a row's lease records its outcome, and it renews the lease while a slow
+//! relay keeps it in one conversation. Rows a dead server was sending are handed back when the
+//! next one starts (`serve`, under the database's lock).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,10 +62,12 @@ impl Sender {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Taken before the claim, so the leases are known to last at least this long.
+            let claimed_at = Instant::now();
             let claimed = self.claim().await;
             let wait = match claimed {
                 Ok(batch) if !batch.is_empty() => {
-                    self.send_batch(&mut smtp, batch, &stop).await;
+                    self.send_batch(&mut smtp, batch, claimed_at, &stop).await;
                     continue;
                 }
                 Ok(_) => self.until_next_due().await,
@@ -111,6 +115,7 @@ impl Sender {
         &self,
         smtp: &mut Option<SmtpConnection>,
         batch: Vec<Delivery>,
+        started: Instant,
         stop: &watch::Receiver<bool>,
     ) {
         let from_addresses: HashMap<String, Option<String>> =
@@ -118,11 +123,11 @@ impl Sender {
                 .await
                 .map(|all| all.into_iter().map(|i| (i.id, i.from_address)).collect())
                 .unwrap_or_default();
-        let started = Instant::now();
         let mut rows = batch.into_iter();
         for delivery in rows.by_ref() {
-            // Rows whose lease runs out before they are sent would be claimed by another worker
-            // too; hand them back instead. So would rows held across a shutdown.
+            // Only the row in flight has its lease renewed; the rest keep the claim's. Once half
+            // of it is gone they go back, for an idle worker to take, as do rows held across a
+            // shutdown.
             if started.elapsed() > self.lease / 2 || *stop.borrow() {
                 self.release(delivery).await;
                 break;
@@ -131,11 +136,73 @@ impl Sender {
                 .get(&delivery.integration_id)
                 .cloned()
                 .flatten();
-            let result = self.send_one(smtp, &delivery, from.as_deref()).await;
-            self.record(&delivery, result).await;
+            match self
+                .send_leased(smtp, &delivery, from.as_deref(), started)
+                .await
+            {
+                Some(result) => self.record(&delivery, result).await,
+                // The conversation was dropped midway, in an unknown state.
+                None => *smtp = None,
+            }
         }
         for delivery in rows {
             self.release(delivery).await;
+        }
+    }
+
+    /// Sends one claimed row, renewing its lease every half lease (counted from the claim,
+    /// `claimed`) while the relay takes its time. None when the lease was lost meanwhile (the
+    /// database was unreachable for longer than half a lease and another worker claimed the
+    /// row): the conversation is dropped, and a relay that has not seen the message's final dot
+    /// discards it.
+    async fn send_leased(
+        &self,
+        smtp: &mut Option<SmtpConnection>,
+        d: &Delivery,
+        from: Option<&str>,
+        claimed: Instant,
+    ) -> Option<Result<String, SendError>> {
+        let send = self.send_one(smtp, d, from);
+        tokio::pin!(send);
+        let every = self.lease / 2;
+        let mut renewal = tokio::time::interval_at((claimed + every).into(), every);
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = &mut send => return Some(result),
+                _ = renewal.tick() => {
+                    if !self.renew(d).await {
+                        tracing::warn!(
+                            delivery = d.id,
+                            "another worker took over this delivery; abandoning this attempt"
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Extends the lease of `d`; false only when it is known to be lost. A database error keeps
+    /// the attempt going (the lease may well still be ours; the outcome is checked on record).
+    async fn renew(&self, d: &Delivery) -> bool {
+        let (id, owner) = (d.id, d.lease_owner.unwrap_or_default());
+        let until = now_unix() + self.lease.as_secs() as i64;
+        let conn = self.conn.clone();
+        let renewed = tokio::task::spawn_blocking(move || {
+            deliveries::renew_lease(&conn.lock().expect("sender connection"), id, owner, until)
+        })
+        .await;
+        match renewed {
+            Ok(Ok(held)) => held,
+            Ok(Err(e)) => {
+                tracing::error!(delivery = id, error = %e, "outbox: cannot renew a lease");
+                true
+            }
+            Err(e) => {
+                tracing::error!(delivery = id, error = %e, "outbox: renewing a lease panicked");
+                true
+            }
         }
     }
 
@@ -185,14 +252,15 @@ impl Sender {
     async fn record(&self, d: &Delivery, result: Result<String, SendError>) {
         let now = now_unix();
         let (id, attempts, created_at) = (d.id, d.attempts, d.created_at);
+        let owner = d.lease_owner.unwrap_or_default();
         let (max_retry, retry_base) = (self.max_retry, self.retry_base);
         let conn = self.conn.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().expect("sender connection");
             match &result {
-                Ok(message_id) => deliveries::mark_sent(&conn, id, message_id, now),
+                Ok(message_id) => deliveries::mark_sent(&conn, id, owner, message_id, now),
                 Err(SendError::Permanent { message }) => {
-                    deliveries::mark_failed(&conn, id, message)
+                    deliveries::mark_failed(&conn, id, owner, message)
                 }
                 Err(SendError::Transient { message }) => {
                     let age = Duration::from_secs((now - created_at).max(0) as u64);
@@ -201,7 +269,7 @@ impl Sender {
                             "gave up after {attempts} attempts over {} h: {message}",
                             age.as_secs() / 3600
                         );
-                        deliveries::mark_failed(&conn, id, &note)
+                        deliveries::mark_failed(&conn, id, owner, &note)
                     } else {
                         let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
                         let wait =
@@ -209,21 +277,28 @@ impl Sender {
                         deliveries::mark_retry(
                             &conn,
                             id,
+                            owner,
                             message,
                             now + wait.as_secs().max(1) as i64,
                         )
                     }
                 }
             }
-            .map(|_| result)
+            .map(|held| (held, result))
         })
         .await;
         match outcome {
-            Ok(Ok(Ok(message_id))) => tracing::info!(delivery = id, %message_id, "sent"),
-            Ok(Ok(Err(e))) if e.is_permanent() => {
+            // The lease ran out and another worker holds the row now: its outcome stands.
+            Ok(Ok((false, result))) => tracing::warn!(
+                delivery = id,
+                sent = result.is_ok(),
+                "outbox: lost this delivery's lease before recording the outcome; left to its new holder"
+            ),
+            Ok(Ok((true, Ok(message_id)))) => tracing::info!(delivery = id, %message_id, "sent"),
+            Ok(Ok((true, Err(e)))) if e.is_permanent() => {
                 tracing::warn!(delivery = id, error = %e, "failed permanently")
             }
-            Ok(Ok(Err(e))) => tracing::warn!(delivery = id, error = %e, "will retry"),
+            Ok(Ok((true, Err(e)))) => tracing::warn!(delivery = id, error = %e, "will retry"),
             // The row stays `sending`; its lease expiring makes it due again.
             Ok(Err(e)) => {
                 tracing::error!(delivery = id, error = %e, "outbox: cannot record the outcome")
@@ -232,12 +307,14 @@ impl Sender {
         }
     }
 
-    /// Puts a claimed row back, due now, without counting an attempt.
+    /// Puts a claimed row back, due now, without counting an attempt (unless another worker
+    /// holds it by now).
     async fn release(&self, d: Delivery) {
         let conn = self.conn.clone();
+        let owner = d.lease_owner.unwrap_or_default();
         let _ = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().expect("sender connection");
-            deliveries::release(&conn, d.id, now_unix())
+            deliveries::release(&conn, d.id, owner, now_unix())
         })
         .await;
     }
