@@ -199,7 +199,8 @@ pub struct OutboxConfig {
     /// How long a message keeps being retried after a temporary failure before it is marked
     /// failed (Stripe itself retries webhooks for 3 days).
     pub max_retry_hours: u64,
-    /// A message claimed by a process that died is picked up again after this many seconds.
+    /// How long a worker's claim on a message lasts; it renews the claim while a slow relay keeps
+    /// it busy. A crashed server's claims are handed back when `serve` starts, not after this.
     pub lease_secs: u64,
     /// The first retry waits about this long; each further one twice as long, at most an hour.
     pub retry_base_secs: u64,
