@@ -6,6 +6,7 @@ mod fake_stripe;
 mod install;
 mod intake;
 mod pipeline;
+mod processor;
 mod sink;
 mod smtp;
 mod smtp_server;
