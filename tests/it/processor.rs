@@ -217,7 +217,8 @@ async fn a_hanging_stripe_lookup_delays_no_other_integrations_email_and_is_retri
 }
 
 /// Issue 8 item 6: a customer's events go out in Stripe's `created` order, whatever order they
-/// arrive in and even when the first is postponed; another customer's event is not held up.
+/// arrive in, and behind the first while it is in flight and while it is postponed; another
+/// customer's event is not held up.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_customers_events_are_emailed_in_created_order_even_behind_a_postponed_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +271,17 @@ async fn one_customers_events_are_emailed_in_created_order_even_behind_a_postpon
         r.postponed
     })
     .await;
-    for later in ["evt_order_1", "evt_order_2"] {
+    // One more arrives while the first waits for its retry in the database.
+    server
+        .deliver(invoice_paid(
+            "evt_order_3",
+            "cus_order",
+            "order@example.com",
+            created + 4,
+        ))
+        .await
+        .assert_stored(false);
+    for later in ["evt_order_1", "evt_order_2", "evt_order_3"] {
         let row = wait_event(&server, later, "held behind evt_order_0", |r| r.postponed).await;
         assert_eq!((row.processing.as_str(), row.attempts), ("pending", 0));
         assert!(
@@ -285,7 +296,7 @@ async fn one_customers_events_are_emailed_in_created_order_even_behind_a_postpon
     );
 
     fake.release_all();
-    let messages = wait_messages(&relay, 4).await;
+    let messages = wait_messages(&relay, 5).await;
     // The outbox was filled in `created` order, and the relay received them in that order.
     let conn = server.db();
     let queued: Vec<String> = conn
@@ -298,7 +309,10 @@ async fn one_customers_events_are_emailed_in_created_order_even_behind_a_postpon
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(queued, ["evt_order_0", "evt_order_1", "evt_order_2"]);
+    assert_eq!(
+        queued,
+        ["evt_order_0", "evt_order_1", "evt_order_2", "evt_order_3"]
+    );
     let message_ids: Vec<String> = conn
         .prepare(
             "SELECT message_id FROM deliveries WHERE recipient = 'order@example.com'
