@@ -362,14 +362,16 @@ fn serve_logging_to(
     dir: &Path,
     env: &[(&str, String)],
     log: &Path,
-) -> (Child, String) {
-    let mut child = mmc_with(binary, dir, &["serve", "--listen", "127.0.0.1:0"])
-        .env("MMC_LOG__FORMAT", "json")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
+) -> (Served, String) {
+    let mut child = Served(
+        mmc_with(binary, dir, &["serve", "--listen", "127.0.0.1:0"])
+            .env("MMC_LOG__FORMAT", "json")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let file = std::fs::File::open(log).unwrap();
@@ -386,7 +388,7 @@ fn serve_logging_to(
                 return (child, listen.to_owned());
             }
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             panic!(
                 "serve exited with {status}: {}",
                 std::fs::read_to_string(log).unwrap()
@@ -427,15 +429,23 @@ fn processing_of(db_path: &Path, stripe_id: &str) -> Option<(String, String)> {
     .ok()
 }
 
-fn stop(mut child: Child) {
+/// A spawned `serve`, killed if the test ends (or fails) without stopping it.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGTERM, then up to 10 s for a clean stop.
+fn stop(mut served: Served) {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.0.id().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-        }
+    while served.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -465,7 +475,7 @@ async fn on_the_release_build_a_panicking_event_is_marked_failed_and_the_next_is
             _ => {}
         }
         assert!(
-            child.try_wait().unwrap().is_none(),
+            child.0.try_wait().unwrap().is_none(),
             "the server died: {}",
             std::fs::read_to_string(&log).unwrap()
         );
@@ -477,7 +487,7 @@ async fn on_the_release_build_a_panicking_event_is_marked_failed_and_the_next_is
 
     post_signed(&addr, &id, distinct_invoice_paid("after_panic", 1)).await;
     assert_eq!(sink_recipients(&sink, 1).await, ["jenny.rosen@example.com"]);
-    assert!(child.try_wait().unwrap().is_none(), "the server died");
+    assert!(child.0.try_wait().unwrap().is_none(), "the server died");
     let health = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap();
