@@ -6,12 +6,13 @@
 //! are still pending.
 //!
 //! **Order.** Events with the same key (the customer's id, else the Stripe object's id; the
-//! `order_key` column) are processed in Stripe's order, by `created` then id: an event does not
-//! start while an earlier one with its key is in memory here (waiting, running or being
-//! committed) or postponed in the database. An event behind a postponed one is held (postponed
-//! to the same time, without counting an attempt). Stripe's order among events this processor
-//! has read together is kept; an event that arrives after a later one was already processed
-//! cannot be put before it.
+//! `order_key` column) are recorded in Stripe's order, by `created` then id: they may be
+//! prepared side by side, but an outcome is committed only after every earlier event of its
+//! key held here, in the same transaction or before, so deliveries are queued in that order. An
+//! event behind a postponed one (postponed in this commit or already in the database) is held:
+//! postponed to the same time, without counting an attempt, whatever it prepared. Stripe's
+//! order among events this processor has read together is kept; an event that arrives after a
+//! later one was already recorded cannot be put before it.
 //!
 //! **Writes.** Preparing never writes events or deliveries; the only write is the group commit
 //! in `commit`, on the processor's own connection, one transaction at a time while preparation
@@ -98,6 +99,8 @@ struct Slot {
     /// It was read as a postponed event that came due (so it is still due in the database).
     postponed: bool,
     state: State,
+    /// Set while it runs when an earlier event of its key was postponed: it is held instead.
+    behind: Option<Finished>,
 }
 
 /// The events this processor holds, from being read until their outcome is committed.
@@ -126,6 +129,9 @@ struct EventMeta {
     event_type: String,
     received_at: i64,
     processing_attempts: i64,
+    /// The order key: once one event of a key is postponed, the later ones in the same
+    /// commit are held behind it.
+    key: Option<String>,
 }
 
 type CommitTask = tokio::task::JoinHandle<(Vec<i64>, Result<Committed, Error>)>;
@@ -306,6 +312,7 @@ impl Processor {
                 key,
                 postponed,
                 state: State::Waiting,
+                behind: None,
             };
             if let Some((stripe_id, until)) = blockers.get(&slot.event.id) {
                 // A blocker already due is not held here only because the window is full: look
@@ -318,11 +325,12 @@ impl Processor {
         Ok((Arc::new(lookups), full))
     }
 
-    /// Starts every waiting event that is first of its key, up to the concurrency.
+    /// Starts waiting events, oldest first, up to the concurrency. Events of one key may be
+    /// prepared side by side: preparing changes nothing the next one reads, and `start_commit`
+    /// records them in order.
     fn start_ready(&self, work: &mut Work, lookups: &Arc<Lookups>) {
         let Work {
             slots,
-            by_key,
             tasks,
             running,
             ..
@@ -332,16 +340,6 @@ impl Processor {
                 return;
             }
             if !matches!(slot.state, State::Waiting) {
-                continue;
-            }
-            let first = match &slot.key {
-                Some(key) => by_key
-                    .get(key)
-                    .and_then(|set| set.first())
-                    .is_some_and(|&(_, id)| id == slot.event.id),
-                None => true,
-            };
-            if !first {
                 continue;
             }
             slot.state = State::Running;
@@ -355,26 +353,41 @@ impl Processor {
         }
     }
 
-    /// Commits every finished outcome in one transaction, beside the preparations.
+    /// Commits finished outcomes in one transaction, beside the preparations: every finished
+    /// event without a key, and of each key the finished events before its first unfinished
+    /// one, in Stripe's order. So no event's outcome is recorded before an earlier one's.
     fn start_commit(&self, work: &mut Work) -> Option<CommitTask> {
-        let mut batch = Vec::new();
-        for slot in work.slots.values_mut() {
-            if matches!(slot.state, State::Done(_)) {
-                let State::Done(finished) = std::mem::replace(&mut slot.state, State::Committing)
-                else {
-                    unreachable!("matched above")
-                };
-                let e = &slot.event;
-                let meta = EventMeta {
-                    id: e.id,
-                    integration_id: e.integration_id.clone(),
-                    stripe_event_id: e.stripe_event_id.clone(),
-                    event_type: e.event_type.clone(),
-                    received_at: e.received_at,
-                    processing_attempts: e.processing_attempts,
-                };
-                batch.push((meta, finished));
-            }
+        let mut ready: Vec<i64> = work
+            .slots
+            .iter()
+            .filter(|(_, s)| s.key.is_none() && matches!(s.state, State::Done(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        for set in work.by_key.values() {
+            ready.extend(set.iter().map(|&(_, id)| id).take_while(|id| {
+                work.slots
+                    .get(id)
+                    .is_some_and(|s| matches!(s.state, State::Done(_)))
+            }));
+        }
+        let mut batch = Vec::with_capacity(ready.len());
+        for id in ready {
+            let slot = work.slots.get_mut(&id).expect("a held event");
+            let State::Done(finished) = std::mem::replace(&mut slot.state, State::Committing)
+            else {
+                unreachable!("only finished events are committed")
+            };
+            let e = &slot.event;
+            let meta = EventMeta {
+                id: e.id,
+                integration_id: e.integration_id.clone(),
+                stripe_event_id: e.stripe_event_id.clone(),
+                event_type: e.event_type.clone(),
+                received_at: e.received_at,
+                processing_attempts: e.processing_attempts,
+                key: slot.key.as_ref().map(|(_, k)| k.clone()),
+            };
+            batch.push((meta, finished));
         }
         if batch.is_empty() {
             return None;
@@ -454,16 +467,14 @@ impl Processor {
                 })
                 .unwrap_or_default();
             for later in behind {
-                if let Some(waiting) = work
-                    .slots
-                    .get_mut(&later)
-                    .filter(|s| matches!(s.state, State::Waiting))
-                {
-                    waiting.state = State::Done(held_behind(
-                        waiting,
-                        &slot.event.stripe_event_id,
-                        until.max(now + 1),
-                    ));
+                if let Some(waiting) = work.slots.get_mut(&later) {
+                    let held =
+                        held_behind(waiting, &slot.event.stripe_event_id, until.max(now + 1));
+                    match waiting.state {
+                        // Its preparation finishes first; what it prepared is then dropped.
+                        State::Running => waiting.behind = Some(held),
+                        _ => waiting.state = State::Done(held),
+                    }
                 }
             }
         }
@@ -504,7 +515,7 @@ impl Work {
             .remove(&task)
             .and_then(|id| self.slots.get_mut(&id))
         {
-            slot.state = State::Done(finished);
+            slot.state = State::Done(slot.behind.take().unwrap_or(finished));
         }
     }
 }
@@ -512,12 +523,16 @@ impl Work {
 fn held_behind(slot: &Slot, blocker: &str, until: i64) -> Finished {
     let key = slot.key.as_ref().map_or("", |(_, k)| k.as_str());
     Finished::Held {
-        detail: format!(
-            "waits for event {blocker} of the same customer or object ({key}), which is \
-             postponed: emails go out in Stripe's order"
-        ),
+        detail: held_detail(blocker, key),
         until,
     }
+}
+
+fn held_detail(blocker: &str, key: &str) -> String {
+    format!(
+        "waits for event {blocker} of the same customer or object ({key}), which is postponed: \
+         emails go out in Stripe's order"
+    )
 }
 
 /// Prepares one event within the deadline. Runs as its own task, so a panic in it is caught by
@@ -593,12 +608,30 @@ fn record(
         queued: 0,
         postponed: Vec::new(),
     };
+    // Keys postponed in this commit, with the event and its time: later events of the key in
+    // this commit wait behind it, whatever they prepared.
+    let mut postponed_keys: HashMap<String, (String, i64)> = HashMap::new();
     for (event, finished) in outcomes {
+        let finished = match event.key.as_ref().and_then(|k| postponed_keys.get(k)) {
+            Some((blocker, until)) => Finished::Held {
+                detail: held_detail(blocker, event.key.as_deref().unwrap_or("")),
+                until: (*until).max(now + 1),
+            },
+            None => finished,
+        };
+        let mut postpone_key = |until: i64| {
+            if let Some(key) = &event.key {
+                postponed_keys
+                    .entry(key.clone())
+                    .or_insert_with(|| (event.stripe_event_id.clone(), until));
+            }
+        };
         let outcome = match finished {
             Finished::Prepared(outcome) => outcome,
             Finished::Held { detail, until } => {
                 events::hold(&tx, event.id, &detail, until)?;
                 committed.postponed.push((event.id, until));
+                postpone_key(until);
                 log_outcome(&event, "held", &detail);
                 continue;
             }
@@ -663,6 +696,7 @@ fn record(
                     let until = now + wait.as_secs().max(1) as i64;
                     events::postpone(&tx, event.id, &reason, until)?;
                     committed.postponed.push((event.id, until));
+                    postpone_key(until);
                     tracing::warn!(event = %event.stripe_event_id, retry_in_secs = until - now, "{reason}");
                 }
             }
