@@ -107,7 +107,7 @@ struct Slot {
 #[derive(Default)]
 struct Work {
     slots: BTreeMap<i64, Slot>,
-    /// Every held event's (created, id), by key: only the first of each key may start.
+    /// Every held event's (created, id), by key: a key's events are committed in this order.
     by_key: HashMap<Key, BTreeSet<(i64, i64)>>,
     /// The highest id of a fresh event read so far; fresh events are read in id order.
     fresh_after: i64,
