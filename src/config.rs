@@ -27,6 +27,7 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub smtp: SmtpConfig,
     pub outbox: OutboxConfig,
+    pub processor: ProcessorConfig,
     pub log: LogConfig,
 }
 
@@ -220,6 +221,30 @@ impl Default for OutboxConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Events prepared at once; each may wait on Stripe's API, so one slow lookup holds up no
+    /// other event.
+    pub concurrency: usize,
+    /// The longest one event's preparation (mostly its Stripe lookups) may take; past it the
+    /// event is postponed and tried again.
+    pub event_timeout_secs: u64,
+    /// About how long the first retry of an event whose lookups failed waits; each further one
+    /// twice as long, at most an hour.
+    pub retry_base_secs: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            concurrency: 8,
+            event_timeout_secs: 30,
+            retry_base_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -362,6 +387,15 @@ impl Config {
         }
         if self.outbox.retry_base_secs == 0 {
             problems.push("outbox.retry_base_secs must be at least 1".to_owned());
+        }
+        if self.processor.concurrency == 0 {
+            problems.push("processor.concurrency must be at least 1".to_owned());
+        }
+        if self.processor.event_timeout_secs == 0 {
+            problems.push("processor.event_timeout_secs must be at least 1".to_owned());
+        }
+        if self.processor.retry_base_secs == 0 {
+            problems.push("processor.retry_base_secs must be at least 1".to_owned());
         }
         if self.database.path.as_os_str().is_empty() {
             problems.push("database.path is empty".to_owned());

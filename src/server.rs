@@ -82,6 +82,9 @@ pub async fn serve(
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
         retention: (config.outbox.retention_days > 0)
             .then(|| Duration::from_secs(config.outbox.retention_days * 86_400)),
+        concurrency: config.processor.concurrency,
+        event_timeout: Duration::from_secs(config.processor.event_timeout_secs),
+        retry_base: Duration::from_secs(config.processor.retry_base_secs),
     };
     let processor = tokio::spawn(processor.run(stopped.clone()));
     let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;

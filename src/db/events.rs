@@ -196,3 +196,103 @@ pub fn count(conn: &Connection, integration_id: Option<&str>) -> Result<i64, Err
     )
     .map_err(classify_db_error)
 }
+
+/// A due event as the concurrent processor reads it.
+#[derive(Debug, Clone)]
+pub struct DueEvent {
+    pub event: StoredEvent,
+    /// The customer's id, else the Stripe object's id (`order_key`, migration V3): events with
+    /// the same key are processed in Stripe's order.
+    pub order_key: Option<String>,
+    /// Read from the postponed part (it had been postponed and its time has come).
+    pub postponed: bool,
+}
+
+/// Due events for the concurrent processor: fresh ones after id `fresh_after`, oldest first,
+/// then postponed ones that are due, reading `postponed_held` more of those because the caller
+/// already holds up to that many of them. Same indexes as `due`.
+pub fn due_after(
+    conn: &Connection,
+    now: i64,
+    fresh_after: i64,
+    postponed_held: usize,
+    limit: usize,
+) -> Result<Vec<DueEvent>, Error> {
+    let read = |sql: &str, params: &[&dyn rusqlite::ToSql], postponed: bool| {
+        let mut stmt = conn.prepare_cached(sql).map_err(classify_db_error)?;
+        let rows = stmt
+            .query_map(params, |row| {
+                Ok(DueEvent {
+                    event: from_row(row)?,
+                    order_key: row.get(13)?,
+                    postponed,
+                })
+            })
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+            .map_err(classify_db_error)?;
+        Ok::<_, Error>(rows)
+    };
+    let mut rows = read(
+        &format!(
+            "SELECT {COLUMNS}, order_key FROM events
+             WHERE processing = 'pending' AND process_after IS NULL AND id > ?1
+             ORDER BY id LIMIT ?2"
+        ),
+        &[&fresh_after, &(limit as i64)],
+        false,
+    )?;
+    if rows.len() < limit {
+        let more = (limit - rows.len() + postponed_held) as i64;
+        rows.extend(read(
+            &format!(
+                "SELECT {COLUMNS}, order_key FROM events
+                 WHERE processing = 'pending' AND process_after <= ?1
+                 ORDER BY process_after, id LIMIT ?2"
+            ),
+            &[&now, &more],
+            true,
+        )?);
+    }
+    Ok(rows)
+}
+
+/// Postponed pending events that must go before an event with this `order_key` (same
+/// integration and key, earlier by `created`, then id), first first, at most `limit`: each one's
+/// id, Stripe id and when it is due.
+pub fn postponed_before(
+    conn: &Connection,
+    integration_id: &str,
+    order_key: &str,
+    created: i64,
+    id: i64,
+    limit: usize,
+) -> Result<Vec<(i64, String, i64)>, Error> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, stripe_event_id, process_after FROM events
+             WHERE processing = 'pending' AND process_after IS NOT NULL
+               AND integration_id = ?1 AND order_key = ?2
+               AND (created < ?3 OR (created = ?3 AND id < ?4))
+             ORDER BY created, id LIMIT ?5",
+        )
+        .map_err(classify_db_error)?;
+    let rows = stmt
+        .query_map(
+            params![integration_id, order_key, created, id, limit as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
+}
+
+/// Leaves an event pending until `process_after` without counting an attempt: it waits for an
+/// earlier event of the same customer, and has not failed itself.
+pub fn hold(conn: &Connection, id: i64, detail: &str, process_after: i64) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE events SET processing_detail = ?2, process_after = ?3 WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![id, detail, process_after]))
+    .map_err(classify_db_error)?;
+    Ok(())
+}

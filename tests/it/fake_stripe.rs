@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use poem::endpoint::make_sync;
+use poem::endpoint::make;
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
 use poem::{Request, Response, Server};
@@ -61,6 +61,11 @@ struct State {
     objects: BTreeMap<(String, String), Value>,
     failures: Vec<Failure>,
     requests: Vec<Recorded>,
+    /// Path prefixes whose requests get no answer until released (`hang`), and how many
+    /// requests were held so far.
+    hangs: Vec<String>,
+    held: usize,
+    release: tokio::sync::watch::Sender<u64>,
 }
 
 struct Failure {
@@ -93,13 +98,16 @@ impl FakeStripe {
             objects,
             failures: Vec::new(),
             requests: Vec::new(),
+            hangs: Vec::new(),
+            held: 0,
+            release: tokio::sync::watch::Sender::new(0),
         }));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
         let shared = state.clone();
-        let endpoint = make_sync(move |req: Request| shared.lock().unwrap().handle(&req));
+        let endpoint = make(move |req: Request| hold_then_handle(shared.clone(), req));
         let task = tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor).run(endpoint).await;
         });
@@ -267,6 +275,50 @@ impl FakeStripe {
             .filter(|r| r.path.starts_with(path_prefix))
             .count()
     }
+}
+
+/// Hanging requests: for testing what a Stripe API that stops answering does to the caller.
+impl FakeStripe {
+    /// Requests whose path starts with `path_prefix` get no answer until `release_all`; the
+    /// client sees a connection that stays silent.
+    pub fn hang(&self, path_prefix: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .hangs
+            .push(path_prefix.to_owned());
+    }
+
+    /// Stops hanging and lets every held request be answered as usual.
+    pub fn release_all(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.hangs.clear();
+        state.release.send_modify(|n| *n += 1);
+    }
+
+    /// How many requests were held so far (answered since or not).
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held
+    }
+}
+
+/// Waits while the request's path hangs (see `FakeStripe::hang`), then answers it.
+async fn hold_then_handle(shared: Arc<Mutex<State>>, req: Request) -> Response {
+    let released = {
+        let mut state = shared.lock().unwrap();
+        let path = req.uri().path();
+        if state.hangs.iter().any(|p| path.starts_with(p.as_str())) {
+            state.held += 1;
+            Some(state.release.subscribe())
+        } else {
+            None
+        }
+    };
+    if let Some(mut released) = released {
+        let _ = released.changed().await;
+    }
+    let mut state = shared.lock().unwrap();
+    state.handle(&req)
 }
 
 impl Drop for FakeStripe {

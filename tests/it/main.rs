@@ -9,6 +9,7 @@ mod hygiene;
 mod install;
 mod intake;
 mod pipeline;
+mod processor;
 mod recovery;
 mod sink;
 mod smtp;
