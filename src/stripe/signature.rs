@@ -69,6 +69,7 @@ pub fn verify(
 
     if tolerance_secs > 0 {
         let tolerance = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
+        // Each difference saturates on its own: negating a saturated age would overflow.
         let age = now.saturating_sub(timestamp);
         if age > tolerance {
             return Err(SignatureError::Stale {
@@ -76,9 +77,10 @@ pub fn verify(
                 tolerance_secs,
             });
         }
-        if -age > tolerance {
+        let ahead = timestamp.saturating_sub(now);
+        if ahead > tolerance {
             return Err(SignatureError::Future {
-                ahead_secs: -age,
+                ahead_secs: ahead,
                 tolerance_secs,
             });
         }
@@ -253,6 +255,27 @@ mod tests {
         assert_eq!(
             verify(Some(&header), body, &["whsec_x"], 9_999_999, 0),
             Ok(1_000_000)
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        // Found by the `signature` fuzz target: the age saturated at i64::MIN, then was negated.
+        let header = sign(b"{}", "whsec_x", i64::MAX);
+        assert_eq!(
+            verify(Some(&header), b"{}", &["whsec_x"], -2, 5),
+            Err(SignatureError::Future {
+                ahead_secs: i64::MAX,
+                tolerance_secs: 5
+            })
+        );
+        let header = sign(b"{}", "whsec_x", i64::MIN);
+        assert_eq!(
+            verify(Some(&header), b"{}", &["whsec_x"], 1, 5),
+            Err(SignatureError::Stale {
+                age_secs: i64::MAX,
+                tolerance_secs: 5
+            })
         );
     }
 
