@@ -3,6 +3,7 @@
 mod cli;
 mod delivery;
 mod fake_stripe;
+mod fuzz_corpus;
 mod install;
 mod intake;
 mod pipeline;
