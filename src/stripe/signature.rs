@@ -68,19 +68,20 @@ pub fn verify(
     }
 
     if tolerance_secs > 0 {
-        let tolerance = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
-        // Each difference saturates on its own: negating a saturated age would overflow.
-        let age = now.saturating_sub(timestamp);
+        // In i128 neither the difference nor the tolerance can overflow or saturate, so a
+        // timestamp is never let through by a difference clamped to the tolerance.
+        let age = i128::from(now) - i128::from(timestamp);
+        let tolerance = i128::from(tolerance_secs);
+        let secs = |d: i128| i64::try_from(d).unwrap_or(i64::MAX);
         if age > tolerance {
             return Err(SignatureError::Stale {
-                age_secs: age,
+                age_secs: secs(age),
                 tolerance_secs,
             });
         }
-        let ahead = timestamp.saturating_sub(now);
-        if ahead > tolerance {
+        if -age > tolerance {
             return Err(SignatureError::Future {
-                ahead_secs: ahead,
+                ahead_secs: secs(-age),
                 tolerance_secs,
             });
         }
@@ -267,6 +268,16 @@ mod tests {
             Err(SignatureError::Future {
                 ahead_secs: i64::MAX,
                 tolerance_secs: 5
+            })
+        );
+        // Then the fuzzer found a tolerance beyond i64::MAX that let any timestamp through,
+        // once both differences had saturated to it.
+        let header = sign(b"{}", "whsec_x", 1_000_000);
+        assert_eq!(
+            verify(Some(&header), b"{}", &["whsec_x"], i64::MIN, 1 << 63),
+            Err(SignatureError::Future {
+                ahead_secs: i64::MAX,
+                tolerance_secs: 1 << 63
             })
         );
         let header = sign(b"{}", "whsec_x", i64::MIN);
