@@ -243,7 +243,11 @@ pub fn classify_mutated(fixtures: &[Value], data: &[u8]) {
 
 fn mutate(event: &mut Value, action: u8, path: &[u8], value: u8) {
     if action % 4 == 3 {
-        event["type"] = json!(EVENT_TYPES[usize::from(value) % EVENT_TYPES.len()]);
+        // An earlier operation may have replaced the whole event with a scalar or a list.
+        if let Some(event) = event.as_object_mut() {
+            let event_type = EVENT_TYPES[usize::from(value) % EVENT_TYPES.len()];
+            event.insert("type".into(), json!(event_type));
+        }
     } else {
         mutate_at(event, action % 4, path, value);
     }
