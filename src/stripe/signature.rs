@@ -68,17 +68,20 @@ pub fn verify(
     }
 
     if tolerance_secs > 0 {
-        let tolerance = i64::try_from(tolerance_secs).unwrap_or(i64::MAX);
-        let age = now.saturating_sub(timestamp);
+        // In i128 neither the difference nor the tolerance can overflow or saturate, so a
+        // timestamp is never let through by a difference clamped to the tolerance.
+        let age = i128::from(now) - i128::from(timestamp);
+        let tolerance = i128::from(tolerance_secs);
+        let secs = |d: i128| i64::try_from(d).unwrap_or(i64::MAX);
         if age > tolerance {
             return Err(SignatureError::Stale {
-                age_secs: age,
+                age_secs: secs(age),
                 tolerance_secs,
             });
         }
         if -age > tolerance {
             return Err(SignatureError::Future {
-                ahead_secs: -age,
+                ahead_secs: secs(-age),
                 tolerance_secs,
             });
         }
@@ -253,6 +256,37 @@ mod tests {
         assert_eq!(
             verify(Some(&header), body, &["whsec_x"], 9_999_999, 0),
             Ok(1_000_000)
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        // Found by the `signature` fuzz target: the age saturated at i64::MIN, then was negated.
+        let header = sign(b"{}", "whsec_x", i64::MAX);
+        assert_eq!(
+            verify(Some(&header), b"{}", &["whsec_x"], -2, 5),
+            Err(SignatureError::Future {
+                ahead_secs: i64::MAX,
+                tolerance_secs: 5
+            })
+        );
+        // Then the fuzzer found a tolerance beyond i64::MAX that let any timestamp through,
+        // once both differences had saturated to it.
+        let header = sign(b"{}", "whsec_x", 1_000_000);
+        assert_eq!(
+            verify(Some(&header), b"{}", &["whsec_x"], i64::MIN, 1 << 63),
+            Err(SignatureError::Future {
+                ahead_secs: i64::MAX,
+                tolerance_secs: 1 << 63
+            })
+        );
+        let header = sign(b"{}", "whsec_x", i64::MIN);
+        assert_eq!(
+            verify(Some(&header), b"{}", &["whsec_x"], 1, 5),
+            Err(SignatureError::Stale {
+                age_secs: i64::MAX,
+                tolerance_secs: 5
+            })
         );
     }
 

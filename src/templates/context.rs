@@ -108,7 +108,7 @@ pub fn build(kind: TriggerKind, facts: &EmailFacts) -> Value {
         vars.push(("renewal_date", date(facts.renewal_date)));
         let days = facts
             .renewal_date
-            .map(|r| ((r - facts.event_created).max(0) as u64).div_ceil(86_400));
+            .map(|r| (r.saturating_sub(facts.event_created).max(0) as u64).div_ceil(86_400));
         vars.push(("days_until_renewal", Value::from(days)));
     };
     match kind {

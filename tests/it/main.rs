@@ -4,6 +4,7 @@ mod cli;
 mod delivery;
 mod facts;
 mod fake_stripe;
+mod fuzz_corpus;
 mod hostile;
 mod hygiene;
 mod install;

@@ -1,0 +1,4 @@
+//! Fuzzes `mailmycustomer::fuzzing::render`, where the input format and the invariants are described.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mailmycustomer::fuzzing::render(data));
