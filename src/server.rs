@@ -13,7 +13,7 @@ use crate::db::lock::ServeLock;
 use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
-use crate::pipeline::{prepare::Preparer, Processor, WAITING_FOR_SMTP};
+use crate::pipeline::{prepare::Preparer, retention::Retention, Processor, WAITING_FOR_SMTP};
 use crate::stripe::api::StripeClient;
 use crate::web::listener::{self, Limits};
 use crate::{web, Config, Error};
@@ -80,13 +80,26 @@ pub async fn serve(
         new_deliveries: new_deliveries.clone(),
         smtp_configured: config.smtp.is_configured(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
-        retention: (config.outbox.retention_days > 0)
-            .then(|| Duration::from_secs(config.outbox.retention_days * 86_400)),
         concurrency: config.processor.concurrency,
         event_timeout: Duration::from_secs(config.processor.event_timeout_secs),
         retry_base: Duration::from_secs(config.processor.retry_base_secs),
     };
     let processor = tokio::spawn(processor.run(stopped.clone()));
+    let retention = match config.outbox.retention_days {
+        0 => None,
+        days => {
+            let (path, keep) = (config.database.path.clone(), days * 86_400);
+            let conn =
+                tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let retention = Retention {
+                conn: Arc::new(Mutex::new(conn)),
+                keep: Duration::from_secs(keep),
+            };
+            Some(tokio::spawn(retention.run(stopped.clone())))
+        }
+    };
     let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;
 
     let address = listener.local_addr()?;
@@ -117,6 +130,11 @@ pub async fn serve(
     let _ = stop.send(true);
     if let Err(e) = processor.await {
         tracing::error!(error = %e, "the event processor panicked");
+    }
+    if let Some(retention) = retention {
+        if let Err(e) = retention.await {
+            tracing::error!(error = %e, "retention panicked");
+        }
     }
     if let Some(sender) = sender {
         if let Err(e) = sender.await {

@@ -20,6 +20,7 @@
 //! (at most `window` events are held in memory) and go out in one larger commit.
 
 pub mod prepare;
+pub mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -59,8 +60,6 @@ pub struct Processor {
     pub smtp_configured: bool,
     /// How long an event whose lookups keep failing is retried before it is marked failed.
     pub max_retry: Duration,
-    /// Finished deliveries and processed events older than this are deleted, checked hourly.
-    pub retention: Option<Duration>,
     /// Events prepared at once (`processor.concurrency`).
     pub concurrency: usize,
     /// The longest one event's preparation may take (`processor.event_timeout_secs`); past it
@@ -144,7 +143,6 @@ impl Processor {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut work = Work::default();
         let mut commit: Option<CommitTask> = None;
-        let mut next_prune = Instant::now();
         // Whether the database may hold due events not read yet.
         let mut more = true;
         let mut paused_until: Option<Instant> = None;
@@ -152,10 +150,6 @@ impl Processor {
         loop {
             if *stop.borrow() {
                 break;
-            }
-            if let Some(keep) = self.retention.filter(|_| Instant::now() >= next_prune) {
-                next_prune += Duration::from_secs(3600);
-                self.prune(keep).await;
             }
             let paused = paused_until.is_some_and(|t| Instant::now() < t);
             if more && !paused && work.slots.len() <= self.window() / 2 {
@@ -208,25 +202,6 @@ impl Processor {
         if let Some(last) = self.start_commit(&mut work) {
             let done = last.await;
             self.commit_done(&mut work, done);
-        }
-    }
-
-    async fn prune(&self, keep: Duration) {
-        let before = now_unix() - keep.as_secs() as i64;
-        let conn = self.conn.clone();
-        let pruned =
-            tokio::task::spawn_blocking(move || deliveries::prune(&lock(&conn), before)).await;
-        match pruned {
-            Ok(Ok((deliveries, events))) if deliveries + events > 0 => {
-                tracing::info!(
-                    deliveries,
-                    events,
-                    "retention: deleted old deliveries and events"
-                )
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "retention: pruning failed"),
-            Err(e) => tracing::error!(error = %e, "retention: pruning panicked"),
         }
     }
 

@@ -1,0 +1,73 @@
+//! Retention: deletes finished deliveries and processed events older than
+//! `outbox.retention_days`, hourly, on a connection of its own. It runs beside the processor, not
+//! inside its loop: a large prune takes a minute and must delay no email, and its batches
+//! (`deliveries::prune`) leave the write lock to intake and the processor between them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use crate::db::{deliveries, now_unix};
+
+/// How often old rows are looked for.
+const EVERY: Duration = Duration::from_secs(3600);
+/// After a failed prune (say, the database stayed locked by a storm of writes): soon again,
+/// rather than an hour later with the old rows still there.
+const AFTER_FAILURE: Duration = Duration::from_secs(60);
+
+pub struct Retention {
+    /// Its own write connection: the processor's stays free for its commits.
+    pub conn: Arc<Mutex<Connection>>,
+    /// Rows older than this go.
+    pub keep: Duration,
+}
+
+impl Retention {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let wait = match self.prune_once().await {
+                true => EVERY,
+                false => AFTER_FAILURE,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One prune; false when it failed and should be tried again soon.
+    async fn prune_once(&self) -> bool {
+        let before = now_unix() - self.keep.as_secs() as i64;
+        let conn = self.conn.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            deliveries::prune(&conn.lock().expect("retention connection"), before)
+        })
+        .await;
+        match pruned {
+            Ok(Ok((deliveries, events))) => {
+                if deliveries + events > 0 {
+                    tracing::info!(
+                        deliveries,
+                        events,
+                        "retention: deleted old deliveries and events"
+                    );
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, retry_in_secs = AFTER_FAILURE.as_secs(), "retention: pruning failed");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_secs = AFTER_FAILURE.as_secs(), "retention: pruning panicked");
+                false
+            }
+        }
+    }
+}
