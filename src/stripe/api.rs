@@ -243,13 +243,7 @@ impl StripeClient {
         url.query_pairs_mut()
             .append_pair("charge", charge)
             .append_pair("limit", "100");
-        let list = self.send(creds, url, "refunds").await?;
-        match list.get("data") {
-            Some(Value::Array(data)) => Ok(data.clone()),
-            _ => Err(StripeError::Invalid {
-                message: "refund list without `data`".to_owned(),
-            }),
-        }
+        self.list(creds, url, "refunds").await
     }
 
     /// The invoice a payment intent paid, through `GET /v1/invoice_payments` (charges and payment
@@ -264,13 +258,7 @@ impl StripeClient {
         url.query_pairs_mut()
             .append_pair("payment[type]", "payment_intent")
             .append_pair("payment[payment_intent]", payment_intent);
-        let list = self.send(creds, url, "invoice_payments").await?;
-        let data =
-            list.get("data")
-                .and_then(Value::as_array)
-                .ok_or_else(|| StripeError::Invalid {
-                    message: "the invoice_payments list has no `data` array".to_owned(),
-                })?;
+        let data = self.list(creds, url, "invoice_payments").await?;
         match data.first() {
             None => Ok(None),
             Some(payment) => expandable_id(payment.get("invoice"))
@@ -315,13 +303,7 @@ impl StripeClient {
         url.query_pairs_mut()
             .append_pair("invoice", invoice)
             .append_pair("limit", "100");
-        let list = self.send(creds, url, "invoice_payments").await?;
-        let data =
-            list.get("data")
-                .and_then(Value::as_array)
-                .ok_or_else(|| StripeError::Invalid {
-                    message: "the invoice_payments list has no `data` array".to_owned(),
-                })?;
+        let data = self.list(creds, url, "invoice_payments").await?;
         let chosen = data
             .iter()
             .find(|p| p.get("is_default").and_then(Value::as_bool) == Some(true))
@@ -330,6 +312,26 @@ impl StripeClient {
             payment_intent: expandable_id(p.pointer("/payment/payment_intent")),
             charge: expandable_id(p.pointer("/payment/charge")),
         }))
+    }
+
+    /// `GET` a list endpoint (one page) and return its `data` array.
+    async fn list(
+        &self,
+        creds: &Credentials<'_>,
+        url: Url,
+        resource: &str,
+    ) -> Result<Vec<Value>, StripeError> {
+        match self.send(creds, url, resource).await? {
+            Value::Object(mut list) => match list.remove("data") {
+                Some(Value::Array(data)) => Ok(data),
+                _ => Err(StripeError::Invalid {
+                    message: format!("the {resource} list has no `data` array"),
+                }),
+            },
+            _ => Err(StripeError::Invalid {
+                message: format!("the {resource} list is not a JSON object"),
+            }),
+        }
     }
 
     /// `GET /v1/{collection}/{id}`, the id encoded as one path segment.
