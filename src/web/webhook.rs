@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use poem::http::{header, StatusCode};
+use poem::http::{header, HeaderValue, StatusCode};
 use poem::web::{Data, Path};
 use poem::{handler, Body, Request, Response};
 
@@ -50,7 +50,21 @@ pub async fn receive(
             } else {
                 tracing::warn!(integration = %for_log(&integration_id), code = err.code(), error = %err, "webhook refused");
             }
-            error_response(&err)
+            let mut response = error_response(&err);
+            // These refusals leave the body unread (or half read), so the connection cannot carry
+            // another request: saying so keeps a client from sending its next request down a
+            // connection the server is about to close.
+            if matches!(
+                err,
+                Error::UnknownIntegration(_)
+                    | Error::PayloadTooLarge { .. }
+                    | Error::BodyTimeout { .. }
+            ) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     }
 }

@@ -235,7 +235,7 @@ async fn unknown_integration_oversized_and_non_event_bodies() {
 
 /// Issue 9: a `Content-Length` over the limit is refused from the headers alone (413), and an
 /// unknown integration is refused before its body (404): neither waits for a body it would not
-/// store.
+/// store, and both close the connection they did not drain.
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_come_before_the_body_is_sent() {
     let dir = tempfile::tempdir().unwrap();
@@ -275,6 +275,12 @@ async fn refusals_come_before_the_body_is_sent() {
         .unwrap();
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status}")) && answer.contains(code),
+            "{answer}"
+        );
+        // The body stays unread, so the connection closes: the answer says so, or a client
+        // would send its next request down it (seen as IncompleteMessage in reqwest).
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
             "{answer}"
         );
     }
