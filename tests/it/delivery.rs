@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mail_parser::{MessageParser, MimeHeaders};
-use mailmycustomer::config::{Config, SmtpSecurity};
+use mailmycustomer::config::Config;
 use mailmycustomer::db::{self, deliveries, integrations};
 
 use crate::fake_stripe::FakeStripe;
@@ -20,12 +20,8 @@ use crate::support::*;
 const KEY: &str = "rk_test_51RosenGoods000000";
 
 fn smtp_config(config: &mut Config, port: u16) {
-    config.smtp.host = "127.0.0.1".into();
-    config.smtp.port = port;
-    config.smtp.security = SmtpSecurity::None;
-    config.smtp.from_address = "billing@rosen.example".into();
+    relay_to(config, port);
     config.smtp.from_name = "Rosen Goods".into();
-    config.smtp.timeout_secs = 5;
     config.smtp.pool_size = 2;
     config.outbox.retry_base_secs = 1;
 }

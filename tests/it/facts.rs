@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use mail_parser::MessageParser;
-use mailmycustomer::config::SmtpSecurity;
 use mailmycustomer::db::deliveries::{NewDelivery, Status};
 use mailmycustomer::db::integrations::{self, Integration, NewIntegration};
 use mailmycustomer::db::templates::{self, TemplateInput};
@@ -20,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::fake_stripe::FakeStripe;
 use crate::sink::Sink;
-use crate::support::{fixtures_dir, test_config, TestServer, SECRET};
+use crate::support::{fixtures_dir, relay_to, test_config, TestServer, SECRET};
 
 const KEY: &str = "rk_test_51Rosen00000000000000";
 const CUSTOMER: &str = "cus_QXg1o8vcGmoR32";
@@ -657,11 +656,7 @@ async fn through_the_server_refunds_declines_and_renames_reach_the_email() {
     let sink = Sink::start();
     let mut config = test_config(dir.path());
     config.stripe.api_base = fake.base_url.clone();
-    config.smtp.host = "127.0.0.1".into();
-    config.smtp.port = sink.port;
-    config.smtp.security = SmtpSecurity::None;
-    config.smtp.from_address = "billing@rosen.example".into();
-    config.smtp.timeout_secs = 5;
+    relay_to(&mut config, sink.port);
     let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(

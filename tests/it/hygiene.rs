@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mail_parser::MessageParser;
-use mailmycustomer::config::SmtpSecurity;
 use mailmycustomer::db::deliveries::{self, NewDelivery, Status};
 use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::db::{self, integrations};
@@ -24,7 +23,7 @@ use crate::cli::{mmc, run};
 use crate::fake_stripe::FakeStripe;
 use crate::sink::Sink;
 use crate::smtp_server::ScriptedServer;
-use crate::support::{fixture, test_config, TestServer, SECRET};
+use crate::support::{fixture, relay_to, test_config, TestServer, SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailmycustomer");
 
@@ -104,11 +103,7 @@ async fn a_customer_with_a_256_character_non_latin_name_gets_the_email() {
     let sink = Sink::start();
     let mut config = test_config(dir.path());
     config.stripe.api_base = fake.base_url.clone();
-    config.smtp.host = "127.0.0.1".into();
-    config.smtp.port = sink.port;
-    config.smtp.security = SmtpSecurity::None;
-    config.smtp.from_address = "billing@rosen.example".into();
-    config.smtp.timeout_secs = 5;
+    relay_to(&mut config, sink.port);
     let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
     db::migrate(&mut conn).unwrap();
     let id = integrations::insert(

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailmycustomer::config::{Config, SmtpSecurity};
+use mailmycustomer::config::Config;
 use mailmycustomer::db::{self, deliveries};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -222,10 +222,7 @@ async fn slow_to_accept_first_message(upstream: u16, hold: Duration) -> u16 {
 }
 
 fn smtp_config(config: &mut Config, port: u16) {
-    config.smtp.host = "127.0.0.1".into();
-    config.smtp.port = port;
-    config.smtp.security = SmtpSecurity::None;
-    config.smtp.from_address = "billing@rosen.example".into();
+    relay_to(config, port);
     config.smtp.timeout_secs = 30;
     config.smtp.pool_size = 2;
 }
