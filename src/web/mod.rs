@@ -6,6 +6,7 @@
 //! share one listener unless `server.admin_listen` gives the pages their own address.
 
 pub mod assets;
+pub mod auth;
 pub mod components;
 pub mod flash;
 pub mod health;
@@ -24,6 +25,7 @@ use poem::web::Json;
 use poem::{get, post, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
 use crate::app::App;
+use crate::web::auth::Auth;
 use crate::web::webhook::Intake;
 use crate::Error;
 
@@ -38,7 +40,12 @@ pub enum Serves {
     Admin,
 }
 
-pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoint {
+pub fn routes(
+    app: Arc<App>,
+    intake: Arc<Intake>,
+    auth: Arc<Auth>,
+    serves: Serves,
+) -> impl Endpoint {
     let mut route = Route::new().at("/healthz", get(health::healthz));
     if serves != Serves::Admin {
         route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
@@ -53,10 +60,15 @@ pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoi
                     None,
                 )
             })
+            .with(auth::Guard)
             .with(CookieJarManager::new());
         route = route.nest("/", ui);
     }
-    route.with(security::headers()).data(app).data(intake)
+    route
+        .with(security::headers())
+        .data(app)
+        .data(intake)
+        .data(auth)
 }
 
 /// A page's answer for an error that has no form to show it on: the status it calls for, and
