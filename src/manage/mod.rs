@@ -6,4 +6,5 @@
 
 pub mod deliveries;
 pub mod integrations;
+pub mod templates;
 pub mod users;

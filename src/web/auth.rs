@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::db::users::User;
 use crate::manage::users::{self, random_hex, SessionToken, SESSION_MAX_AGE};
+use crate::web::body::MAX_FORM_BYTES;
 use crate::web::flash::see_other;
 use crate::web::{layout, page_error};
 use crate::Error;
@@ -45,8 +46,6 @@ pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 pub const LOGIN_PATH: &str = "/login";
 pub const SETUP_PATH: &str = "/setup";
-/// The largest form body the guard reads to find the token (a template's HTML fits easily).
-const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
 
 /// What the pages share about signing in: the attempt counters and the setup token.
 #[derive(Default)]
@@ -409,8 +408,8 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
     }
 }
 
-/// The token a request carries: the header, or the form field of a URL-encoded body (read and
-/// put back for the handler).
+/// The token a request carries: the header, or the form field of a URL-encoded body (put back
+/// for the handler; `body::bounded`, around the guard, has already read it within its limits).
 async fn given_csrf(req: &mut Request) -> Result<Option<String>, Error> {
     if let Some(value) = req.headers().get(CSRF_HEADER) {
         return Ok(value.to_str().ok().map(str::to_owned));

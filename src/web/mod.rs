@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod body;
 pub mod components;
 pub mod flash;
 pub mod health;
@@ -51,6 +52,7 @@ pub fn routes(
         route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
     }
     if serves != Serves::Public {
+        let deadline = std::time::Duration::from_secs(app.config().server.body_timeout_secs);
         let ui = pages::routes()
             .at("/assets/:hash/:name", get(assets::serve))
             .catch_error(|_: NotFoundError| async {
@@ -61,6 +63,7 @@ pub fn routes(
                 )
             })
             .with(auth::Guard)
+            .around(move |ep, req| body::bounded(ep, req, deadline))
             .with(CookieJarManager::new());
         route = route.nest("/", ui);
     }
