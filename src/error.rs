@@ -45,6 +45,11 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A value a person gave that cannot be used; `field` names it (a config key such as
+    /// `smtp.port`, or a form field) so a page can mark it.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+
     /// A template that cannot be saved or rendered; the text names the part and line.
     #[error("template {0}")]
     Template(String),
@@ -62,6 +67,7 @@ impl Error {
             | Error::BodyRead(_)
             | Error::Template(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::DatabaseUnavailable(_) | Error::Pool(_) | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -82,6 +88,7 @@ impl Error {
             Error::BodyRead(_) => "body_read_error",
             Error::BodyTimeout { .. } => "body_timeout",
             Error::Template(_) => "template_invalid",
+            Error::Invalid { .. } => "invalid",
             Error::DatabaseUnavailable(_) | Error::Pool(_) => "database_unavailable",
             Error::ShuttingDown => "shutting_down",
             Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Io(_) => {

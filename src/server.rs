@@ -1,7 +1,7 @@
 //! `serve(config, listener, shutdown)`: opens and migrates the database, starts the event
 //! writer, and runs the HTTP server until `shutdown` resolves, finishing requests in flight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use crate::db::lock::ServeLock;
 use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
-use crate::pipeline::{prepare::Preparer, retention::Retention, Processor, WAITING_FOR_SMTP};
+use crate::pipeline::{prepare::Preparer, retention::Retention, Processor};
 use crate::stripe::api::StripeClient;
 use crate::web::listener::{self, Limits};
 use crate::{web, Config, Error};
@@ -37,14 +37,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
-    let mailer = match config.smtp.is_configured() {
-        true => Some(Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?),
-        false => None,
-    };
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let path = config.database.path.clone();
-    let (_lock, writer_conn, processor_conn, schema_version) =
+    let (_lock, writer_conn, processor_conn, schema_version, saved) =
         tokio::task::spawn_blocking(move || {
             let mut conn = db::open(&path, busy_timeout)?;
             // Held until serve returns. With it, no other live process is sending, so rows
@@ -60,10 +55,17 @@ pub async fn serve(
                 );
             }
             let background = db::open_background(&path, busy_timeout)?;
-            Ok::<_, Error>((lock, conn, background, version))
+            let saved = db::settings::load(&conn)?;
+            Ok::<_, Error>((lock, conn, background, version, saved))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let config = with_saved_settings(config, &saved);
+    // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
+    if config.smtp.is_configured() {
+        Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?;
+    }
+    let (_publish_config, effective) = watch::channel(Arc::new(config.clone()));
     let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
     let new_events = Arc::new(Notify::new());
     let (writer, writer_thread) = EventWriter::start(writer_conn, WRITE_QUEUE, new_events.clone());
@@ -78,7 +80,7 @@ pub async fn serve(
         conn: Arc::new(Mutex::new(processor_conn)),
         new_events,
         new_deliveries: new_deliveries.clone(),
-        smtp_configured: config.smtp.is_configured(),
+        config: effective.clone(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
         concurrency: config.processor.concurrency,
         event_timeout: Duration::from_secs(config.processor.event_timeout_secs),
@@ -100,7 +102,7 @@ pub async fn serve(
             Some(tokio::spawn(retention.run(stopped.clone())))
         }
     };
-    let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;
+    let sender = start_sender(&config, effective, &pool, new_deliveries, stopped).await?;
 
     let address = listener.local_addr()?;
     tracing::info!(
@@ -136,10 +138,8 @@ pub async fn serve(
             tracing::error!(error = %e, "retention panicked");
         }
     }
-    if let Some(sender) = sender {
-        if let Err(e) = sender.await {
-            tracing::error!(error = %e, "the sender panicked");
-        }
+    if let Err(e) = sender.await {
+        tracing::error!(error = %e, "the sender panicked");
     }
     // The routes held the last writer handle; once they are gone the writer drains its queue
     // and ends, so every answered webhook is on disk before serve returns.
@@ -151,36 +151,28 @@ pub async fn serve(
     Ok(served?)
 }
 
-/// Starts the sender when SMTP is configured. Without it, deliveries are still prepared and wait
-/// in the outbox, each marked with why.
+/// The config with the values saved on the settings page. Saved values the config no longer
+/// accepts (the file changed under them) are left out, and the log says which, so the server
+/// still starts and the page can fix them.
+fn with_saved_settings(config: Config, saved: &BTreeMap<String, String>) -> Config {
+    match config.with_saved(saved) {
+        Ok(effective) => effective,
+        Err(e) => {
+            tracing::error!(error = %e, "the settings saved on the settings page are not used until they are fixed there");
+            config
+        }
+    }
+}
+
+/// Starts the sender. It sends with the SMTP settings of the moment (`effective`); without
+/// any, deliveries are still prepared and wait in the outbox, each marked with why.
 async fn start_sender(
     config: &Config,
-    mailer: Option<Mailer>,
+    effective: watch::Receiver<Arc<Config>>,
     pool: &Pool,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
-    // Notes on waiting rows only inform the log; with a large backlog writing them takes a
-    // while, so it happens beside start-up rather than before the listener serves.
-    let Some(mailer) = mailer else {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            match db::call(&pool, |c| deliveries::note_waiting(c, WAITING_FOR_SMTP)).await {
-                Ok(waiting) => tracing::warn!(
-                    waiting,
-                    "SMTP is not configured (smtp.host): emails are prepared and wait in the outbox"
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot mark deliveries as waiting for SMTP"),
-            }
-        });
-        return Ok(None);
-    };
-    let notes = pool.clone();
-    tokio::spawn(async move {
-        if let Err(e) = db::call(&notes, |c| deliveries::clear_note(c, WAITING_FOR_SMTP)).await {
-            tracing::error!(error = %e, "cannot clear the waiting-for-SMTP notes");
-        }
-    });
+) -> Result<tokio::task::JoinHandle<()>, Error> {
     let path = config.database.path.clone();
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let conn = tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
@@ -189,19 +181,12 @@ async fn start_sender(
     let sender = Arc::new(Sender {
         pool: pool.clone(),
         conn: Arc::new(Mutex::new(conn)),
-        mailer,
+        config: effective,
         wake,
-        workers: config.smtp.pool_size,
-        rate_limit: Some(config.smtp.rate_limit_per_sec).filter(|r| *r > 0),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
         lease: Duration::from_secs(config.outbox.lease_secs),
         retry_base: Duration::from_secs(config.outbox.retry_base_secs),
         next_slot: Mutex::new(None),
     });
-    tracing::info!(
-        relay = %format!("{}:{}", config.smtp.host, config.smtp.port),
-        connections = config.smtp.pool_size,
-        "sending through SMTP"
-    );
-    Ok(Some(tokio::spawn(sender.run(stop))))
+    Ok(tokio::spawn(sender.run(stop)))
 }

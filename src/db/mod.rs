@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod lock;
+pub mod settings;
 pub mod templates;
 pub mod writer;
 
