@@ -101,6 +101,9 @@ impl PartialEq for Origin {
 pub struct ServerConfig {
     /// Address the HTTP server binds to.
     pub listen: String,
+    /// When set, the merchant's pages are served only on this address (e.g. 127.0.0.1:8081,
+    /// reached through an SSH tunnel or a VPN), and `listen` serves only webhooks and health.
+    pub admin_listen: String,
     /// The address Stripe reaches this server at, used to print webhook URLs. Empty: derived
     /// from `listen`, which only works for `stripe listen --forward-to` on this machine.
     pub public_url: String,
@@ -123,6 +126,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
+            admin_listen: String::new(),
             public_url: String::new(),
             max_webhook_bytes: 512 * 1024,
             shutdown_timeout_secs: 30,
@@ -454,6 +458,17 @@ impl Config {
                 ),
             ));
         }
+        if !self.server.admin_listen.is_empty() {
+            if let Err(e) = self.server.admin_listen.parse::<SocketAddr>() {
+                problems.push((
+                    "server.admin_listen",
+                    format!(
+                        "server.admin_listen = {:?} is not an address like 127.0.0.1:8081 ({e})",
+                        self.server.admin_listen
+                    ),
+                ));
+            }
+        }
         if !self.server.public_url.is_empty() {
             check_url("server.public_url", &self.server.public_url, &mut problems);
         }
@@ -609,7 +624,7 @@ impl Config {
     fn set_setting(&mut self, key: &'static str, value: &str) -> Result<(), Error> {
         fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, Error> {
             value.trim().parse().map_err(|_| Error::Invalid {
-                field: key.into(),
+                field: key,
                 message: format!("{key} = {value:?} is not a whole number"),
             })
         }
@@ -618,13 +633,13 @@ impl Config {
             "smtp.host" => smtp.host = value.to_owned(),
             "smtp.port" => {
                 smtp.port = value.trim().parse().map_err(|_| Error::Invalid {
-                    field: key.into(),
+                    field: key,
                     message: format!("smtp.port = {value:?} is not a port number from 1 to 65535"),
                 })?
             }
             "smtp.security" => {
                 smtp.security = SmtpSecurity::from_name(value).ok_or_else(|| Error::Invalid {
-                    field: key.into(),
+                    field: key,
                     message: format!(
                         "smtp.security = {value:?} is not one of \"starttls\", \"tls\" or \"none\""
                     ),
@@ -640,7 +655,7 @@ impl Config {
             "server.public_url" => self.server.public_url = value.to_owned(),
             _ => {
                 return Err(Error::Invalid {
-                    field: key.into(),
+                    field: key,
                     message: format!("{key} cannot be changed on the settings page"),
                 })
             }
@@ -655,10 +670,9 @@ impl Config {
     /// checked as the config file is; the first problem is `Invalid`, naming its key.
     pub fn with_saved(&self, saved: &BTreeMap<String, String>) -> Result<Config, Error> {
         if let Some(key) = saved.keys().find(|k| !SETTABLE.contains(&k.as_str())) {
-            return Err(Error::Invalid {
-                field: key.clone(),
-                message: format!("{key} cannot be changed on the settings page"),
-            });
+            return Err(Error::Config(format!(
+                "the saved setting {key} is not one the settings page sets (saved by a newer version?)"
+            )));
         }
         let mut config = self.clone();
         for &key in SETTABLE {
@@ -684,10 +698,7 @@ impl Config {
             .find(|(field, _)| SETTABLE.contains(field))
             .or(problems.first());
         match first {
-            Some((field, message)) => Err(Error::Invalid {
-                field: (*field).into(),
-                message: message.clone(),
-            }),
+            Some((field, message)) => Err(Error::invalid(field, message.clone())),
             None => Ok(config),
         }
     }

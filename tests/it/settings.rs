@@ -186,4 +186,10 @@ fn invalid_saved_values_are_refused_naming_the_key() {
             other => panic!("{values:?}: {other:?}"),
         }
     }
+    // Only the page's keys can be saved; anything else in the table is not taken.
+    let err = base
+        .with_saved(&saved(&[("server.listen", "0.0.0.0:1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server.listen"), "{err}");
 }
