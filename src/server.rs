@@ -2,7 +2,6 @@
 //! starts the event writer, the processor, retention and the sender, and serves HTTP until
 //! `shutdown` resolves, finishing requests in flight; then stops the background work.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +48,7 @@ pub async fn serve_split(
 ) -> Result<(), Error> {
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let path = config.database.path.clone();
-    let (_lock, writer_conn, processor_conn, schema_version, saved) =
+    let (_lock, writer_conn, processor_conn, schema_version) =
         tokio::task::spawn_blocking(move || {
             let mut conn = db::open(&path, busy_timeout)?;
             // Held until serve returns. With it, no other live process is sending, so rows
@@ -65,17 +64,17 @@ pub async fn serve_split(
                 );
             }
             let background = db::open_background(&path, busy_timeout)?;
-            let saved = db::settings::load(&conn)?;
-            Ok::<_, Error>((lock, conn, background, version, saved))
+            Ok::<_, Error>((lock, conn, background, version))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let config = with_saved_settings(config, &saved);
+    let app = Arc::new(App::new(config)?);
+    // With the values saved on the settings page.
+    let config = Config::clone(&app.config());
     // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
     if config.smtp.is_configured() {
         Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?;
     }
-    let app = Arc::new(App::new(config.clone())?);
     let (writer, writer_thread) =
         EventWriter::start(writer_conn, WRITE_QUEUE, app.wake_processor.clone());
 
@@ -174,19 +173,6 @@ pub async fn serve_split(
         .map_err(|_| Error::Io(std::io::Error::other("the event writer thread panicked")))?;
     tracing::info!("stopped");
     Ok(served?)
-}
-
-/// The config with the values saved on the settings page. Saved values the config no longer
-/// accepts (the file changed under them) are left out, and the log says which, so the server
-/// still starts and the page can fix them.
-fn with_saved_settings(config: Config, saved: &BTreeMap<String, String>) -> Config {
-    match config.with_saved(saved) {
-        Ok(effective) => effective,
-        Err(e) => {
-            tracing::error!(error = %e, "the settings saved on the settings page are not used until they are fixed there");
-            config
-        }
-    }
 }
 
 /// Starts the sender. It sends with the SMTP settings in effect at each moment (`app`'s

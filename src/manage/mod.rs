@@ -7,3 +7,4 @@
 pub mod deliveries;
 pub mod integrations;
 pub mod settings;
+pub mod templates;

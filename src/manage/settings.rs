@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::app::App;
 use crate::config::{Config, SETTABLE};
 use crate::db;
-use crate::outbox::smtp::{self, Mailer};
+use crate::outbox::smtp::Mailer;
 use crate::Error;
 
 /// What the password field asks for. It is write-only: the page never shows it.
@@ -40,6 +40,20 @@ pub struct Saved {
 
 /// One save at a time, so the stored values and the published config are the same ones.
 static SAVING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `config` with the values saved on the settings page laid over it (`Config::with_saved`), as
+/// `App::new` builds it. Saved values the config no longer accepts (the file changed under them)
+/// are left out and the log says why, so the server still starts and the page can fix them.
+pub fn with_saved(config: Config, conn: &rusqlite::Connection) -> Result<Config, Error> {
+    let saved = db::settings::load(conn)?;
+    Ok(match config.with_saved(&saved) {
+        Ok(effective) => effective,
+        Err(e) => {
+            tracing::error!(error = %e, "the values saved on the settings page are not used until they are fixed there");
+            config
+        }
+    })
+}
 
 /// The config in effect now, with each key's source (`Config::source`).
 pub fn current(app: &App) -> std::sync::Arc<Config> {
@@ -108,36 +122,4 @@ fn smtp_invalid(message: &str) -> Error {
         .find(|key| message.contains(key))
         .unwrap_or("smtp.host");
     Error::invalid(field, format!("{message} (nothing was saved)"))
-}
-
-/// What a test email came to: the relay's reply, or what went wrong and the likely fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TestEmail {
-    Accepted(String),
-    Refused { error: String, hint: Option<String> },
-}
-
-/// Sends a test email to `to` with the settings in effect now.
-pub async fn send_test_email(app: &App, to: &str) -> Result<TestEmail, Error> {
-    let to = to.trim();
-    if !smtp::is_address(to) {
-        return Err(Error::invalid(
-            "to",
-            format!("{to:?} is not an email address: give the address to send the test to"),
-        ));
-    }
-    let config = app.config();
-    if !config.smtp.is_configured() {
-        return Err(Error::invalid(
-            "smtp.host",
-            "no SMTP relay is set yet: fill in the host and the from address, save, then send a test",
-        ));
-    }
-    Ok(match smtp::send_test_email(&config.smtp, to).await {
-        Ok(reply) => TestEmail::Accepted(reply),
-        Err((error, hint)) => TestEmail::Refused {
-            error: error.to_string(),
-            hint,
-        },
-    })
 }

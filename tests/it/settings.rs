@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailmycustomer::config::{Overrides, Source};
-use mailmycustomer::db::{self, deliveries, integrations};
+use mailmycustomer::db::deliveries::{self, Status};
+use mailmycustomer::db::{self, integrations};
 use mailmycustomer::pipeline::WAITING_FOR_SMTP;
 use mailmycustomer::{Config, Error};
 
@@ -345,8 +346,8 @@ async fn wait_for_deliveries(
     }
 }
 
-fn status_of(all: &[deliveries::Delivery], id: i64) -> Option<&str> {
-    all.iter().find(|d| d.id == id).map(|d| d.status.as_str())
+fn status_of(all: &[deliveries::Delivery], id: i64) -> Option<Status> {
+    all.iter().find(|d| d.id == id).map(|d| d.status)
 }
 
 /// Issue 10 item 2: SMTP saved on the page of a server started without it sends what waited,
@@ -395,7 +396,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     assert!(tag(&page, "smtp.host").contains("value=\"127.0.0.1\""));
     sink.wait_for(1, Duration::from_secs(20)).await;
     let sent = wait_for_deliveries(&server, "the waiting one sent", |all| {
-        status_of(all, first) == Some("sent")
+        status_of(all, first) == Some(Status::Sent)
     })
     .await;
     assert_eq!(sent[0].last_error, None, "the waiting note is gone");
@@ -419,10 +420,13 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
         .await
         .assert_stored(false);
     let retrying = wait_for_deliveries(&server, "the second one retrying", |all| {
-        all.len() == 2 && all.iter().any(|d| d.status == "retrying")
+        all.len() == 2 && all.iter().any(|d| d.status == Status::Retrying)
     })
     .await;
-    let second = retrying.iter().find(|d| d.status == "retrying").unwrap();
+    let second = retrying
+        .iter()
+        .find(|d| d.status == Status::Retrying)
+        .unwrap();
     assert!(
         second.last_error.as_deref().unwrap_or("").contains(&dead),
         "{second:?}"
@@ -436,7 +440,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     browser.post_and_follow("/settings", &pairs).await;
     sink.wait_for(2, Duration::from_secs(20)).await;
     wait_for_deliveries(&server, "the second one sent", |all| {
-        status_of(all, second) == Some("sent")
+        status_of(all, second) == Some(Status::Sent)
     })
     .await;
     assert!(
@@ -485,7 +489,7 @@ async fn a_failed_test_email_names_the_fix_and_a_bad_address_is_marked() {
         .await;
     assert_eq!(refused.status, 422, "no relay yet");
     assert!(
-        refused.body.contains("no SMTP relay is set yet"),
+        refused.body.contains("smtp.host is not set"),
         "{}",
         refused.body
     );

@@ -14,7 +14,8 @@ use poem::{handler, Response};
 
 use crate::app::App;
 use crate::config::{Config, Source};
-use crate::manage::settings::{self, Changes, Password, TestEmail};
+use crate::manage::deliveries::{self, TestEmail};
+use crate::manage::settings::{self, Changes, Password};
 use crate::web::components::{form_error, Field, Input};
 use crate::web::flash::{redirect_with, Flash};
 use crate::web::layout::{html_response, Nav, Page};
@@ -184,10 +185,10 @@ pub async fn test_email(
         .find(|(key, _)| key == "to")
         .map(|(_, value)| value)
         .unwrap_or_default();
-    match settings::send_test_email(&app, &to).await {
+    match deliveries::send_test_email(&app, &to).await {
         Ok(TestEmail::Accepted(reply)) => redirect_with(jar, "/settings", Flash::success(reply)),
-        Ok(TestEmail::Refused { error, hint }) => {
-            let message = match hint {
+        Ok(TestEmail::Refused { error, likely_fix }) => {
+            let message = match likely_fix {
                 Some(hint) => format!(
                     "The test email to {} failed: {error}. Likely fix: {hint}.",
                     to.trim()
