@@ -118,10 +118,10 @@ fn describe(config: &Config, i: &integrations::Integration) -> String {
         i.status,
         super::printable(i.stripe_account.as_deref().unwrap_or("-")),
         super::printable(i.from_address.as_deref().unwrap_or("(smtp.from_address)")),
-        integrations::redact(&i.webhook_secret),
+        integrations::redact(i.webhook_secret.expose()),
         i.api_key
-            .as_deref()
-            .map(integrations::redact)
+            .as_ref()
+            .map(|k| integrations::redact(k.expose()))
             .unwrap_or("-".into()),
         config.webhook_url(&i.id),
     )

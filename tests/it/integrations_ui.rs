@@ -85,8 +85,8 @@ async fn integration_edit_keeps_the_id_and_changes_what_it_is_given() {
     assert_eq!(
         (
             now.name.as_str(),
-            now.webhook_secret.as_str(),
-            now.api_key.as_deref()
+            now.webhook_secret.expose(),
+            now.api_key.as_ref().map(|k| k.expose())
         ),
         ("Rosen Goods", new_secret, Some(key))
     );
