@@ -1,6 +1,7 @@
 //! The merchant's pages, one file per page: its form struct, its handlers and its
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
+pub mod integrations;
 pub mod login;
 pub mod setup;
 
@@ -14,4 +15,17 @@ pub fn routes() -> Route {
         .at("/login", get(login::show).post(login::submit))
         .at("/logout", post(login::logout))
         .at("/setup", get(setup::show).post(setup::submit))
+        .at("/integrations", get(integrations::list::page))
+        .at(
+            "/integrations/new",
+            get(integrations::new::show).post(integrations::new::add),
+        )
+        .at(
+            "/integrations/:id",
+            get(integrations::edit::show).post(integrations::edit::save),
+        )
+        .at(
+            "/integrations/:id/remove",
+            get(integrations::remove::confirm).post(integrations::remove::remove),
+        )
 }
