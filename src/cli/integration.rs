@@ -1,4 +1,4 @@
-//! `mailmycustomer integration add|list|remove`: the Stripe accounts this instance listens to.
+//! `mailmycustomer integration add|list|edit|remove`: the Stripe accounts this instance listens to.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::{app, runtime, IntegrationAction};
 use crate::config::{self, Config};
 use crate::db::integrations;
-use crate::manage::{self, integrations::NewIntegration};
+use crate::manage::{self, integrations::Changes, integrations::NewIntegration};
 
 /// `-` means "read it from standard input", which keeps secrets out of shell history and `ps`.
 fn secret_arg(value: String, what: &str) -> anyhow::Result<String> {
@@ -74,21 +74,32 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                 println!("no integrations; add one with `mailmycustomer integration add`");
             }
             for i in all {
-                println!(
-                    "{}  {}  status={}  account={}  from={}  webhook_secret={}  api_key={}\n    {}",
-                    i.id,
-                    super::printable(&i.name),
-                    i.status,
-                    super::printable(i.stripe_account.as_deref().unwrap_or("-")),
-                    super::printable(i.from_address.as_deref().unwrap_or("(smtp.from_address)")),
-                    integrations::redact(i.webhook_secret.expose()),
-                    i.api_key
-                        .as_ref()
-                        .map(|k| integrations::redact(k.expose()))
-                        .unwrap_or("-".into()),
-                    config.webhook_url(&i.id),
-                );
+                println!("{}", describe(config, &i));
             }
+        }
+        IntegrationAction::Edit {
+            id,
+            name,
+            webhook_secret,
+            api_key,
+            remove_api_key,
+            from_address,
+        } => {
+            let api_key = match remove_api_key {
+                true => Some(String::new()),
+                false => api_key.map(|k| secret_arg(k, "API key")).transpose()?,
+            };
+            let changes = Changes {
+                name,
+                webhook_secret: webhook_secret
+                    .map(|s| secret_arg(s, "webhook secret"))
+                    .transpose()?,
+                api_key,
+                from_address,
+            };
+            let updated = runtime.block_on(manage::integrations::update(&app, &id, changes))?;
+            println!("{}", describe(config, &updated));
+            println!("The webhook URL, templates and delivery log are unchanged.");
         }
         IntegrationAction::Remove { id } => {
             runtime.block_on(manage::integrations::remove(&app, &id))?;
@@ -96,4 +107,22 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One integration on two lines, secrets redacted and text from the database made printable.
+fn describe(config: &Config, i: &integrations::Integration) -> String {
+    format!(
+        "{}  {}  status={}  account={}  from={}  webhook_secret={}  api_key={}\n    {}",
+        i.id,
+        super::printable(&i.name),
+        i.status,
+        super::printable(i.stripe_account.as_deref().unwrap_or("-")),
+        super::printable(i.from_address.as_deref().unwrap_or("(smtp.from_address)")),
+        integrations::redact(i.webhook_secret.expose()),
+        i.api_key
+            .as_ref()
+            .map(|k| integrations::redact(k.expose()))
+            .unwrap_or("-".into()),
+        config.webhook_url(&i.id),
+    )
 }

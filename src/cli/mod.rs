@@ -158,6 +158,34 @@ pub enum IntegrationAction {
     },
     /// List integrations, secrets redacted.
     List,
+    /// Change an integration, keeping its id: its webhook URL, templates and log stay.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Edit {
+        /// The integration id (int_…), as shown by `integration list`.
+        id: String,
+        /// A new name.
+        #[arg(long, group = "change")]
+        name: Option<String>,
+        /// A new signing secret (whsec_…), e.g. after rolling it in Stripe. Use - to read it
+        /// from standard input.
+        #[arg(long, value_name = "whsec_…", group = "change")]
+        webhook_secret: Option<String>,
+        /// A new secret (sk_…) or restricted (rk_…) API key. Use - to read it from standard
+        /// input.
+        #[arg(
+            long,
+            value_name = "rk_…|sk_…",
+            group = "change",
+            conflicts_with = "remove_api_key"
+        )]
+        api_key: Option<String>,
+        /// Forget the API key: events that need a lookup then fail, saying a key is missing.
+        #[arg(long, group = "change")]
+        remove_api_key: bool,
+        /// Send this integration's emails from this address; "" goes back to smtp.from_address.
+        #[arg(long, value_name = "EMAIL", group = "change")]
+        from_address: Option<String>,
+    },
     /// Remove an integration and the events stored for it.
     Remove {
         /// The integration id (int_…), as shown by `integration list`.

@@ -1,5 +1,7 @@
 //! The `integrations` table: the Stripe accounts this instance listens to.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::deliveries::{delete_in_batches, DELETE_BATCH};
@@ -81,10 +83,44 @@ fn from_row(row: &Row) -> rusqlite::Result<Integration> {
     })
 }
 
-pub fn insert(conn: &Connection, new: &NewIntegration) -> Result<Integration, Error> {
+/// A fresh integration id: `int_` and 16 random hex digits. It is the last segment of the
+/// webhook URL, so it names the integration but guards nothing (signatures do).
+pub fn new_id() -> Result<String, Error> {
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-    let id = format!("int_{}", hex::encode(random));
+    Ok(format!("int_{}", hex::encode(random)))
+}
+
+/// Whether `id` has the shape `new_id` makes.
+pub fn is_id(id: &str) -> bool {
+    id.strip_prefix("int_").is_some_and(|hex| {
+        hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+pub fn insert(conn: &Connection, new: &NewIntegration) -> Result<Integration, Error> {
+    insert_with_id(conn, &new_id()?, new)
+}
+
+/// Inserts under an id chosen beforehand (shown as the webhook URL while the form was filled
+/// in); an id already taken is a conflict, so a form sent twice adds one integration.
+pub fn insert_with_id(
+    conn: &Connection,
+    id: &str,
+    new: &NewIntegration,
+) -> Result<Integration, Error> {
+    if get(conn, id)?.is_some() {
+        return Err(Error::Conflict {
+            field: "id",
+            message: format!(
+                "an integration with the webhook URL ending in {id} exists already (was the \
+                 form sent twice?); find it under Integrations"
+            ),
+        });
+    }
     conn.execute(
         "INSERT INTO integrations (id, name, webhook_secret, api_key, stripe_account, created_at, from_address)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -99,7 +135,7 @@ pub fn insert(conn: &Connection, new: &NewIntegration) -> Result<Integration, Er
         ],
     )
     .map_err(|e| name_taken(e, new.name))?;
-    Ok(get(conn, &id)?.expect("row just inserted"))
+    Ok(get(conn, id)?.expect("row just inserted"))
 }
 
 /// A change to an integration's own fields; `None` keeps a field, `Some(None)` clears an
@@ -172,6 +208,111 @@ pub fn list(conn: &Connection) -> Result<Vec<Integration>, Error> {
     Ok(rows)
 }
 
+/// What an integration's newest event says: when it arrived, and whether it came from Stripe's
+/// live or test mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestEvent {
+    pub received_at: i64,
+    pub livemode: bool,
+}
+
+/// How many of the newest events `latest_events` reads before asking each integration not seen
+/// among them on its own.
+const RECENT_EVENTS: i64 = 2_000;
+
+/// The newest event of every integration that has one, by integration id.
+///
+/// Intake writes `events` on every webhook, so no index was added for this; it reads the ones
+/// there are. The unique (integration_id, stripe_event_id) index tells in one probe each which
+/// integrations have any event. `events_received`, read newest first, finds the integrations
+/// that received something lately within its first rows (one live shop: the first row). Only an
+/// integration quiet for the last `RECENT_EVENTS` events is looked up on its own, which reads
+/// its entries in that unique index (one per event it ever stored).
+pub fn latest_events(conn: &Connection) -> Result<HashMap<String, LatestEvent>, Error> {
+    let mut wanted: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM integrations
+             WHERE EXISTS (SELECT 1 FROM events WHERE events.integration_id = integrations.id)",
+        )
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(classify_db_error)?;
+    let mut found = HashMap::with_capacity(wanted.len());
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT integration_id, received_at, livemode FROM events INDEXED BY events_received
+                 ORDER BY received_at DESC LIMIT ?1",
+            )
+            .map_err(classify_db_error)?;
+        let mut rows = stmt.query([RECENT_EVENTS]).map_err(classify_db_error)?;
+        while found.len() < wanted.len() {
+            let Some(row) = rows.next().map_err(classify_db_error)? else {
+                break;
+            };
+            let id: String = row.get(0).map_err(classify_db_error)?;
+            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(id) {
+                slot.insert(LatestEvent {
+                    received_at: row.get(1).map_err(classify_db_error)?,
+                    livemode: row.get(2).map_err(classify_db_error)?,
+                });
+            }
+        }
+    }
+    wanted.retain(|id| !found.contains_key(id));
+    for id in wanted {
+        if let Some(latest) = latest_event(conn, &id)? {
+            found.insert(id, latest);
+        }
+    }
+    Ok(found)
+}
+
+/// The newest event of one integration, read through its entries in the unique
+/// (integration_id, stripe_event_id) index. Ids grow in the order events were committed.
+pub fn latest_event(conn: &Connection, id: &str) -> Result<Option<LatestEvent>, Error> {
+    conn.prepare_cached(
+        "SELECT received_at, livemode FROM events
+         WHERE id = (SELECT MAX(id) FROM events WHERE integration_id = ?1)",
+    )
+    .and_then(|mut s| {
+        s.query_row([id], |r| {
+            Ok(LatestEvent {
+                received_at: r.get(0)?,
+                livemode: r.get(1)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(classify_db_error)
+}
+
+/// What goes when an integration is removed, as the confirmation names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    pub deliveries: i64,
+    pub products: i64,
+    pub plans: i64,
+}
+
+/// Counts what `remove` would delete beside the events (reads the `deliveries_integration`
+/// index and the catalog's primary keys).
+pub fn holdings(conn: &Connection, id: &str) -> Result<Holdings, Error> {
+    conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM deliveries WHERE integration_id = ?1),
+                (SELECT COUNT(*) FROM catalog_products WHERE integration_id = ?1),
+                (SELECT COUNT(*) FROM catalog_plans WHERE integration_id = ?1)",
+        [id],
+        |r| {
+            Ok(Holdings {
+                deliveries: r.get(0)?,
+                products: r.get(1)?,
+                plans: r.get(2)?,
+            })
+        },
+    )
+    .map_err(classify_db_error)
+}
+
 /// Marks an integration connected or disconnected (e.g. on `account.application.deauthorized`).
 pub fn set_status(conn: &Connection, id: &str, status: Status) -> Result<(), Error> {
     conn.execute(
@@ -228,7 +369,114 @@ pub fn redact(secret: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn add(conn: &Connection, name: &str) -> String {
+        insert(
+            conn,
+            &NewIntegration {
+                name,
+                webhook_secret: "whsec_test_secret",
+                api_key: None,
+                stripe_account: None,
+                from_address: None,
+            },
+        )
+        .unwrap()
+        .id
+    }
+
+    /// `count` events for `integration`, the i-th received at `from + i`, live when `live`.
+    fn events(conn: &Connection, integration: &str, count: i64, from: i64, live: bool) {
+        let mut stmt = conn
+            .prepare(
+                "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
+                     received_at, payload)
+                 VALUES (?1, ?2, 'invoice.paid', ?3, ?4, ?4, '{}')",
+            )
+            .unwrap();
+        for i in 0..count {
+            let evt = format!("evt_{integration}_{from}_{i}");
+            stmt.execute(params![integration, evt, live, from + i])
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn latest_events_finds_busy_quiet_and_silent_integrations() {
+        let conn = database();
+        let quiet = add(&conn, "quiet");
+        let busy = add(&conn, "busy");
+        let silent = add(&conn, "silent");
+        // The quiet one's newest event (live) is older than the window of recent events the
+        // busy one fills; its older events were test mode.
+        events(&conn, &quiet, 3, 1_000, false);
+        events(&conn, &quiet, 1, 2_000, true);
+        events(&conn, &busy, RECENT_EVENTS + 10, 10_000, false);
+        let latest = latest_events(&conn).unwrap();
+        assert_eq!(
+            latest.get(&quiet),
+            Some(&LatestEvent {
+                received_at: 2_000,
+                livemode: true
+            })
+        );
+        assert_eq!(
+            latest.get(&busy),
+            Some(&LatestEvent {
+                received_at: 10_000 + RECENT_EVENTS + 9,
+                livemode: false
+            })
+        );
+        assert_eq!(latest.get(&silent), None);
+        assert_eq!(latest.len(), 2);
+        assert_eq!(
+            latest_event(&conn, &quiet).unwrap(),
+            latest.get(&quiet).copied()
+        );
+        assert_eq!(latest_event(&conn, &silent).unwrap(), None);
+    }
+
+    #[test]
+    fn an_id_chosen_beforehand_is_used_once() {
+        let conn = database();
+        let id = new_id().unwrap();
+        assert!(is_id(&id), "{id}");
+        let new = NewIntegration {
+            name: "shop",
+            webhook_secret: "whsec_test_secret",
+            api_key: None,
+            stripe_account: None,
+            from_address: None,
+        };
+        assert_eq!(insert_with_id(&conn, &id, &new).unwrap().id, id);
+        let again = insert_with_id(
+            &conn,
+            &id,
+            &NewIntegration {
+                name: "other",
+                ..new
+            },
+        );
+        assert!(
+            matches!(again, Err(Error::Conflict { field: "id", .. })),
+            "{again:?}"
+        );
+        for bad in [
+            "int_",
+            "int_0123456789ABCDEF",
+            "int_0123456789abcdef0",
+            "x_0123456789abcdef",
+        ] {
+            assert!(!is_id(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn redaction_keeps_kind_and_last_four_only() {

@@ -3,7 +3,7 @@
 //! and log stay), and removing it.
 
 use crate::app::App;
-use crate::db::integrations::{self, Integration};
+use crate::db::integrations::{self, Holdings, Integration, LatestEvent};
 use crate::Error;
 
 /// What a person gives to add an integration. Text is taken as typed; `add` trims and checks it.
@@ -30,6 +30,60 @@ pub async fn list(app: &App) -> Result<Vec<Integration>, Error> {
     app.db(integrations::list).await
 }
 
+/// An integration with what its events say: when the newest arrived, and in which mode.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub integration: Integration,
+    /// `None`: no event received yet.
+    pub latest: Option<LatestEvent>,
+}
+
+/// Every integration with its newest event, oldest integration first.
+pub async fn overview(app: &App) -> Result<Vec<Overview>, Error> {
+    app.db(|c| {
+        let mut latest = integrations::latest_events(c)?;
+        Ok(integrations::list(c)?
+            .into_iter()
+            .map(|integration| Overview {
+                latest: latest.remove(&integration.id),
+                integration,
+            })
+            .collect())
+    })
+    .await
+}
+
+/// One integration with its newest event.
+pub async fn overview_of(app: &App, id: &str) -> Result<Overview, Error> {
+    let key = id.to_owned();
+    app.db(move |c| match integrations::get(c, &key)? {
+        Some(integration) => Ok(Some(Overview {
+            latest: integrations::latest_event(c, &key)?,
+            integration,
+        })),
+        None => Ok(None),
+    })
+    .await?
+    .ok_or_else(|| not_found(id))
+}
+
+/// What removing the integration would delete beside its events.
+pub async fn holdings(app: &App, id: &str) -> Result<Holdings, Error> {
+    let key = id.to_owned();
+    app.db(move |c| match integrations::get(c, &key)? {
+        Some(_) => integrations::holdings(c, &key).map(Some),
+        None => Ok(None),
+    })
+    .await?
+    .ok_or_else(|| not_found(id))
+}
+
+/// An id for an integration about to be added, so its webhook URL can be shown (and given to
+/// Stripe) before the signing secret Stripe makes for that URL is pasted.
+pub fn new_id() -> Result<String, Error> {
+    integrations::new_id()
+}
+
 pub async fn get(app: &App, id: &str) -> Result<Integration, Error> {
     let key = id.to_owned();
     app.db(move |c| integrations::get(c, &key))
@@ -38,6 +92,18 @@ pub async fn get(app: &App, id: &str) -> Result<Integration, Error> {
 }
 
 pub async fn add(app: &App, new: NewIntegration) -> Result<Integration, Error> {
+    add_with_id(app, &new_id()?, new).await
+}
+
+/// Adds under an id from `new_id` (see there); a second add with the same id is a conflict.
+pub async fn add_with_id(app: &App, id: &str, new: NewIntegration) -> Result<Integration, Error> {
+    if !integrations::is_id(id) {
+        return Err(Error::invalid(
+            "id",
+            "this form's webhook URL is damaged; open Add an integration again",
+        ));
+    }
+    let id = id.to_owned();
     let name = checked_name(&new.name)?;
     let webhook_secret = checked_webhook_secret(&new.webhook_secret)?;
     let api_key = optional(new.api_key).map(checked_api_key).transpose()?;
@@ -54,8 +120,9 @@ pub async fn add(app: &App, new: NewIntegration) -> Result<Integration, Error> {
         })
         .transpose()?;
     app.db(move |c| {
-        integrations::insert(
+        integrations::insert_with_id(
             c,
+            &id,
             &integrations::NewIntegration {
                 name: &name,
                 webhook_secret: &webhook_secret,

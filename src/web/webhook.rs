@@ -36,6 +36,15 @@ impl Intake {
             integrations: Mutex::new(HashMap::new()),
         }
     }
+
+    /// Forgets what intake remembers of an integration, so a change made in this process (a
+    /// replaced signing secret, a removal) holds from the next webhook on.
+    pub fn forget(&self, integration_id: &str) {
+        self.integrations
+            .lock()
+            .expect("memo")
+            .remove(integration_id);
+    }
 }
 
 #[handler]

@@ -10,6 +10,7 @@ mod hostile;
 mod hygiene;
 mod install;
 mod intake;
+mod integrations_ui;
 mod pipeline;
 mod processor;
 mod recovery;

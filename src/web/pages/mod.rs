@@ -1,6 +1,7 @@
 //! The merchant's pages, one file per page: its form struct, its handlers and its
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
+pub mod integrations;
 pub mod login;
 pub mod settings;
 pub mod setup;
@@ -17,4 +18,17 @@ pub fn routes() -> Route {
         .at("/setup", get(setup::show).post(setup::submit))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-email", post(settings::test_email))
+        .at("/integrations", get(integrations::list::page))
+        .at(
+            "/integrations/new",
+            get(integrations::new::show).post(integrations::new::add),
+        )
+        .at(
+            "/integrations/:id",
+            get(integrations::edit::show).post(integrations::edit::save),
+        )
+        .at(
+            "/integrations/:id/remove",
+            get(integrations::remove::confirm).post(integrations::remove::remove),
+        )
 }
