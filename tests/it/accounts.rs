@@ -320,6 +320,10 @@ async fn sign_in_attempts_are_limited_per_account_and_per_address() {
         text.contains("Too many sign-in attempts; try again in 15 minutes."),
         "{text}"
     );
+    assert!(
+        text.contains(&format!("value=\"{}\"", ui::EMAIL)),
+        "the email typed is kept"
+    );
     let secs: u64 = retry_after.unwrap().parse().unwrap();
     assert!((840..=900).contains(&secs), "{secs}");
     // Another account is not held.
@@ -776,9 +780,14 @@ async fn the_setup_link_creates_the_first_user_once() {
     let (status, _, text) = post(fields("short", "short")).await;
     assert_eq!(status, 422, "{text}");
     assert!(text.contains("at least 10 characters") && text.contains("owner@rosen.example"));
+    assert!(
+        text.contains("id=\"f-password-error\""),
+        "the field is not marked: {text}"
+    );
     let (status, _, text) = post(fields("a good long password", "a good long passw0rd")).await;
     assert_eq!(status, 422, "{text}");
     assert!(text.contains("the two passwords differ"), "{text}");
+    assert!(text.contains("id=\"f-password_again-error\""), "{text}");
 
     let (status, location, text) =
         post(fields("a good long password", "a good long password")).await;
