@@ -12,9 +12,11 @@ pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod lock;
+pub mod sessions;
 pub mod settings;
 mod state;
 pub mod templates;
+pub mod users;
 pub mod writer;
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};

@@ -8,3 +8,4 @@ pub mod deliveries;
 pub mod integrations;
 pub mod settings;
 pub mod templates;
+pub mod users;
