@@ -412,7 +412,8 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
         return Err(Error::Conflict {
             field: "id",
             message: format!(
-                "delivery {id} was skipped ({}) and has no email to resend",
+                "delivery {id} was {} ({}) and has no email to resend",
+                old.status,
                 old.last_error.as_deref().unwrap_or("no reason recorded")
             ),
         });
