@@ -680,3 +680,38 @@ async fn the_settings_routes_need_sign_in_and_the_csrf_token() {
     assert_eq!(saved_settings(&server), saved(&change));
     server.stop().await;
 }
+
+/// A value that would break sending is refused when it is saved, not when the next email goes:
+/// here turning SMTP on with a DKIM key (from the config file) that cannot be read.
+#[tokio::test]
+async fn settings_that_cannot_send_are_refused_at_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.smtp.dkim_key_path = dir.path().join("missing.pem").display().to_string();
+    config.smtp.dkim_selector = "mmc".into();
+    config.smtp.dkim_domain = "rosen.example".into();
+    let id = crate::support::add_integration(&config, "shop", SECRET);
+    let server = TestServer::start_with(config, id).await;
+    let ui = signed_in(&server).await;
+
+    let refused = ui
+        .post(
+            "/settings",
+            &[
+                ("smtp.host", "127.0.0.1"),
+                ("smtp.from_address", "billing@rosen.example"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(tag(&refused.text, "smtp.host").contains("aria-invalid"));
+    assert!(
+        refused.text.contains("DKIM key") && refused.text.contains("nothing was saved"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(saved_settings(&server), BTreeMap::new());
+    let page = ui.get("/settings").await.text;
+    assert!(page.contains("No relay yet"), "still unconfigured: {page}");
+    server.stop().await;
+}
