@@ -14,7 +14,7 @@ use mailmycustomer::{Config, Error};
 use crate::fake_stripe::FakeStripe;
 use crate::pipeline::populate;
 use crate::sink::{free_port, Sink};
-use crate::support::{distinct_invoice_paid, test_config, TestServer, SECRET};
+use crate::support::{distinct_invoice_paid, signed_in, test_config, TestServer, UiClient, SECRET};
 
 fn saved(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -203,80 +203,13 @@ fn invalid_saved_values_are_refused_naming_the_key() {
     assert!(err.contains("server.listen"), "{err}");
 }
 
-/// A browser without JavaScript: follows no redirect by itself, and carries the flash cookie
-/// from a POST's answer to the page it redirects to.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-}
-
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    cookie: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: server.url(""),
-        }
-    }
-
-    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(cookie) = cookie {
-            request = request.header("cookie", cookie);
-        }
-        answer(request.send().await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Answer {
-        let mut encoded = reqwest::Url::parse("http://x/").unwrap();
-        encoded.query_pairs_mut().extend_pairs(form);
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(encoded.query().unwrap_or_default().to_owned())
-            .send()
-            .await
-            .unwrap();
-        answer(response).await
-    }
-
-    /// Posts `form`, expects 303 back to the settings page, and returns that page as the
-    /// redirect shows it (with its flash message).
-    async fn post_and_follow(&self, path: &str, form: &[(&str, &str)]) -> String {
-        let posted = self.post(path, form).await;
-        assert_eq!(posted.status, 303, "{form:?}: {}", posted.body);
-        assert_eq!(posted.location.as_deref(), Some("/settings"));
-        let page = self.get("/settings", posted.cookie.as_deref()).await;
-        assert_eq!(page.status, 200);
-        page.body
-    }
-}
-
-async fn answer(response: reqwest::Response) -> Answer {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
-    let (location, cookie) = (header("location"), header("set-cookie"));
-    Answer {
-        status: response.status().as_u16(),
-        location,
-        // "name=value; Path=/; …" → "name=value"
-        cookie: cookie.map(|c| c.split(';').next().unwrap().to_owned()),
-        body: response.text().await.unwrap(),
-    }
+/// Posts `form` as the signed-in merchant, expects 303 back to the settings page, and returns
+/// that page as the redirect shows it (with its flash message).
+async fn post_and_follow(ui: &UiClient, path: &str, form: &[(&str, &str)]) -> String {
+    ui.post(path, form).await.assert_redirect("/settings");
+    let page = ui.get("/settings").await;
+    assert_eq!(page.status, 200);
+    page.text
 }
 
 /// The `<input …>` (or `<select …>`) tag of the form field named `name`.
@@ -359,7 +292,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     let fake = FakeStripe::start().await;
     populate(&fake);
     let server = start_without_smtp(dir.path(), &fake).await;
-    let browser = Browser::new(&server);
+    let ui = signed_in(&server).await;
 
     server
         .deliver(distinct_invoice_paid("settings", 1))
@@ -370,8 +303,8 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     })
     .await;
     let first = waiting[0].id;
-    let page = browser.get("/settings", None).await;
-    assert!(page.body.contains("No relay yet"), "{}", page.body);
+    let page = ui.get("/settings").await;
+    assert!(page.text.contains("No relay yet"), "{}", page.text);
 
     let sink = Sink::start();
     let port = sink.port.to_string();
@@ -386,7 +319,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     };
     let posted = relay(&port);
     let pairs: Vec<(&str, &str)> = posted.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let page = browser.post_and_follow("/settings", &pairs).await;
+    let page = post_and_follow(&ui, "/settings", &pairs).await;
     let message = flash(&page).expect("a flash after saving");
     assert!(message.contains("smtp.host"), "{message}");
     assert!(
@@ -414,7 +347,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     let dead = free_port().to_string();
     let posted = relay(&dead);
     let pairs: Vec<(&str, &str)> = posted.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    browser.post_and_follow("/settings", &pairs).await;
+    post_and_follow(&ui, "/settings", &pairs).await;
     server
         .deliver(distinct_invoice_paid("settings", 2))
         .await
@@ -437,7 +370,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     let posted = relay(&port);
     let pairs: Vec<(&str, &str)> = posted.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let back = Instant::now();
-    browser.post_and_follow("/settings", &pairs).await;
+    post_and_follow(&ui, "/settings", &pairs).await;
     sink.wait_for(2, Duration::from_secs(20)).await;
     wait_for_deliveries(&server, "the second one sent", |all| {
         status_of(all, second) == Some(Status::Sent)
@@ -450,16 +383,19 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
     );
 
     // Send test email: the relay's answer on the page.
-    let page = browser
-        .post_and_follow("/settings/test-email", &[("to", "merchant@rosen.example")])
-        .await;
+    let page = post_and_follow(
+        &ui,
+        "/settings/test-email",
+        &[("to", "merchant@rosen.example")],
+    )
+    .await;
     let message = flash(&page).expect("a flash after the test");
     assert!(message.contains("accepted the test email"), "{message}");
     sink.wait_for(3, Duration::from_secs(20)).await;
 
     // Unconfigured again: nothing is sent, and what comes in waits, saying why.
     let posted = [("smtp.host", "")];
-    browser.post_and_follow("/settings", &posted).await;
+    post_and_follow(&ui, "/settings", &posted).await;
     server
         .deliver(distinct_invoice_paid("settings", 3))
         .await
@@ -482,44 +418,42 @@ async fn a_failed_test_email_names_the_fix_and_a_bad_address_is_marked() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeStripe::start().await;
     let server = start_without_smtp(dir.path(), &fake).await;
-    let browser = Browser::new(&server);
+    let ui = signed_in(&server).await;
 
-    let refused = browser
+    let refused = ui
         .post("/settings/test-email", &[("to", "me@rosen.example")])
         .await;
     assert_eq!(refused.status, 422, "no relay yet");
     assert!(
-        refused.body.contains("smtp.host is not set"),
+        refused.text.contains("smtp.host is not set"),
         "{}",
-        refused.body
+        refused.text
     );
 
     let dead = free_port().to_string();
-    browser
-        .post_and_follow(
-            "/settings",
-            &[
-                ("smtp.host", "127.0.0.1"),
-                ("smtp.port", &dead),
-                ("smtp.security", "none"),
-                ("smtp.from_address", "billing@rosen.example"),
-            ],
-        )
-        .await;
-    let page = browser
-        .post_and_follow("/settings/test-email", &[("to", "me@rosen.example")])
-        .await;
+    post_and_follow(
+        &ui,
+        "/settings",
+        &[
+            ("smtp.host", "127.0.0.1"),
+            ("smtp.port", &dead),
+            ("smtp.security", "none"),
+            ("smtp.from_address", "billing@rosen.example"),
+        ],
+    )
+    .await;
+    let page = post_and_follow(&ui, "/settings/test-email", &[("to", "me@rosen.example")]).await;
     let message = flash(&page).expect("a flash after the test");
     assert!(
         message.contains("failed") && message.contains("Likely fix: nothing listens on"),
         "{message}"
     );
 
-    let bad = browser
+    let bad = ui
         .post("/settings/test-email", &[("to", "not an <address>")])
         .await;
     assert_eq!(bad.status, 422);
-    let field = tag(&bad.body, "to");
+    let field = tag(&bad.text, "to");
     assert!(field.contains("aria-invalid=\"true\""), "{field}");
     assert!(
         field.contains("value=\"not an &lt;address&gt;\""),
@@ -535,15 +469,15 @@ async fn the_password_never_appears_in_the_page() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeStripe::start().await;
     let server = start_without_smtp(dir.path(), &fake).await;
-    let browser = Browser::new(&server);
+    let ui = signed_in(&server).await;
     const PASSWORD: &str = "hunter2-Zq9-settings";
 
-    let page = browser
-        .post_and_follow(
-            "/settings",
-            &[("smtp.username", "rosen"), ("smtp.password", PASSWORD)],
-        )
-        .await;
+    let page = post_and_follow(
+        &ui,
+        "/settings",
+        &[("smtp.username", "rosen"), ("smtp.password", PASSWORD)],
+    )
+    .await;
     assert!(!page.contains(PASSWORD), "{page}");
     assert!(page.contains("Set. Leave empty to keep it."), "{page}");
     assert!(tag(&page, "smtp.password").contains("value=\"\""));
@@ -555,7 +489,7 @@ async fn the_password_never_appears_in_the_page() {
         "stored as it is (sealing secrets at rest comes later)"
     );
 
-    let failed = browser
+    let failed = ui
         .post(
             "/settings",
             &[
@@ -565,15 +499,15 @@ async fn the_password_never_appears_in_the_page() {
         )
         .await;
     assert_eq!(failed.status, 422);
-    assert!(!failed.body.contains("another-Secret-77") && !failed.body.contains(PASSWORD));
+    assert!(!failed.text.contains("another-Secret-77") && !failed.text.contains(PASSWORD));
 
     // Left empty: kept.
-    browser
-        .post_and_follow(
-            "/settings",
-            &[("smtp.username", "rosen"), ("smtp.password", "")],
-        )
-        .await;
+    post_and_follow(
+        &ui,
+        "/settings",
+        &[("smtp.username", "rosen"), ("smtp.password", "")],
+    )
+    .await;
     assert_eq!(
         saved_settings(&server)
             .get("smtp.password")
@@ -582,16 +516,16 @@ async fn the_password_never_appears_in_the_page() {
     );
 
     // Cleared, with the username that goes with it.
-    let page = browser
-        .post_and_follow(
-            "/settings",
-            &[
-                ("smtp.username", ""),
-                ("smtp.password", ""),
-                ("clear_password", "1"),
-            ],
-        )
-        .await;
+    let page = post_and_follow(
+        &ui,
+        "/settings",
+        &[
+            ("smtp.username", ""),
+            ("smtp.password", ""),
+            ("clear_password", "1"),
+        ],
+    )
+    .await;
     assert!(page.contains("Not set. Leave empty to keep it."), "{page}");
     assert_eq!(saved_settings(&server), BTreeMap::new());
     server.stop().await;
@@ -620,9 +554,9 @@ async fn environment_and_flag_values_are_read_only() {
     config.origin = loaded.origin.clone();
     let id = crate::support::add_integration(&config, "shop", SECRET);
     let server = TestServer::start_with(config, id).await;
-    let browser = Browser::new(&server);
+    let ui = signed_in(&server).await;
 
-    let page = browser.get("/settings", None).await.body;
+    let page = ui.get("/settings").await.text;
     let host = tag(&page, "smtp.host");
     assert!(
         host.contains("readonly") && host.contains("relay.env.example"),
@@ -633,29 +567,29 @@ async fn environment_and_flag_values_are_read_only() {
     assert!(page.contains("Read-only: set by --public-url"), "{page}");
     assert!(!tag(&page, "smtp.port").contains("readonly"));
 
-    let refused = browser
+    let refused = ui
         .post(
             "/settings",
             &[("smtp.host", "relay.page.example"), ("smtp.port", "2525")],
         )
         .await;
     assert_eq!(refused.status, 422);
-    let host = tag(&refused.body, "smtp.host");
+    let host = tag(&refused.text, "smtp.host");
     assert!(host.contains("aria-invalid=\"true\""), "{host}");
-    assert!(refused.body.contains("MMC_SMTP__HOST"), "{}", refused.body);
+    assert!(refused.text.contains("MMC_SMTP__HOST"), "{}", refused.text);
     assert_eq!(saved_settings(&server), BTreeMap::new(), "nothing saved");
 
     // The read-only values sent back as shown are fine; the rest is saved.
-    let page = browser
-        .post_and_follow(
-            "/settings",
-            &[
-                ("smtp.host", "relay.env.example"),
-                ("server.public_url", "https://flag.example"),
-                ("smtp.port", "2525"),
-            ],
-        )
-        .await;
+    let page = post_and_follow(
+        &ui,
+        "/settings",
+        &[
+            ("smtp.host", "relay.env.example"),
+            ("server.public_url", "https://flag.example"),
+            ("smtp.port", "2525"),
+        ],
+    )
+    .await;
     assert!(tag(&page, "smtp.port").contains("value=\"2525\""));
     assert_eq!(saved_settings(&server), saved(&[("smtp.port", "2525")]));
     server.stop().await;
@@ -667,9 +601,9 @@ async fn an_invalid_port_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeStripe::start().await;
     let server = start_without_smtp(dir.path(), &fake).await;
-    let browser = Browser::new(&server);
+    let ui = signed_in(&server).await;
 
-    let refused = browser
+    let refused = ui
         .post(
             "/settings",
             &[
@@ -680,30 +614,104 @@ async fn an_invalid_port_is_refused_naming_the_field() {
         )
         .await;
     assert_eq!(refused.status, 422);
-    let port = tag(&refused.body, "smtp.port");
+    let port = tag(&refused.text, "smtp.port");
     assert!(
         port.contains("aria-invalid=\"true\"") && port.contains("value=\"70000\""),
         "{port}"
     );
     assert!(
         refused
-            .body
+            .text
             .contains("smtp.port = &quot;70000&quot; is not a port number"),
         "{}",
-        refused.body
+        refused.text
     );
     assert!(
-        tag(&refused.body, "smtp.host").contains("value=\"relay.example\""),
+        tag(&refused.text, "smtp.host").contains("value=\"relay.example\""),
         "typed kept"
     );
     assert_eq!(saved_settings(&server), BTreeMap::new());
 
     // A host without a from address is refused as the config file would be.
-    let refused = browser
+    let refused = ui
         .post("/settings", &[("smtp.host", "relay.example")])
         .await;
     assert_eq!(refused.status, 422);
-    assert!(tag(&refused.body, "smtp.from_address").contains("aria-invalid"));
+    assert!(tag(&refused.text, "smtp.from_address").contains("aria-invalid"));
     assert_eq!(saved_settings(&server), BTreeMap::new());
+    server.stop().await;
+}
+
+/// Every settings route needs sign-in, and every POST its session's CSRF token: without them
+/// nothing is saved or sent.
+#[tokio::test]
+async fn the_settings_routes_need_sign_in_and_the_csrf_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = start_without_smtp(dir.path(), &fake).await;
+    let change = [("smtp.port", "2525")];
+
+    let stranger = UiClient::new(&server);
+    stranger
+        .get("/settings")
+        .await
+        .assert_redirect("/login?next=%2Fsettings");
+    for path in ["/settings", "/settings/test-email"] {
+        stranger
+            .post_without_csrf(path, &[("smtp.port", "2525"), ("to", "x@rosen.example")])
+            .await
+            .assert_redirect("/login");
+    }
+
+    let ui = signed_in(&server).await;
+    for csrf in [None, Some("wrong-token")] {
+        let mut fields = change.to_vec();
+        fields.push(("to", "x@rosen.example"));
+        if let Some(token) = csrf {
+            fields.push(("csrf", token));
+        }
+        for path in ["/settings", "/settings/test-email"] {
+            let refused = ui.post_without_csrf(path, &fields).await;
+            assert_eq!(refused.status, 403, "{path} {csrf:?}: {}", refused.text);
+        }
+    }
+    assert_eq!(saved_settings(&server), BTreeMap::new(), "nothing saved");
+    post_and_follow(&ui, "/settings", &change).await;
+    assert_eq!(saved_settings(&server), saved(&change));
+    server.stop().await;
+}
+
+/// A value that would break sending is refused when it is saved, not when the next email goes:
+/// here turning SMTP on with a DKIM key (from the config file) that cannot be read.
+#[tokio::test]
+async fn settings_that_cannot_send_are_refused_at_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.smtp.dkim_key_path = dir.path().join("missing.pem").display().to_string();
+    config.smtp.dkim_selector = "mmc".into();
+    config.smtp.dkim_domain = "rosen.example".into();
+    let id = crate::support::add_integration(&config, "shop", SECRET);
+    let server = TestServer::start_with(config, id).await;
+    let ui = signed_in(&server).await;
+
+    let refused = ui
+        .post(
+            "/settings",
+            &[
+                ("smtp.host", "127.0.0.1"),
+                ("smtp.from_address", "billing@rosen.example"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(tag(&refused.text, "smtp.host").contains("aria-invalid"));
+    assert!(
+        refused.text.contains("DKIM key") && refused.text.contains("nothing was saved"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(saved_settings(&server), BTreeMap::new());
+    let page = ui.get("/settings").await.text;
+    assert!(page.contains("No relay yet"), "still unconfigured: {page}");
     server.stop().await;
 }

@@ -16,7 +16,8 @@ use crate::app::App;
 use crate::config::{Config, Source};
 use crate::manage::deliveries::{self, TestEmail};
 use crate::manage::settings::{self, Changes, Password};
-use crate::web::components::{form_error, Field, Input};
+use crate::web::auth::SignedIn;
+use crate::web::components::{csrf_input, form_error, Field, Input};
 use crate::web::flash::{redirect_with, Flash};
 use crate::web::layout::{html_response, Nav, Page};
 use crate::web::page_error;
@@ -111,24 +112,36 @@ impl Values {
 }
 
 #[handler]
-pub async fn show(app: Data<&Arc<App>>, jar: &CookieJar) -> Response {
+pub async fn show(app: Data<&Arc<App>>, jar: &CookieJar, signed_in: SignedIn) -> Response {
     let config = settings::current(&app);
     let page = Page {
         title: "Settings",
         nav: Nav::Settings,
-        session: None,
+        session: Some(signed_in.session()),
         flash: Flash::take(jar),
     };
-    html_response(
-        StatusCode::OK,
-        page.render(view(&config, &Values::of(&config), None)),
-    )
+    let body = view(&config, &Values::of(&config), &signed_in.csrf, None);
+    html_response(StatusCode::OK, page.render(body))
+}
+
+/// The page again after a failed save or test, with what was typed and the error by its field
+/// (422 for a value, or the error's own status).
+fn refused(config: &Config, shown: &Values, signed_in: &SignedIn, error: &Error) -> Response {
+    let page = Page {
+        title: "Settings",
+        nav: Nav::Settings,
+        session: Some(signed_in.session()),
+        flash: None,
+    };
+    let body = view(config, shown, &signed_in.csrf, Some(error));
+    html_response(error.status(), page.render(body))
 }
 
 #[handler]
 pub async fn save(
     app: Data<&Arc<App>>,
     jar: &CookieJar,
+    signed_in: SignedIn,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let form: BTreeMap<String, String> = form.into_iter().collect();
@@ -162,15 +175,9 @@ pub async fn save(
             let config = settings::current(&app);
             let mut shown = Values::of(&config);
             shown.values.extend(values);
-            let page = Page {
-                title: "Settings",
-                nav: Nav::Settings,
-                session: None,
-                flash: None,
-            };
-            html_response(e.status(), page.render(view(&config, &shown, Some(&e))))
+            refused(&config, &shown, &signed_in, &e)
         }
-        Err(e) => page_error(&e, None),
+        Err(e) => page_error(&e, Some(signed_in.session())),
     }
 }
 
@@ -178,6 +185,7 @@ pub async fn save(
 pub async fn test_email(
     app: Data<&Arc<App>>,
     jar: &CookieJar,
+    signed_in: SignedIn,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let to = form
@@ -201,15 +209,9 @@ pub async fn test_email(
             let config = settings::current(&app);
             let mut shown = Values::of(&config);
             shown.test_to = to;
-            let page = Page {
-                title: "Settings",
-                nav: Nav::Settings,
-                session: None,
-                flash: None,
-            };
-            html_response(e.status(), page.render(view(&config, &shown, Some(&e))))
+            refused(&config, &shown, &signed_in, &e)
         }
-        Err(e) => page_error(&e, None),
+        Err(e) => page_error(&e, Some(signed_in.session())),
     }
 }
 
@@ -223,7 +225,7 @@ fn origin(source: &Source) -> &'static str {
     }
 }
 
-fn view(config: &Config, values: &Values, error: Option<&Error>) -> Markup {
+fn view(config: &Config, values: &Values, csrf: &str, error: Option<&Error>) -> Markup {
     let smtp = &config.smtp;
     let reasons: BTreeMap<&str, Option<String>> = FIELDS
         .iter()
@@ -244,6 +246,7 @@ fn view(config: &Config, values: &Values, error: Option<&Error>) -> Markup {
     html! {
         (form_error(error, &known_fields))
         form.stack method="post" action="/settings" {
+            (csrf_input(csrf))
             section.card aria-labelledby="smtp-heading" {
                 h2 #smtp-heading { "Sending email (SMTP)" }
                 @if smtp.is_configured() {
@@ -275,6 +278,7 @@ fn view(config: &Config, values: &Values, error: Option<&Error>) -> Markup {
             h2 #test-heading { "Send a test email" }
             p.muted { "Sends a short email with the settings saved above, and shows the relay's answer." }
             form.stack method="post" action="/settings/test-email" {
+                (csrf_input(csrf))
                 (Field::new("Send to", "to", &values.test_to)
                     .input(Input::Email)
                     .required()
