@@ -111,7 +111,7 @@ async fn try_submit(req: &Request, form: &SetupForm) -> Result<Response, Respons
         req.cookie(),
         "/",
         Flash::success(format!(
-            "Welcome! You are signed in as {}. Add more people with `mailmycustomer user add`.",
+            "Welcome! You are signed in as {}. Add more people on the command line: mailmycustomer user add EMAIL.",
             user.email
         )),
     ))
@@ -139,7 +139,7 @@ fn refused(token: &str) -> Response {
         }
         false => {
             "This setup link is not valid: it works once, and only until the server restarts. \
-             Use the link in the server's latest log, or run `mailmycustomer user add EMAIL`."
+             Use the link in the server's latest log, or run: mailmycustomer user add EMAIL."
         }
     };
     error_page(StatusCode::FORBIDDEN, message, None)
