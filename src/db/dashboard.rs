@@ -78,10 +78,7 @@ pub fn per_day(
         .map(|d| (d, Counts::default()))
         .collect();
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT day, status, SUM(n) FROM daily_counts
-             WHERE day BETWEEN ?1 AND ?2 GROUP BY day, status",
-        )
+        .prepare_cached(sql::PER_DAY)
         .map_err(classify_db_error)?;
     let rows = stmt
         .query_map(params![first_day, last_day], |r| {
@@ -118,8 +115,41 @@ pub struct Row {
     pub sent_at: Option<i64>,
 }
 
-const ROW_COLUMNS: &str =
-    "id, integration_id, trigger, recipient, subject, status, last_error, created_at, sent_at";
+/// The statements, public so the benchmark can show each one's `EXPLAIN QUERY PLAN`.
+pub mod sql {
+    /// `?1`, `?2`: the first and last day.
+    pub const PER_DAY: &str = "SELECT day, status, SUM(n) FROM daily_counts
+        WHERE day BETWEEN ?1 AND ?2 GROUP BY day, status";
+    /// `?1`: how many.
+    pub const LATEST: &str = "SELECT id, integration_id, trigger, recipient, subject, status,
+            last_error, created_at, sent_at
+        FROM deliveries ORDER BY created_at DESC, id DESC LIMIT ?1";
+    /// `?1`: the first day.
+    pub const FAILED_COUNT: &str =
+        "SELECT COALESCE(SUM(n), 0) FROM daily_counts WHERE day >= ?1 AND status = 'failed'";
+    /// `?1`: since (unix seconds).
+    pub const FAILED_RESENT: &str = "SELECT COUNT(DISTINCT o.id)
+        FROM deliveries r INDEXED BY deliveries_resend_of JOIN deliveries o ON o.id = r.resend_of
+        WHERE r.resend_of IS NOT NULL AND o.status = 'failed' AND o.created_at >= ?1";
+    /// `?1`: since (unix seconds).
+    pub const FAILED_NEWEST: &str = "SELECT id, integration_id, trigger, recipient, subject,
+            status, last_error, created_at, sent_at
+        FROM deliveries d INDEXED BY deliveries_status
+        WHERE status = 'failed' AND created_at >= ?1
+          AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.resend_of = d.id)
+        ORDER BY created_at DESC, id DESC LIMIT 1";
+    /// `?1`: since (unix seconds).
+    pub const NOT_SENT: &str = "SELECT integration_id, reason, COUNT(*), MAX(created_at)
+        FROM deliveries INDEXED BY deliveries_reason
+        WHERE reason IS NOT NULL AND created_at >= ?1
+        GROUP BY integration_id, reason ORDER BY integration_id, reason";
+    /// `?1`: since (unix seconds).
+    pub const RECENT_EVENTS: &str = "SELECT integration_id, MAX(received_at)
+        FROM events INDEXED BY events_received WHERE received_at >= ?1 GROUP BY integration_id";
+    pub const ANY_EVENT: &str =
+        "SELECT id, EXISTS (SELECT 1 FROM events e WHERE e.integration_id = integrations.id)
+        FROM integrations ORDER BY created_at, id";
+}
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
     let status: String = r.get(5)?;
@@ -141,9 +171,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
 /// The newest deliveries, newest first (index `deliveries_created`, read backwards).
 pub fn latest(conn: &Connection, limit: usize) -> Result<Vec<Row>, Error> {
     let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM deliveries ORDER BY created_at DESC, id DESC LIMIT ?1"
-        ))
+        .prepare_cached(sql::LATEST)
         .map_err(classify_db_error)?;
     let rows = stmt
         .query_map([limit as i64], row)
@@ -165,27 +193,16 @@ pub fn failed_since(conn: &Connection, first_day: i64) -> Result<Failed, Error> 
     // Failed rows from the daily counts, less those resent:
     // resends are few (a person asks for each), and `deliveries_resend_of` holds only them.
     let failed: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(n), 0) FROM daily_counts WHERE day >= ?1 AND status = 'failed'",
-        )
+        .prepare_cached(sql::FAILED_COUNT)
         .and_then(|mut s| s.query_row([first_day], |r| r.get(0)))
         .map_err(classify_db_error)?;
     let resent: i64 = conn
-        .prepare_cached(
-            "SELECT COUNT(DISTINCT o.id) FROM deliveries r INDEXED BY deliveries_resend_of
-             JOIN deliveries o ON o.id = r.resend_of
-             WHERE r.resend_of IS NOT NULL AND o.status = 'failed' AND o.created_at >= ?1",
-        )
+        .prepare_cached(sql::FAILED_RESENT)
         .and_then(|mut s| s.query_row([since], |r| r.get(0)))
         .map_err(classify_db_error)?;
     // The newest failed row not resent: index `deliveries_status` backwards from the newest.
     let newest = conn
-        .prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM deliveries d INDEXED BY deliveries_status
-             WHERE status = 'failed' AND created_at >= ?1
-               AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.resend_of = d.id)
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        ))
+        .prepare_cached(sql::FAILED_NEWEST)
         .and_then(|mut s| s.query_row([since], row).optional())
         .map_err(classify_db_error)?;
     Ok(Failed {
@@ -231,12 +248,7 @@ pub struct NotSent {
 /// `deliveries_reason`, which holds only such rows).
 pub fn not_sent_since(conn: &Connection, since: i64) -> Result<Vec<NotSent>, Error> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT integration_id, reason, COUNT(*), MAX(created_at)
-             FROM deliveries INDEXED BY deliveries_reason
-             WHERE reason IS NOT NULL AND created_at >= ?1
-             GROUP BY integration_id, reason ORDER BY integration_id, reason",
-        )
+        .prepare_cached(sql::NOT_SENT)
         .map_err(classify_db_error)?;
     let rows: Vec<(String, String, i64, i64)> = stmt
         .query_map([since], |r| {
@@ -276,10 +288,7 @@ pub fn activity(conn: &Connection, since: i64) -> Result<Vec<Activity>, Error> {
     let mut recent = std::collections::HashMap::new();
     {
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT integration_id, MAX(received_at) FROM events INDEXED BY events_received
-                 WHERE received_at >= ?1 GROUP BY integration_id",
-            )
+            .prepare_cached(sql::RECENT_EVENTS)
             .map_err(classify_db_error)?;
         let rows = stmt
             .query_map([since], |r| {
@@ -292,10 +301,7 @@ pub fn activity(conn: &Connection, since: i64) -> Result<Vec<Activity>, Error> {
         }
     }
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, EXISTS (SELECT 1 FROM events e WHERE e.integration_id = integrations.id)
-             FROM integrations ORDER BY created_at, id",
-        )
+        .prepare_cached(sql::ANY_EVENT)
         .map_err(classify_db_error)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
