@@ -17,3 +17,4 @@ mod smtp;
 mod smtp_server;
 mod stripe_api;
 mod support;
+mod web;
