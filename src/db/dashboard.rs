@@ -5,7 +5,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::deliveries::Status;
+use super::deliveries::{Reason, Status};
 use crate::error::{classify_db_error, Error};
 
 pub const DAY: i64 = 86_400;
@@ -101,6 +101,26 @@ pub fn per_day(
     Ok(days)
 }
 
+/// Counts over every day kept, every integration together: a scan of `daily_counts`, whose
+/// rows are days × statuses × integrations (a few thousand after a year), never of the log.
+pub fn totals(conn: &Connection) -> Result<Counts, Error> {
+    let mut stmt = conn
+        .prepare_cached(sql::TOTALS)
+        .map_err(classify_db_error)?;
+    let rows: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    let mut counts = Counts::default();
+    for (status, n) in rows {
+        let status: Status = status
+            .parse()
+            .map_err(|e: String| Error::Config(format!("daily_counts: {e}")))?;
+        counts.add(status, n);
+    }
+    Ok(counts)
+}
+
 /// One delivery as a list shows it: no bodies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -120,6 +140,7 @@ pub mod sql {
     /// `?1`, `?2`: the first and last day.
     pub const PER_DAY: &str = "SELECT day, status, SUM(n) FROM daily_counts
         WHERE day BETWEEN ?1 AND ?2 GROUP BY day, status";
+    pub const TOTALS: &str = "SELECT status, SUM(n) FROM daily_counts GROUP BY status";
     /// `?1`: how many.
     pub const LATEST: &str = "SELECT id, integration_id, trigger, recipient, subject, status,
             last_error, created_at, sent_at
@@ -209,30 +230,6 @@ pub fn failed_since(conn: &Connection, first_day: i64) -> Result<Failed, Error> 
         count: failed - resent,
         newest,
     })
-}
-
-/// Why deliveries were not sent that the merchant can fix (`deliveries.reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// No enabled template matches the event's trigger, product and plan.
-    NoTemplate,
-    /// The event lacks what only the Stripe API can tell, and the integration has no key.
-    NoApiKey,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NoTemplate => "no_template",
-            Reason::NoApiKey => "no_api_key",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Reason> {
-        [Reason::NoTemplate, Reason::NoApiKey]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
 }
 
 /// Deliveries not sent for one `Reason`, per integration.
