@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use mailmycustomer::db::{
     self,
     dashboard::{self, sql, DAY},
-    deliveries::{self, NewDelivery, Status},
+    deliveries::{self, NewDelivery},
 };
+use mailmycustomer::trigger::TriggerKind;
 use rusqlite::{Connection, ToSql};
 
 use crate::support::{median, ms, Bench, Table};
@@ -94,16 +95,16 @@ fn one_round(
         let tx = conn.transaction()?;
         for n in chunk {
             let new = NewDelivery {
-                integration_id: "int_bench_counts".into(),
-                stripe_event_id: format!("evt_counts{n}"),
-                business_key: format!("payment_received:in_counts{n}"),
-                trigger: "payment_received".into(),
                 recipient: Some(format!("customer{n}@example.com")),
                 subject: Some("Your receipt".into()),
                 html: Some(html.clone()),
                 text: Some(text.clone()),
-                status: Status::Queued,
-                ..NewDelivery::default()
+                ..NewDelivery::new(
+                    "int_bench_counts",
+                    format!("evt_counts{n}"),
+                    format!("payment_received:in_counts{n}"),
+                    TriggerKind::PaymentReceived,
+                )
             };
             deliveries::insert(&tx, &new, now)?;
         }

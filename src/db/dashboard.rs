@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::deliveries::{Reason, Status};
 use crate::error::{classify_db_error, Error};
+use crate::trigger::TriggerKind;
 
 pub const DAY: i64 = 86_400;
 
@@ -82,18 +83,11 @@ pub fn per_day(
         .map_err(classify_db_error)?;
     let rows = stmt
         .query_map(params![first_day, last_day], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Status>(1)?, r.get(2)?))
         })
         .map_err(classify_db_error)?;
     for row in rows {
         let (day, status, n) = row.map_err(classify_db_error)?;
-        let status: Status = status
-            .parse()
-            .map_err(|e: String| Error::Config(format!("daily_counts: {e}")))?;
         if let Some((_, counts)) = days.get_mut((day - first_day) as usize) {
             counts.add(status, n);
         }
@@ -107,15 +101,12 @@ pub fn totals(conn: &Connection) -> Result<Counts, Error> {
     let mut stmt = conn
         .prepare_cached(sql::TOTALS)
         .map_err(classify_db_error)?;
-    let rows: Vec<(String, i64)> = stmt
+    let rows: Vec<(Status, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
     let mut counts = Counts::default();
     for (status, n) in rows {
-        let status: Status = status
-            .parse()
-            .map_err(|e: String| Error::Config(format!("daily_counts: {e}")))?;
         counts.add(status, n);
     }
     Ok(counts)
@@ -126,7 +117,7 @@ pub fn totals(conn: &Connection) -> Result<Counts, Error> {
 pub struct Row {
     pub id: i64,
     pub integration_id: String,
-    pub trigger: String,
+    pub trigger: TriggerKind,
     pub recipient: Option<String>,
     pub subject: Option<String>,
     pub status: Status,
@@ -173,16 +164,13 @@ pub mod sql {
 }
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
-    let status: String = r.get(5)?;
     Ok(Row {
         id: r.get(0)?,
         integration_id: r.get(1)?,
         trigger: r.get(2)?,
         recipient: r.get(3)?,
         subject: r.get(4)?,
-        status: status.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
-        })?,
+        status: r.get(5)?,
         last_error: r.get(6)?,
         created_at: r.get(7)?,
         sent_at: r.get(8)?,
@@ -247,23 +235,18 @@ pub fn not_sent_since(conn: &Connection, since: i64) -> Result<Vec<NotSent>, Err
     let mut stmt = conn
         .prepare_cached(sql::NOT_SENT)
         .map_err(classify_db_error)?;
-    let rows: Vec<(String, String, i64, i64)> = stmt
+    let rows = stmt
         .query_map([since], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(NotSent {
+                integration_id: r.get(0)?,
+                reason: r.get(1)?,
+                count: r.get(2)?,
+                newest_at: r.get(3)?,
+            })
         })
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(integration_id, reason, count, newest_at)| {
-            Some(NotSent {
-                integration_id,
-                reason: Reason::parse(&reason)?,
-                count,
-                newest_at,
-            })
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// What an integration has received, as far as the dashboard asks.
@@ -392,15 +375,16 @@ mod tests {
     fn new_delivery(integration_id: &str, key: u64, status: Status) -> NewDelivery {
         let mailable = status == Status::Queued || key.is_multiple_of(2);
         NewDelivery {
-            integration_id: integration_id.to_owned(),
-            stripe_event_id: format!("evt_{key}"),
-            business_key: format!("payment_received:in_{key}"),
-            trigger: "payment_received".into(),
             recipient: mailable.then(|| format!("c{key}@example.com")),
             subject: mailable.then(|| "Receipt".to_owned()),
             status,
             note: (status != Status::Queued).then(|| "why".to_owned()),
-            ..NewDelivery::default()
+            ..NewDelivery::new(
+                integration_id,
+                format!("evt_{key}"),
+                format!("payment_received:in_{key}"),
+                TriggerKind::PaymentReceived,
+            )
         }
     }
 

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use crate::app::App;
 use crate::db::dashboard::{self, Counts, Row, DAY};
 use crate::db::deliveries::Reason;
-use crate::db::{integrations, now_unix};
+use crate::db::integrations::{self, Status as IntegrationStatus};
+use crate::db::now_unix;
 use crate::Error;
 
 /// Days the chart and the totals cover, today included.
@@ -113,7 +114,7 @@ pub async fn overview(app: &App) -> Result<Overview, Error> {
         for integration in &integrations {
             let (id, name) = (integration.id.clone(), integration.name.clone());
             let seen = activity.iter().find(|a| a.integration_id == id);
-            if integration.status == "disconnected" {
+            if integration.status == IntegrationStatus::Disconnected {
                 attention.push(Attention::Disconnected { id, name });
             } else if !seen.is_some_and(|a| a.any_event) {
                 attention.push(Attention::NoEvents { id, name });

@@ -7,3 +7,4 @@
 pub mod dashboard;
 pub mod deliveries;
 pub mod integrations;
+pub mod templates;
