@@ -8,3 +8,4 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod integrations;
 pub mod templates;
+pub mod users;
