@@ -147,9 +147,13 @@ pub mod sql {
     pub const FAILED_NEWEST: &str = "SELECT id, integration_id, trigger, recipient, subject,
             status, last_error, created_at, sent_at
         FROM deliveries d INDEXED BY deliveries_status
-        WHERE status = 'failed' AND created_at >= ?1
+        WHERE status = 'failed' AND created_at >= ?1 AND reason IS NULL
           AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.resend_of = d.id)
         ORDER BY created_at DESC, id DESC LIMIT 1";
+    /// `?1`: since (unix seconds).
+    pub const FAILED_WITH_REASON: &str =
+        "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_reason
+        WHERE reason IS NOT NULL AND created_at >= ?1 AND status = 'failed'";
     /// `?1`: since (unix seconds).
     pub const NOT_SENT: &str = "SELECT integration_id, reason, COUNT(*), MAX(created_at)
         FROM deliveries INDEXED BY deliveries_reason
@@ -190,7 +194,8 @@ pub fn latest(conn: &Connection, limit: usize) -> Result<Vec<Row>, Error> {
 }
 
 /// Failed deliveries created on `first_day` (a `day_of`) or later that have not been sent again
-/// (a resend is the fix), and the newest of them.
+/// (a resend is the fix) and have no `Reason` (those are counted by `not_sent_since`), and the
+/// newest of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failed {
     pub count: i64,
@@ -209,13 +214,18 @@ pub fn failed_since(conn: &Connection, first_day: i64) -> Result<Failed, Error> 
         .prepare_cached(sql::FAILED_RESENT)
         .and_then(|mut s| s.query_row([since], |r| r.get(0)))
         .map_err(classify_db_error)?;
+    // Failures with a reason are brought up with that reason (`not_sent_since`), not here.
+    let with_reason: i64 = conn
+        .prepare_cached(sql::FAILED_WITH_REASON)
+        .and_then(|mut s| s.query_row([since], |r| r.get(0)))
+        .map_err(classify_db_error)?;
     // The newest failed row not resent: index `deliveries_status` backwards from the newest.
     let newest = conn
         .prepare_cached(sql::FAILED_NEWEST)
         .and_then(|mut s| s.query_row([since], row).optional())
         .map_err(classify_db_error)?;
     Ok(Failed {
-        count: failed - resent,
+        count: failed - resent - with_reason,
         newest,
     })
 }
