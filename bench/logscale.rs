@@ -37,6 +37,10 @@ pub struct LogScale {
     pub queries: Vec<Query>,
     pub summary: Duration,
     pub startup: Option<crate::startup::Startup>,
+    /// The dashboard's queries on this database.
+    pub dashboard: Vec<crate::dashboard::Query>,
+    /// What keeping the dashboard's counts costs the processor and the sender.
+    pub upkeep: Option<crate::dashboard::Upkeep>,
 }
 
 pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
@@ -46,6 +50,12 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
     let started = Instant::now();
     let newest = fill(&path, rows)?;
     let fill_time = started.elapsed();
+    {
+        let mut conn = db::open(&path, Duration::from_secs(5))?;
+        conn.execute_batch("PRAGMA synchronous = OFF;")?;
+        fill_events(&mut conn, rows, newest.created_at)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    }
     let db_bytes = std::fs::metadata(&path)?.len();
 
     // A fresh connection with the pool's settings, as the server's readers have.
@@ -196,6 +206,8 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
         }
     }
     drop(conn);
+    let dashboard = crate::dashboard::queries(b, &path, newest.created_at, failures)?;
+    let upkeep = crate::dashboard::upkeep(b, failures)?;
 
     // The server itself on this database: does a big log slow its start?
     let startup = crate::startup::measure(b, &path, if b.smoke { 2 } else { 5 }, failures)?;
@@ -207,6 +219,8 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
         queries,
         summary: median(&mut summary_times),
         startup: Some(startup),
+        dashboard,
+        upkeep: Some(upkeep),
     };
     print(&result);
     Ok(result)
@@ -366,9 +380,9 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
                 "INSERT INTO deliveries (integration_id, stripe_event_id, business_key, trigger,
                      template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
                      status, attempts, next_attempt_at, lease_until, last_error, message_id,
-                     created_at, sent_at)
+                     created_at, sent_at, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20)",
+                     ?18, ?19, ?20, ?21)",
             )?;
             for n in i..(i + PER_TX).min(rows) {
                 let created_at = start + (n as i64 * YEAR) / rows as i64;
@@ -404,7 +418,7 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
                         0,
                         None,
                         None,
-                        Some(format!("skipped: no template for {trigger}")),
+                        Some(format!("no template for {trigger}, any product")),
                         None,
                         None,
                     ),
@@ -444,6 +458,7 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
                     message_id,
                     created_at,
                     sent_at,
+                    (status == Status::Skipped).then_some("no_template"),
                 ])?;
             }
         }
@@ -459,6 +474,43 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
         |r| r.get(0),
     )?;
     deliveries::get(&conn, id)?.ok_or_else(|| anyhow::anyhow!("no delivery {id}"))
+}
+
+/// Events for the dashboard's "has this integration received anything": the busy integration
+/// received one event (~6 KB, like Stripe's) per delivery of the last 30 days; a second one
+/// received its last event 60 days ago, a third none at all.
+fn fill_events(conn: &mut rusqlite::Connection, rows: usize, now: i64) -> anyhow::Result<()> {
+    const MONTH: i64 = 30 * 86_400;
+    let events = (rows as i64 * MONTH / YEAR) as usize;
+    let pad = "x".repeat(6_000);
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES
+             ('int_bench_quiet', 'Quiet Shop', 'whsec_bench_quiet', 1),
+             ('int_bench_new', 'New Shop', 'whsec_bench_new', 2)",
+        [],
+    )?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
+                 received_at, payload, processing, processed_at)
+             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, ?4, 'queued', ?3)",
+        )?;
+        for n in 0..events {
+            let at = now - MONTH + (n as i64 * MONTH) / events.max(1) as i64;
+            let id = format!("evt_bench_e{n:09}");
+            let payload = format!("{{\"id\":\"{id}\",\"object\":\"event\",\"pad\":\"{pad}\"}}");
+            insert.execute(params![INTEGRATION, id, at, payload])?;
+        }
+        insert.execute(params![
+            "int_bench_quiet",
+            "evt_bench_quiet",
+            now - 2 * MONTH,
+            "{}"
+        ])?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn print(r: &LogScale) {
@@ -514,5 +566,9 @@ fn print(r: &LogScale) {
         ]);
         table.row(crate::startup::row(&format!("{} deliveries", r.rows), s));
         table.print();
+    }
+    crate::dashboard::print_queries(&r.dashboard);
+    if let Some(u) = &r.upkeep {
+        crate::dashboard::print_upkeep(u);
     }
 }

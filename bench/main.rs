@@ -10,6 +10,7 @@
 //! event stored once, every email received once, log queries return matching rows); any
 //! failure exits 1. Speed is never asserted: the targets table is printed, not enforced.
 
+mod dashboard;
 mod e2e;
 mod events;
 mod http;

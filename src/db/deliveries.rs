@@ -62,6 +62,37 @@ impl std::str::FromStr for Status {
     }
 }
 
+/// Why a delivery was not sent, when the merchant can fix it (`deliveries.reason`, set by the
+/// processor; the dashboard counts them). Most rows have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// No enabled template matches the event's trigger, product and plan.
+    NoTemplate,
+    /// The event lacks what only the Stripe API can tell, and the integration has no key.
+    NoApiKey,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 2] = [Reason::NoTemplate, Reason::NoApiKey];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoTemplate => "no_template",
+            Reason::NoApiKey => "no_api_key",
+        }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Reason::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown reason {s:?}: use no_template or no_api_key"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub id: i64,
@@ -146,6 +177,8 @@ pub struct NewDelivery {
     pub status: Status,
     /// Why the row waits, was skipped or failed, shown in the log.
     pub note: Option<String>,
+    /// Why it was not sent, when the merchant can fix it.
+    pub reason: Option<Reason>,
 }
 
 impl NewDelivery {
@@ -170,6 +203,7 @@ impl NewDelivery {
             subject: None,
             html: None,
             text: None,
+            reason: None,
             status: Status::Queued,
             note: None,
         }
@@ -185,15 +219,15 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
         .prepare_cached(
             "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
                  template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
-                 status, next_attempt_at, last_error, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                 status, next_attempt_at, last_error, created_at, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT (integration_id, business_key) WHERE resend_of IS NULL DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
                 new.integration_id, new.event_id, new.stripe_event_id, new.business_key, new.trigger,
                 new.template_id, new.product_id, new.plan_id, new.recipient, new.recipient_name,
-                new.subject, new.html, new.text, status, next, new.note, now
+                new.subject, new.html, new.text, status, next, new.note, now, new.reason
             ])
         })
         .map_err(classify_db_error)?;

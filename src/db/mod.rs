@@ -8,6 +8,7 @@
 //! command creates it (serve, the CLI, migrate) creates it readable by its owner only.
 
 pub mod catalog;
+pub mod dashboard;
 pub mod deliveries;
 pub mod events;
 pub mod integrations;

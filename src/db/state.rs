@@ -6,7 +6,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use super::deliveries::Status as DeliveryStatus;
+use super::deliveries::{Reason, Status as DeliveryStatus};
 use super::events::Processing;
 use super::integrations::Status as IntegrationStatus;
 use crate::trigger::TriggerKind;
@@ -31,7 +31,13 @@ macro_rules! stored_as_text {
     )+};
 }
 
-stored_as_text!(DeliveryStatus, Processing, IntegrationStatus, TriggerKind);
+stored_as_text!(
+    DeliveryStatus,
+    Processing,
+    IntegrationStatus,
+    TriggerKind,
+    Reason
+);
 
 #[cfg(test)]
 mod tests {
@@ -68,6 +74,7 @@ mod tests {
         round_trip(&conn, &Processing::ALL, |s| s.as_str());
         round_trip(&conn, &IntegrationStatus::ALL, |s| s.as_str());
         round_trip(&conn, &TriggerKind::ALL, |s| s.as_str());
+        round_trip(&conn, &Reason::ALL, |s| s.as_str());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::db::deliveries::{NewDelivery, Status};
+use crate::db::deliveries::{NewDelivery, Reason, Status};
 use crate::db::integrations::{Integration, Status as IntegrationStatus};
 use crate::db::{self, catalog, templates, Pool};
 use crate::stripe::api::{self, Credentials, StripeClient, StripeError};
@@ -150,6 +150,8 @@ pub enum Outcome {
 enum LookupError {
     Transient(String),
     Permanent(String),
+    /// Permanent too: only the Stripe API can tell, and the integration has no key.
+    NoKey(String),
 }
 
 impl LookupError {
@@ -158,6 +160,7 @@ impl LookupError {
         match self {
             LookupError::Transient(m) => LookupError::Transient(format!("{what}: {m}")),
             LookupError::Permanent(m) => LookupError::Permanent(format!("{what}: {m}")),
+            LookupError::NoKey(m) => LookupError::NoKey(format!("{what}: {m}")),
         }
     }
 }
@@ -233,6 +236,10 @@ impl Preparer {
             Err(LookupError::Permanent(reason)) => {
                 return not_sent(delivery, Status::Failed, reason)
             }
+            Err(LookupError::NoKey(reason)) => {
+                delivery.reason = Some(Reason::NoApiKey);
+                return not_sent(delivery, Status::Failed, reason);
+            }
         }
         // What the lookups added is customer data too.
         facts.sanitize();
@@ -274,6 +281,7 @@ impl Preparer {
                 first.and_then(|i| i.product_id.as_deref()),
                 first.and_then(|i| i.price_id.as_deref()),
             );
+            delivery.reason = Some(Reason::NoTemplate);
             return not_sent(
                 delivery,
                 Status::Skipped,
@@ -294,6 +302,10 @@ impl Preparer {
                 Err(LookupError::Transient(reason)) => return Outcome::Retry(reason),
                 Err(LookupError::Permanent(reason)) => {
                     return not_sent(delivery, Status::Failed, reason)
+                }
+                Err(LookupError::NoKey(reason)) => {
+                    delivery.reason = Some(Reason::NoApiKey);
+                    return not_sent(delivery, Status::Failed, reason);
                 }
             },
             None => None,
@@ -376,7 +388,7 @@ impl Lookups<'_> {
     }
 
     fn no_key(&self, what: &str) -> LookupError {
-        LookupError::Permanent(format!(
+        LookupError::NoKey(format!(
             "{what}, and this integration ({}) has no Stripe API key to look it up: add one on \
              its page (Integrations), a restricted key (rk_…) with read access",
             self.integration.name
@@ -766,7 +778,7 @@ fn nice_to_have(
 ) -> Result<Option<String>, LookupError> {
     match found {
         Ok(fact) => Ok(fact),
-        Err(LookupError::Permanent(why)) => {
+        Err(LookupError::Permanent(why) | LookupError::NoKey(why)) => {
             tracing::warn!(
                 integration = %integration.id,
                 error = %why,

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod cli;
+mod dashboard;
 mod delivery;
 mod facts;
 mod fake_stripe;

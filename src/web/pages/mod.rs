@@ -1,6 +1,7 @@
 //! The merchant's pages, one file per page: its form struct, its handlers and its
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
+pub mod dashboard;
 pub mod integrations;
 pub mod login;
 pub mod settings;
@@ -13,6 +14,7 @@ use poem::{get, post, Route};
 /// is signed in.
 pub fn routes() -> Route {
     Route::new()
+        .at("/", get(dashboard::show))
         .at("/login", get(login::show).post(login::submit))
         .at("/logout", post(login::logout))
         .at("/setup", get(setup::show).post(setup::submit))
