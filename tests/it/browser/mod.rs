@@ -317,30 +317,13 @@ impl Browser {
         }
     }
 
-    /// The form control a person would call `label`: the one a `<label>` with that text (or
-    /// starting with it, e.g. "Password (at least 12 characters)") points to or holds, else the
-    /// one named `label`.
+    /// The form control a person would call `label`: the one a `<label>` with exactly that text
+    /// points to or holds, else one whose label starts with it (e.g. "Password (at least 12
+    /// characters)"), else the one named `label`.
     pub async fn field(&self, label: &str) -> Element {
-        let text = xpath_literal(label);
-        let by_label =
-            format!("//label[normalize-space()={text} or starts-with(normalize-space(), {text})]");
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Ok(label_element) = self.client.find(Locator::XPath(&by_label)).await {
-                if let Some(id) = label_element.attr("for").await.unwrap() {
-                    if let Ok(field) = self.client.find(Locator::Id(&id)).await {
-                        return field;
-                    }
-                }
-                if let Ok(field) = label_element
-                    .find(Locator::XPath(".//input|.//select|.//textarea"))
-                    .await
-                {
-                    return field;
-                }
-            }
-            let by_name = format!("[name={}]", css_string(label));
-            if let Ok(field) = self.client.find(Locator::Css(&by_name)).await {
+            if let Some(field) = self.find_field(label).await {
                 return field;
             }
             if Instant::now() > deadline {
@@ -353,6 +336,31 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// `field` without waiting: `None` when the page has no such field.
+    pub async fn find_field(&self, label: &str) -> Option<Element> {
+        let text = xpath_literal(label);
+        let exact = format!("//label[normalize-space()={text}]");
+        let prefix = format!("//label[starts-with(normalize-space(), {text})]");
+        for xpath in [exact, prefix] {
+            let Ok(label_element) = self.client.find(Locator::XPath(&xpath)).await else {
+                continue;
+            };
+            if let Some(id) = label_element.attr("for").await.ok().flatten() {
+                if let Ok(field) = self.client.find(Locator::Id(&id)).await {
+                    return Some(field);
+                }
+            }
+            if let Ok(field) = label_element
+                .find(Locator::XPath(".//input|.//select|.//textarea"))
+                .await
+            {
+                return Some(field);
+            }
+        }
+        let by_name = format!("[name={}]", css_string(label));
+        self.client.find(Locator::Css(&by_name)).await.ok()
     }
 
     /// Types `value` into the field `label` (replacing what it held), or picks the option

@@ -47,8 +47,9 @@ async fn chromium_reads_the_health_check_and_an_unknown_page() {
 }
 
 /// The helpers a flow is written with, on a form of known shape: a field found by its label (for=
-/// and nesting), by its name, a select, a checkbox, a button by its text, and the flash region.
-/// The form GETs `/healthz`, so the query string shows what the browser really submitted.
+/// and nesting, an exact label before one it starts), by its name, a select, a checkbox, a button
+/// by its text, and the flash region. The form GETs `/healthz`, so the query string shows what
+/// the browser really submitted.
 #[tokio::test(flavor = "multi_thread")]
 async fn fields_are_found_by_label_or_name_and_buttons_by_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +60,9 @@ async fn fields_are_found_by_label_or_name_and_buttons_by_text() {
         <p role="status">Saved: it's "done"</p>
         <form method="get" action="{}">
           <label for="e">Email address</label><input id="e" name="email" value="old">
-          <label>Password (12 characters or more)<input type="password" name="pw"></label>
+          <label>Password again<input type="password" name="pw2"></label>
+          <label for="p">Password</label><input type="password" id="p" name="pw">
+          <label>Your name (optional)<input name="who"></label>
           <input name="plain">
           <label for="s">Security</label>
           <select id="s" name="security"><option value="none">None</option>
@@ -77,6 +80,7 @@ async fn fields_are_found_by_label_or_name_and_buttons_by_text() {
         .fill_all(&[
             ("Email address", "merchant@rosen.example"),
             ("Password", "it's a \"secret\""),
+            ("Your name", "Jenny"),
             ("plain", "by name"),
             ("Security", "STARTTLS"),
             ("remember", "on"),
@@ -92,6 +96,8 @@ async fn fields_are_found_by_label_or_name_and_buttons_by_text() {
     for expected in [
         "email=merchant%40rosen.example",
         "pw=it%27s+a+%22secret%22",
+        "pw2=&",
+        "who=Jenny",
         "plain=by+name",
         "security=starttls",
         "remember=yes",
