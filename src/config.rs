@@ -36,6 +36,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address the HTTP server binds to.
     pub listen: String,
+    /// When set, the merchant's pages are served only on this address (e.g. 127.0.0.1:8081,
+    /// reached through an SSH tunnel or a VPN), and `listen` serves only webhooks and health.
+    pub admin_listen: String,
     /// The address Stripe reaches this server at, used to print webhook URLs. Empty: derived
     /// from `listen`, which only works for `stripe listen --forward-to` on this machine.
     pub public_url: String,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
+            admin_listen: String::new(),
             public_url: String::new(),
             max_webhook_bytes: 512 * 1024,
             shutdown_timeout_secs: 30,
@@ -338,6 +342,14 @@ impl Config {
                 "server.listen = {:?} is not an address like 127.0.0.1:8080 ({e})",
                 self.server.listen
             ));
+        }
+        if !self.server.admin_listen.is_empty() {
+            if let Err(e) = self.server.admin_listen.parse::<SocketAddr>() {
+                problems.push(format!(
+                    "server.admin_listen = {:?} is not an address like 127.0.0.1:8081 ({e})",
+                    self.server.admin_listen
+                ));
+            }
         }
         if !self.server.public_url.is_empty() {
             check_url("server.public_url", &self.server.public_url, &mut problems);

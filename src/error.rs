@@ -7,6 +7,32 @@ use crate::stripe::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Something a person asked for by id that does not exist (404).
+    #[error("no {what} {id:?}")]
+    NotFound { what: &'static str, id: String },
+
+    /// A value a person gave that cannot be used; `field` names the form field or flag (422).
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+
+    /// A change that clashes with what exists, such as a duplicate name (409).
+    #[error("{message}")]
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
+
+    /// Refused whoever asks: a missing or wrong CSRF token, a used setup link (403).
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// Too many attempts (sign-in); try again after the given time (429).
+    #[error("too many attempts; try again in {} minute(s)", retry_after_secs.div_ceil(60))]
+    TooManyRequests { retry_after_secs: u64 },
+
     #[error("no integration with id {0:?}; check the webhook URL configured in Stripe")]
     UnknownIntegration(String),
 
@@ -56,7 +82,11 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::UnknownIntegration(_) => StatusCode::NOT_FOUND,
+            Error::UnknownIntegration(_) | Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Signature(_)
             | Error::NotAnEvent(_)
             | Error::BodyRead(_)
@@ -76,6 +106,11 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::UnknownIntegration(_) => "unknown_integration",
+            Error::NotFound { .. } => "not_found",
+            Error::Invalid { .. } => "invalid",
+            Error::Conflict { .. } => "conflict",
+            Error::Forbidden(_) => "forbidden",
+            Error::TooManyRequests { .. } => "too_many_requests",
             Error::Signature(e) => e.code(),
             Error::NotAnEvent(_) => "not_a_stripe_event",
             Error::PayloadTooLarge { .. } => "payload_too_large",
@@ -87,6 +122,22 @@ impl Error {
             Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Io(_) => {
                 "internal_error"
             }
+        }
+    }
+
+    /// The form field or flag a person-caused error is about, so a page can mark it.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Error::Invalid { field, .. } | Error::Conflict { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// An invalid value of `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            field,
+            message: message.into(),
         }
     }
 

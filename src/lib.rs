@@ -4,6 +4,7 @@
 //! `trigger` (event → one of the 7 triggers) → `templates` (choose, render) → outbox → SMTP.
 //! `serve` is the one entry point the binary and the tests share.
 
+pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod db;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod manage;
 pub mod outbox;
 pub mod pipeline;
 pub mod server;
@@ -21,4 +23,4 @@ pub mod web;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::serve;
+pub use server::{serve, serve_split};

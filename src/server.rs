@@ -1,40 +1,49 @@
-//! `serve(config, listener, shutdown)`: opens and migrates the database, starts the event
-//! writer, and runs the HTTP server until `shutdown` resolves, finishing requests in flight.
+//! `serve(config, listener, shutdown)`: opens and migrates the database, builds the `App`,
+//! starts the event writer, the processor, retention and the sender, and serves HTTP until
+//! `shutdown` resolves, finishing requests in flight; then stops the background work.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::db::integrations::Integration;
+use crate::app::App;
 use crate::db::lock::ServeLock;
 use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
-use crate::pipeline::{prepare::Preparer, retention::Retention, Processor, WAITING_FOR_SMTP};
-use crate::stripe::api::StripeClient;
+use crate::pipeline::{retention::Retention, Processor, WAITING_FOR_SMTP};
 use crate::web::listener::{self, Limits};
+use crate::web::webhook::Intake;
+use crate::web::Serves;
 use crate::{web, Config, Error};
 
-/// What every handler shares.
-pub struct AppState {
-    pub config: Config,
-    pub pool: Pool,
-    pub writer: EventWriter,
-    /// Integrations recently looked up by webhook intake, with when (see `web::webhook`).
-    pub integrations: Mutex<HashMap<String, (Instant, Integration)>>,
-}
-
-/// Reader connections; SQLite in WAL mode serves reads concurrently with the one writer.
-const READ_POOL_SIZE: u32 = 4;
 /// Webhooks waiting for the writer; beyond this, requests wait in the HTTP layer.
 const WRITE_QUEUE: usize = 1024;
 
+/// Serves on `listener`, and the pages on `server.admin_listen` when it is set.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let admin = match config.server.admin_listen.as_str() {
+        "" => None,
+        address => Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            Error::Config(format!(
+                "cannot listen on server.admin_listen = {address:?}: {e}"
+            ))
+        })?),
+    };
+    serve_split(config, listener, admin, shutdown).await
+}
+
+/// As `serve`, with the pages' own listener given (tests bind port 0 and pass it).
+pub async fn serve_split(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
@@ -64,20 +73,16 @@ pub async fn serve(
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
-    let new_events = Arc::new(Notify::new());
-    let (writer, writer_thread) = EventWriter::start(writer_conn, WRITE_QUEUE, new_events.clone());
+    let app = Arc::new(App::new(config.clone())?);
+    let (writer, writer_thread) =
+        EventWriter::start(writer_conn, WRITE_QUEUE, app.wake_processor.clone());
 
     let (stop, stopped) = watch::channel(false);
-    let new_deliveries = Arc::new(Notify::new());
     let processor = Processor {
-        preparer: Arc::new(Preparer::new(
-            pool.clone(),
-            StripeClient::new(&config.stripe.api_base),
-        )),
+        preparer: app.preparer.clone(),
         conn: Arc::new(Mutex::new(processor_conn)),
-        new_events,
-        new_deliveries: new_deliveries.clone(),
+        new_events: app.wake_processor.clone(),
+        new_deliveries: app.wake_sender.clone(),
         smtp_configured: config.smtp.is_configured(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
         concurrency: config.processor.concurrency,
@@ -100,11 +105,13 @@ pub async fn serve(
             Some(tokio::spawn(retention.run(stopped.clone())))
         }
     };
-    let sender = start_sender(&config, mailer, &pool, new_deliveries, stopped).await?;
+    let sender = start_sender(&config, mailer, &app.pool, app.wake_sender.clone(), stopped).await?;
 
     let address = listener.local_addr()?;
+    let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
     tracing::info!(
         listen = %address,
+        pages = %admin_address.map_or("on listen".to_owned(), |a| a.to_string()),
         database = %config.database.path.display(),
         schema_version,
         "MailMyCustomer is serving; webhooks go to {}/webhooks/stripe/<integration id>",
@@ -117,13 +124,31 @@ pub async fn serve(
         header_timeout: Duration::from_secs(config.server.header_timeout_secs),
         idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
     };
-    let state = Arc::new(AppState {
-        config,
-        pool,
-        writer,
-        integrations: Mutex::new(HashMap::new()),
-    });
-    let served = listener::serve(listener, web::routes(state), limits, shutdown, grace).await;
+    let intake = Arc::new(Intake::new(writer));
+    let served = match admin {
+        None => {
+            let routes = web::routes(app, intake, Serves::Everything);
+            listener::serve(listener, routes, limits, shutdown, grace).await
+        }
+        Some(admin) => {
+            // One shutdown signal, seen by both listeners.
+            let (stopping, stop_serving) = watch::channel(false);
+            let until = |mut rx: watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let public = web::routes(app.clone(), intake.clone(), Serves::Public);
+            let pages = web::routes(app, intake, Serves::Admin);
+            let (public, pages, ()) = tokio::join!(
+                listener::serve(listener, public, limits, until(stop_serving.clone()), grace),
+                listener::serve(admin, pages, limits, until(stop_serving), grace),
+                async {
+                    shutdown.await;
+                    let _ = stopping.send(true);
+                },
+            );
+            public.and(pages)
+        }
+    };
 
     // Background work stops after the last request: what it has not done yet stays in the rows
     // and resumes on the next start.

@@ -3,11 +3,12 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-use super::{open_db, IntegrationAction};
+use super::{app, runtime, IntegrationAction};
 use crate::config::{self, Config};
 use crate::db::integrations;
+use crate::manage::{self, integrations::NewIntegration};
 
 /// `-` means "read it from standard input", which keeps secrets out of shell history and `ps`.
 fn secret_arg(value: String, what: &str) -> anyhow::Result<String> {
@@ -23,7 +24,8 @@ fn secret_arg(value: String, what: &str) -> anyhow::Result<String> {
 }
 
 pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCode> {
-    let conn = open_db(config)?;
+    let app = app(config)?;
+    let runtime = runtime()?;
     match action {
         IntegrationAction::Add {
             name,
@@ -32,47 +34,16 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             account,
             from_address,
         } => {
-            let name = name.trim();
-            if name.is_empty() {
-                bail!("--name is empty");
-            }
-            let webhook_secret = secret_arg(webhook_secret, "webhook secret")?;
-            if !webhook_secret.starts_with("whsec_") || webhook_secret.len() < 10 {
-                bail!(
-                    "--webhook-secret must be an endpoint signing secret starting with whsec_ \
-                     (Stripe Dashboard → Developers → Webhooks → your endpoint → Signing secret, \
-                     or `stripe listen --print-secret`)"
-                );
-            }
-            let api_key = api_key.map(|k| secret_arg(k, "API key")).transpose()?;
-            if let Some(key) = &api_key {
-                if key.starts_with("pk_") {
-                    bail!("--api-key is a publishable key (pk_…); it cannot read customers. Use a restricted key (rk_…) or a secret key (sk_…)");
-                }
-                if !(key.starts_with("sk_") || key.starts_with("rk_")) {
-                    bail!("--api-key must be a secret (sk_…) or restricted (rk_…) Stripe API key");
-                }
-            }
-            if let Some(from) = &from_address {
-                if !crate::outbox::smtp::is_address(from) {
-                    bail!("--from-address {from:?} is not an email address");
-                }
-            }
-            if let Some(acct) = &account {
-                if !acct.starts_with("acct_") {
-                    bail!("--account must be a Stripe account id starting with acct_");
-                }
-            }
-            let added = integrations::insert(
-                &conn,
-                &integrations::NewIntegration {
+            let added = runtime.block_on(manage::integrations::add(
+                &app,
+                NewIntegration {
                     name,
-                    webhook_secret: &webhook_secret,
-                    api_key: api_key.as_deref(),
-                    stripe_account: account.as_deref(),
-                    from_address: from_address.as_deref(),
+                    webhook_secret: secret_arg(webhook_secret, "webhook secret")?,
+                    api_key: api_key.map(|k| secret_arg(k, "API key")).transpose()?,
+                    stripe_account: account,
+                    from_address,
                 },
-            )?;
+            ))?;
             let url = config.webhook_url(&added.id);
             let mut out = std::io::stdout().lock();
             writeln!(out, "id: {}", added.id)?;
@@ -98,7 +69,7 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             }
         }
         IntegrationAction::List => {
-            let all = integrations::list(&conn)?;
+            let all = runtime.block_on(manage::integrations::list(&app))?;
             if all.is_empty() {
                 println!("no integrations; add one with `mailmycustomer integration add`");
             }
@@ -120,11 +91,7 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             }
         }
         IntegrationAction::Remove { id } => {
-            if !integrations::remove(&conn, &id)? {
-                bail!(
-                    "no integration with id {id:?}; `mailmycustomer integration list` shows them"
-                );
-            }
+            runtime.block_on(manage::integrations::remove(&app, &id))?;
             println!("removed integration {id}");
         }
     }

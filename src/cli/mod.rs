@@ -328,6 +328,12 @@ pub(crate) fn open_db(config: &Config) -> anyhow::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
+/// The shared state the service layer works on, over a migrated database.
+pub(crate) fn app(config: &Config) -> anyhow::Result<crate::app::App> {
+    drop(open_db(config)?);
+    Ok(crate::app::App::new(config.clone())?)
+}
+
 fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
     let conn = open_db(config)?;
     println!(

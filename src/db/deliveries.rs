@@ -364,10 +364,13 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
         return Ok(None);
     };
     if old.recipient.is_none() || old.subject.is_none() {
-        return Err(Error::Config(format!(
-            "delivery {id} was skipped ({}) and has no email to resend",
-            old.last_error.as_deref().unwrap_or("no reason recorded")
-        )));
+        return Err(Error::Conflict {
+            field: "id",
+            message: format!(
+                "delivery {id} was skipped ({}) and has no email to resend",
+                old.last_error.as_deref().unwrap_or("no reason recorded")
+            ),
+        });
     }
     conn.execute(
         "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,

@@ -59,14 +59,51 @@ pub fn insert(conn: &Connection, new: &NewIntegration) -> Result<Integration, Er
             new.from_address
         ],
     )
-    .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Config(format!(
-            "an integration named {:?} already exists; pick another --name or remove it first",
-            new.name
-        )),
-        _ => classify_db_error(e),
-    })?;
+    .map_err(|e| name_taken(e, new.name))?;
     Ok(get(conn, &id)?.expect("row just inserted"))
+}
+
+/// A change to an integration's own fields; `None` keeps a field, `Some(None)` clears an
+/// optional one. The id, and so the webhook URL, templates and log, never change.
+#[derive(Debug, Default)]
+pub struct Update<'a> {
+    pub name: Option<&'a str>,
+    pub webhook_secret: Option<&'a str>,
+    pub api_key: Option<Option<&'a str>>,
+    pub from_address: Option<Option<&'a str>>,
+}
+
+/// Applies `change`; `None` when there is no such integration.
+pub fn update(conn: &Connection, id: &str, change: &Update) -> Result<Option<Integration>, Error> {
+    let Some(current) = get(conn, id)? else {
+        return Ok(None);
+    };
+    let name = change.name.unwrap_or(&current.name);
+    conn.execute(
+        "UPDATE integrations SET name = ?2, webhook_secret = ?3, api_key = ?4, from_address = ?5
+         WHERE id = ?1",
+        params![
+            id,
+            name,
+            change.webhook_secret.unwrap_or(&current.webhook_secret),
+            change.api_key.unwrap_or(current.api_key.as_deref()),
+            change
+                .from_address
+                .unwrap_or(current.from_address.as_deref()),
+        ],
+    )
+    .map_err(|e| name_taken(e, name))?;
+    get(conn, id)
+}
+
+fn name_taken(err: rusqlite::Error, name: &str) -> Error {
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => Error::Conflict {
+            field: "name",
+            message: format!("an integration named {name:?} already exists; pick another name"),
+        },
+        _ => classify_db_error(err),
+    }
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Integration>, Error> {

@@ -7,13 +7,13 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{handler, Response};
 
+use crate::app::App;
 use crate::db;
-use crate::server::AppState;
 use crate::web::json_response;
 
 #[handler]
-pub async fn healthz(Data(state): Data<&Arc<AppState>>) -> Response {
-    match db::call(&state.pool, db::schema_version).await {
+pub async fn healthz(Data(app): Data<&Arc<App>>) -> Response {
+    match app.db(db::schema_version).await {
         Ok(version) => json_response(
             StatusCode::OK,
             serde_json::json!({ "status": "ok", "database": "ok", "schema_version": version }),

@@ -1,24 +1,71 @@
-//! HTTP routes, all in one place. Handlers parse the request, call storage, and answer; they
-//! hold no SQL and do no Stripe or SMTP I/O.
+//! HTTP routes, all in one place. Handlers parse the request, call the service layer
+//! (`manage`) or, for intake, the writer, and answer; they hold no SQL and do no Stripe or SMTP
+//! I/O themselves.
+//!
+//! Two sets: what Stripe and monitors reach (webhooks, health) and the merchant's pages. They
+//! share one listener unless `server.admin_listen` gives the pages their own address.
 
+pub mod assets;
+pub mod components;
+pub mod flash;
 pub mod health;
+pub mod layout;
 pub mod listener;
+pub mod pages;
+pub mod security;
 pub mod webhook;
 
 use std::sync::Arc;
 
+use poem::error::NotFoundError;
 use poem::http::StatusCode;
+use poem::middleware::CookieJarManager;
 use poem::web::Json;
-use poem::{get, post, EndpointExt, IntoResponse, Response, Route};
+use poem::{get, post, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
-use crate::server::AppState;
+use crate::app::App;
+use crate::web::webhook::Intake;
 use crate::Error;
 
-pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
-    Route::new()
-        .at("/healthz", get(health::healthz))
-        .at("/webhooks/stripe/:integration_id", post(webhook::receive))
-        .data(state)
+/// Which routes one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// Webhooks, health and the pages (the default: one port behind one proxy).
+    Everything,
+    /// Webhooks and health only (the pages have their own `admin_listen`).
+    Public,
+    /// The pages and health only.
+    Admin,
+}
+
+pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoint {
+    let mut route = Route::new().at("/healthz", get(health::healthz));
+    if serves != Serves::Admin {
+        route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
+    }
+    if serves != Serves::Public {
+        let ui = pages::routes()
+            .at("/assets/:hash/:name", get(assets::serve))
+            .catch_error(|_: NotFoundError| async {
+                layout::error_page(
+                    StatusCode::NOT_FOUND,
+                    "There is no page at this address.",
+                    None,
+                )
+            })
+            .with(CookieJarManager::new());
+        route = route.nest("/", ui);
+    }
+    route.with(security::headers()).data(app).data(intake)
+}
+
+/// A page's answer for an error that has no form to show it on: the status it calls for, and
+/// its message. What went wrong inside goes to the log, not to the page.
+pub fn page_error(err: &Error, session: Option<layout::Session>) -> Response {
+    if err.status().is_server_error() {
+        tracing::error!(error = %err, detail = ?err, "page failed");
+    }
+    layout::error_page(err.status(), &err.public_message(), session)
 }
 
 /// The JSON body of every error answer: a stable code and a short message.

@@ -6,30 +6,60 @@
 //! `Content-Length` over the limit 413), so a flood of bodies nobody will store costs no memory;
 //! the body itself must arrive within `server.body_timeout_secs` (408).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use poem::http::{header, HeaderValue, StatusCode};
 use poem::web::{Data, Path};
 use poem::{handler, Body, Request, Response};
 
+use crate::app::App;
 use crate::db::integrations::{self, Integration};
+use crate::db::writer::EventWriter;
 use crate::db::{self, events::NewEvent, events::Stored};
 use crate::error::{Error, ReadBodyLimit};
-use crate::server::AppState;
 use crate::stripe::{envelope::Envelope, signature};
 use crate::web::{error_response, for_log, json_response, truncated};
+
+/// What intake holds beside the `App`: the one writer, and integrations it looked up recently.
+pub struct Intake {
+    writer: EventWriter,
+    /// Integrations recently looked up, with when (see `find_integration`).
+    integrations: Mutex<HashMap<String, (Instant, Integration)>>,
+}
+
+impl Intake {
+    pub fn new(writer: EventWriter) -> Intake {
+        Intake {
+            writer,
+            integrations: Mutex::new(HashMap::new()),
+        }
+    }
+}
 
 #[handler]
 pub async fn receive(
     Path(integration_id): Path<String>,
     request: &Request,
     body: Body,
-    Data(state): Data<&Arc<AppState>>,
+    Data(app): Data<&Arc<App>>,
+    Data(state): Data<&Arc<Intake>>,
 ) -> Response {
+    let config = app.config();
     let body_deadline =
-        tokio::time::Instant::now() + Duration::from_secs(state.config.server.body_timeout_secs);
-    match intake(state, &integration_id, request, body, body_deadline).await {
+        tokio::time::Instant::now() + Duration::from_secs(config.server.body_timeout_secs);
+    match intake(
+        app,
+        state,
+        &config,
+        &integration_id,
+        request,
+        body,
+        body_deadline,
+    )
+    .await
+    {
         Ok((envelope, stored)) => {
             let duplicate = stored == Stored::Duplicate;
             tracing::info!(
@@ -75,14 +105,15 @@ const INTEGRATION_TTL: Duration = Duration::from_secs(1);
 
 /// The integration, from a short-lived memo or the database. Unknown ids are not remembered, so
 /// requests with made-up ids cannot grow it.
-async fn find_integration(state: &AppState, id: &str) -> Result<Integration, Error> {
+async fn find_integration(app: &App, state: &Intake, id: &str) -> Result<Integration, Error> {
     if let Some((at, integration)) = state.integrations.lock().expect("memo").get(id) {
         if at.elapsed() < INTEGRATION_TTL {
             return Ok(integration.clone());
         }
     }
     let key = id.to_owned();
-    let found = db::call(&state.pool, move |conn| integrations::get(conn, &key))
+    let found = app
+        .db(move |conn| integrations::get(conn, &key))
         .await?
         .ok_or_else(|| Error::UnknownIntegration(truncated(id)))?;
     let mut memo = state.integrations.lock().expect("memo");
@@ -92,15 +123,17 @@ async fn find_integration(state: &AppState, id: &str) -> Result<Integration, Err
 }
 
 async fn intake(
-    state: &AppState,
+    app: &App,
+    state: &Intake,
+    config: &crate::Config,
     integration_id: &str,
     request: &Request,
     body: Body,
     body_deadline: tokio::time::Instant,
 ) -> Result<(Envelope, Stored), Error> {
-    let integration = find_integration(state, integration_id).await?;
+    let integration = find_integration(app, state, integration_id).await?;
 
-    let limit = state.config.server.max_webhook_bytes;
+    let limit = config.server.max_webhook_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -111,7 +144,7 @@ async fn intake(
     let raw = tokio::time::timeout_at(body_deadline, body.into_bytes_limit(limit))
         .await
         .map_err(|_| Error::BodyTimeout {
-            secs: state.config.server.body_timeout_secs,
+            secs: config.server.body_timeout_secs,
         })?
         .map_err(|e| e.into_error(limit))?;
 
@@ -124,7 +157,7 @@ async fn intake(
         &raw,
         &[integration.webhook_secret.as_str()],
         db::now_unix(),
-        state.config.stripe.webhook_tolerance_secs,
+        config.stripe.webhook_tolerance_secs,
     )?;
 
     let envelope = Envelope::parse(&raw)?;

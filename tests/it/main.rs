@@ -18,3 +18,4 @@ mod smtp;
 mod smtp_server;
 mod stripe_api;
 mod support;
+mod web;

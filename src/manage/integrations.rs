@@ -1,0 +1,203 @@
+//! Integrations: the Stripe accounts this instance listens to. Adding one, changing its name,
+//! sender address, signing secret or API key while keeping its id (so its webhook URL, templates
+//! and log stay), and removing it.
+
+use crate::app::App;
+use crate::db::integrations::{self, Integration};
+use crate::Error;
+
+/// What a person gives to add an integration. Text is taken as typed; `add` trims and checks it.
+#[derive(Debug, Default, Clone)]
+pub struct NewIntegration {
+    pub name: String,
+    pub webhook_secret: String,
+    pub api_key: Option<String>,
+    pub stripe_account: Option<String>,
+    pub from_address: Option<String>,
+}
+
+/// A change to an integration; `None` leaves that part as it is. An empty `api_key` or
+/// `from_address` removes it.
+#[derive(Debug, Default, Clone)]
+pub struct Changes {
+    pub name: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub api_key: Option<String>,
+    pub from_address: Option<String>,
+}
+
+pub async fn list(app: &App) -> Result<Vec<Integration>, Error> {
+    app.db(integrations::list).await
+}
+
+pub async fn get(app: &App, id: &str) -> Result<Integration, Error> {
+    let key = id.to_owned();
+    app.db(move |c| integrations::get(c, &key))
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn add(app: &App, new: NewIntegration) -> Result<Integration, Error> {
+    let name = checked_name(&new.name)?;
+    let webhook_secret = checked_webhook_secret(&new.webhook_secret)?;
+    let api_key = optional(new.api_key).map(checked_api_key).transpose()?;
+    let from_address = optional(new.from_address)
+        .map(checked_from_address)
+        .transpose()?;
+    let stripe_account = optional(new.stripe_account)
+        .map(|acct| match acct.starts_with("acct_") {
+            true => Ok(acct),
+            false => Err(Error::invalid(
+                "account",
+                "the Stripe account id starts with acct_",
+            )),
+        })
+        .transpose()?;
+    app.db(move |c| {
+        integrations::insert(
+            c,
+            &integrations::NewIntegration {
+                name: &name,
+                webhook_secret: &webhook_secret,
+                api_key: api_key.as_deref(),
+                stripe_account: stripe_account.as_deref(),
+                from_address: from_address.as_deref(),
+            },
+        )
+    })
+    .await
+}
+
+pub async fn update(app: &App, id: &str, changes: Changes) -> Result<Integration, Error> {
+    let name = changes.name.as_deref().map(checked_name).transpose()?;
+    let webhook_secret = changes
+        .webhook_secret
+        .as_deref()
+        .map(checked_webhook_secret)
+        .transpose()?;
+    // Some("") removes the key or the address; None keeps it.
+    let api_key = changes
+        .api_key
+        .map(|k| optional(Some(k)).map(checked_api_key).transpose())
+        .transpose()?;
+    let from_address = changes
+        .from_address
+        .map(|a| optional(Some(a)).map(checked_from_address).transpose())
+        .transpose()?;
+    let key = id.to_owned();
+    let updated = app
+        .db(move |c| {
+            integrations::update(
+                c,
+                &key,
+                &integrations::Update {
+                    name: name.as_deref(),
+                    webhook_secret: webhook_secret.as_deref(),
+                    api_key: api_key.as_ref().map(|k| k.as_deref()),
+                    from_address: from_address.as_ref().map(|a| a.as_deref()),
+                },
+            )
+        })
+        .await?;
+    updated.ok_or_else(|| not_found(id))
+}
+
+/// Removes an integration with its events, deliveries and catalog.
+pub async fn remove(app: &App, id: &str) -> Result<(), Error> {
+    let key = id.to_owned();
+    match app.db(move |c| integrations::remove(c, &key)).await? {
+        true => Ok(()),
+        false => Err(not_found(id)),
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound {
+        what: "integration",
+        id: id.to_owned(),
+    }
+}
+
+fn optional(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn checked_name(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    match name.chars().count() {
+        0 => Err(Error::invalid(
+            "name",
+            "give the integration a name you recognise, e.g. your shop's",
+        )),
+        n if n > 100 => Err(Error::invalid("name", "keep the name under 100 characters")),
+        _ if name.chars().any(char::is_control) => Err(Error::invalid(
+            "name",
+            "the name cannot contain control characters",
+        )),
+        _ => Ok(name.to_owned()),
+    }
+}
+
+fn checked_webhook_secret(secret: &str) -> Result<String, Error> {
+    let secret = secret.trim();
+    if !secret.starts_with("whsec_") || secret.len() < 10 || secret.chars().any(char::is_whitespace)
+    {
+        return Err(Error::invalid(
+            "webhook_secret",
+            "the webhook signing secret starts with whsec_ (Stripe Dashboard → Developers → \
+             Webhooks → your endpoint → Signing secret, or `stripe listen --print-secret`)",
+        ));
+    }
+    Ok(secret.to_owned())
+}
+
+fn checked_api_key(key: String) -> Result<String, Error> {
+    if key.starts_with("pk_") {
+        return Err(Error::invalid(
+            "api_key",
+            "this is a publishable key (pk_…), which cannot read customers: use a restricted \
+             key (rk_…) or a secret key (sk_…)",
+        ));
+    }
+    if !(key.starts_with("sk_") || key.starts_with("rk_")) || key.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "api_key",
+            "the API key is a secret (sk_…) or restricted (rk_…) Stripe key",
+        ));
+    }
+    Ok(key)
+}
+
+fn checked_from_address(address: String) -> Result<String, Error> {
+    match crate::outbox::smtp::is_address(&address) {
+        true => Ok(address),
+        false => Err(Error::invalid(
+            "from_address",
+            format!("{address:?} is not an email address"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let field = |r: Result<String, Error>| r.unwrap_err().field();
+        assert_eq!(field(checked_name("  ")), Some("name"));
+        assert_eq!(
+            field(checked_webhook_secret("sk_test_x")),
+            Some("webhook_secret")
+        );
+        assert_eq!(
+            field(checked_api_key("pk_live_123".into())),
+            Some("api_key")
+        );
+        assert_eq!(
+            field(checked_from_address("nope".into())),
+            Some("from_address")
+        );
+        assert_eq!(checked_name(" Rosen Goods ").unwrap(), "Rosen Goods");
+    }
+}
