@@ -104,7 +104,7 @@ impl Chromedriver {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 }
 
@@ -134,6 +134,28 @@ impl WebDriverCompatibleCommand for BrowserLog {
 
     fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
         (hyper::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// chromedriver's `POST /session/{id}/goog/cdp/execute`: one Chrome DevTools command, for what
+/// WebDriver has no word for (the colour scheme a page is shown in).
+#[derive(Debug)]
+struct Cdp(serde_json::Value);
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
+        (hyper::Method::POST, Some(self.0.to_string()))
     }
 }
 
@@ -216,7 +238,7 @@ impl Browser {
             .map(|u| u.to_string())
             .unwrap_or_default();
         panic!(
-            "{what}: {error}\n  on page {url}\n--- chromedriver log (end) ---\n{}",
+            "{what}\n  ({error}, on {url})\n--- the end of chromedriver's log ---\n{}",
             self.driver.log_tail()
         )
     }
@@ -420,13 +442,29 @@ impl Browser {
         }
     }
 
-    /// Follows the link that says `text` (or whose text contains it).
+    /// Follows the link that says `text` (exactly, else the first whose text contains it).
     pub async fn click_link(&self, text: &str) {
         let literal = xpath_literal(text);
-        let xpath = format!(
-            "//a[normalize-space()={literal}] | //a[contains(normalize-space(), {literal})]"
-        );
-        let link = self.wait_for(Locator::XPath(&xpath)).await;
+        let exact = format!("//a[normalize-space()={literal}]");
+        let partial = format!("//a[contains(normalize-space(), {literal})]");
+        let deadline = Instant::now() + PATIENCE;
+        let link = loop {
+            if let Ok(link) = self.client.find(Locator::XPath(&exact)).await {
+                break link;
+            }
+            if let Ok(link) = self.client.find(Locator::XPath(&partial)).await {
+                break link;
+            }
+            if Instant::now() > deadline {
+                let text = self.text().await;
+                self.fail(
+                    &format!("no link says {literal}; the page says:\n{text}\n"),
+                    "timed out",
+                )
+                .await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
         if let Err(e) = link.click().await {
             self.fail(&format!("cannot follow the link {text:?}"), e)
                 .await;
@@ -496,8 +534,9 @@ impl Browser {
     }
 
     /// Saves the page as `target/screenshots/NAME-1280.png` and `NAME-390.png`, each the
-    /// page's full height, and returns what a person would call broken at either width: a page
-    /// that scrolls sideways. Leaves the window at 1280 px.
+    /// page's full height, and `NAME-1280-dark.png` in the dark colour scheme; returns what a
+    /// person would call broken at either width: a page that scrolls sideways. Leaves the
+    /// window at 1280 px, light.
     pub async fn screenshot(&self, name: &str) -> Vec<String> {
         let dir = screenshots_dir();
         std::fs::create_dir_all(&dir).unwrap();
@@ -528,9 +567,30 @@ impl Browser {
                 Err(e) => self.fail(&format!("cannot screenshot {name}"), e).await,
             };
             std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
+            if width == WIDE.0 {
+                self.color_scheme("dark").await;
+                let png = match self.client.screenshot().await {
+                    Ok(png) => png,
+                    Err(e) => self.fail(&format!("cannot screenshot {name}"), e).await,
+                };
+                self.color_scheme("light").await;
+                std::fs::write(dir.join(format!("{name}-{width}-dark.png")), png).unwrap();
+            }
         }
         self.resize(WIDE).await;
         problems
+    }
+
+    /// Shows the page as under `prefers-color-scheme: SCHEME`.
+    async fn color_scheme(&self, scheme: &str) {
+        let command = Cdp(serde_json::json!({
+            "cmd": "Emulation.setEmulatedMedia",
+            "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] },
+        }));
+        if let Err(e) = self.client.issue_cmd(command).await {
+            self.fail(&format!("cannot switch to the {scheme} colour scheme"), e)
+                .await;
+        }
     }
 }
 
@@ -560,11 +620,13 @@ pub struct Served {
 }
 
 impl Served {
-    /// Starts `serve` on port 0 in `dir` (its database there) with `env` set, and waits until
-    /// it listens.
+    /// Starts `serve` on a free loopback port in `dir` (its database there) with `env` set, and
+    /// waits until it listens. A real port rather than 0, so the webhook URLs the pages show
+    /// (derived from `server.listen`) are the ones to post to, as for a merchant running it locally.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Served {
         let binary = crate::support::release_binary();
-        let mut child = mmc_with(&binary, dir, &["serve", "--listen", "127.0.0.1:0"])
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut child = mmc_with(&binary, dir, &["serve", "--listen", &listen])
             .env("MMC_LOG__FORMAT", "json")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

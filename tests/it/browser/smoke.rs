@@ -43,6 +43,9 @@ async fn chromium_reads_the_health_check_and_an_unknown_page() {
         let png_height = u32::from_be_bytes(png[20..24].try_into().unwrap());
         assert!(png_height >= 844, "{png_height}");
     }
+    let light = std::fs::read(screenshots_dir().join("harness-not-found-1280.png")).unwrap();
+    let dark = std::fs::read(screenshots_dir().join("harness-not-found-1280-dark.png")).unwrap();
+    assert_ne!(light, dark, "the dark colour scheme changed nothing");
     browser.close().await;
 }
 
