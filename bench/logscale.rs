@@ -78,7 +78,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
             true,
             LogFilter {
                 product_id: Some(popular_product.clone()),
-                trigger: Some("payment_failed".into()),
+                trigger: Some(TriggerKind::PaymentFailed),
                 limit: 50,
                 ..LogFilter::default()
             },
@@ -124,7 +124,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
             false,
             LogFilter {
                 plan_id: Some(plan_id(0)),
-                trigger: Some("payment_received".into()),
+                trigger: Some(TriggerKind::PaymentReceived),
                 limit: 50,
                 ..LogFilter::default()
             },
@@ -134,7 +134,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
             false,
             LogFilter {
                 status: Some(Status::Failed),
-                trigger: Some("payment_failed".into()),
+                trigger: Some(TriggerKind::PaymentFailed),
                 limit: 50,
                 ..LogFilter::default()
             },
@@ -145,7 +145,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
             LogFilter {
                 status: Some(Status::Failed),
                 product_id: Some(popular_product),
-                trigger: Some("refund_completed".into()),
+                trigger: Some(TriggerKind::RefundCompleted),
                 limit: 50,
                 ..LogFilter::default()
             },
@@ -215,8 +215,8 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
 /// Every row returned matches the filter, newest first, within the limit.
 fn check(name: &str, filter: &LogFilter, found: &[Delivery], failures: &mut Vec<String>) {
     let wrong = |d: &Delivery| {
-        filter.status.is_some_and(|s| d.status != s.as_str())
-            || filter.trigger.as_ref().is_some_and(|t| &d.trigger != t)
+        filter.status.is_some_and(|s| d.status != s)
+            || filter.trigger.is_some_and(|t| d.trigger != t)
             || filter
                 .product_id
                 .as_ref()

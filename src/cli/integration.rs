@@ -81,10 +81,10 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                     i.status,
                     super::printable(i.stripe_account.as_deref().unwrap_or("-")),
                     super::printable(i.from_address.as_deref().unwrap_or("(smtp.from_address)")),
-                    integrations::redact(&i.webhook_secret),
+                    integrations::redact(i.webhook_secret.expose()),
                     i.api_key
-                        .as_deref()
-                        .map(integrations::redact)
+                        .as_ref()
+                        .map(|k| integrations::redact(k.expose()))
                         .unwrap_or("-".into()),
                     config.webhook_url(&i.id),
                 );

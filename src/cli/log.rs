@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use super::{open_db, printable as p, runtime};
+use super::{app, printable as p, runtime};
 use crate::config::Config;
-use crate::db::deliveries::{self, LogFilter, Status};
-use crate::db::{events, now_unix};
-use crate::outbox::smtp::send_test_email;
+use crate::db::deliveries::{Delivery, LogFilter, Status};
+use crate::db::events::StoredEvent;
+use crate::db::now_unix;
+use crate::manage::{self, deliveries::DeliveryDetail, deliveries::TestEmail};
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
@@ -80,12 +80,13 @@ fn when(ts: i64) -> String {
 }
 
 pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow::Result<ExitCode> {
-    let conn = open_db(config)?;
+    let app = app(config)?;
+    let runtime = runtime()?;
     match action {
         None => {
             let filter = LogFilter {
                 status: args.status,
-                trigger: args.trigger.map(|t| t.as_str().to_owned()),
+                trigger: args.trigger,
                 product_id: args.product,
                 plan_id: args.plan,
                 recipient: args.to,
@@ -93,11 +94,14 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
                 before: None,
                 limit: args.limit,
             };
-            let rows = deliveries::search(&conn, &filter)?;
-            println!("{:<7} {:<19} {:<8} {:<22} {:<32} SUBJECT / LAST ERROR", "ID", "CREATED (UTC)", "STATUS", "TRIGGER", "TO");
+            let rows = runtime.block_on(manage::deliveries::search(&app, filter))?;
+            println!(
+                "{:<7} {:<19} {:<8} {:<22} {:<32} SUBJECT / LAST ERROR",
+                "ID", "CREATED (UTC)", "STATUS", "TRIGGER", "TO"
+            );
             for d in &rows {
                 let detail = match (&d.last_error, &d.subject) {
-                    (Some(e), _) if d.status != "sent" => e.as_str(),
+                    (Some(e), _) if d.status != Status::Sent => e.as_str(),
                     (_, Some(s)) => s.as_str(),
                     _ => "",
                 };
@@ -105,8 +109,8 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
                     "{:<7} {:<19} {:<8} {:<22} {:<32} {}",
                     d.id,
                     when(d.created_at),
-                    p(&d.status),
-                    p(&d.trigger),
+                    d.status.as_str(),
+                    d.trigger.as_str(),
                     p(d.recipient.as_deref().unwrap_or("-")),
                     p(detail)
                 );
@@ -116,79 +120,88 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
             }
         }
         Some(LogAction::Show { id }) => {
-            let d = deliveries::get(&conn, id)?.with_context(|| format!("no delivery {id}"))?;
-            let opt = |v: &Option<String>| p(v.as_deref().unwrap_or("-")).into_owned();
-            println!("delivery {}: {}", d.id, p(&d.status));
-            println!("trigger:      {}", p(&d.trigger));
-            println!(
-                "to:           {}{}",
-                d.recipient_name
-                    .as_deref()
-                    .map(|n| format!("{} ", p(n)))
-                    .unwrap_or_default(),
-                d.recipient
-                    .as_deref()
-                    .map(|r| format!("<{}>", p(r)))
-                    .unwrap_or("-".into())
-            );
-            println!("subject:      {}", opt(&d.subject));
-            println!("product:      {}", opt(&d.product_id));
-            println!("plan:         {}", opt(&d.plan_id));
-            println!("template:     {}", d.template_id.map(|t| t.to_string()).unwrap_or("-".into()));
-            println!("business key: {}", p(&d.business_key));
-            println!("created:      {}", when(d.created_at));
-            println!("attempts:     {}", d.attempts);
-            if let Some(next) = d.next_attempt_at.filter(|_| d.status == "retrying" || d.status == "queued") {
-                println!("next attempt: {}", when(next));
-            }
-            if let Some(sent) = d.sent_at {
-                println!("sent:         {}", when(sent));
-            }
-            if let Some(m) = &d.message_id {
-                println!("message id:   {}", p(m));
-            }
-            if let Some(e) = &d.last_error {
-                println!("last error:   {}", p(e));
-            }
-            if let Some(of) = d.resend_of {
-                println!("resend of:    {of}");
-            }
-            let event = d.event_id.map(|e| events::get_by_id(&conn, e)).transpose()?.flatten();
-            match event {
-                Some(e) => println!(
-                    "event:        {} {} (received {}; {}{})",
-                    p(&e.stripe_event_id),
-                    p(&e.event_type),
-                    when(e.received_at),
-                    p(&e.processing),
-                    e.processing_detail.map(|d| format!(": {}", p(&d))).unwrap_or_default()
-                ),
-                None => println!("event:        {} (no longer stored)", p(&d.stripe_event_id)),
-            }
+            let DeliveryDetail { delivery: d, event } =
+                runtime.block_on(manage::deliveries::get(&app, id))?;
+            show(&d, event.as_ref());
         }
-        Some(LogAction::Resend { id }) => match deliveries::resend(&conn, id, now_unix())? {
-            Some(new) => println!("queued delivery {new} (a resend of {id}); a running server sends it within seconds"),
-            None => bail!("no delivery {id}"),
-        },
+        Some(LogAction::Resend { id }) => {
+            let new = runtime.block_on(manage::deliveries::resend(&app, id))?;
+            println!(
+                "queued delivery {new} (a resend of {id}); a running server sends it within seconds"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn send_test(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
-    if !config.smtp.is_configured() {
-        bail!("smtp.host is not set: configure the [smtp] section (or MMC_SMTP__HOST) first");
+fn show(d: &Delivery, event: Option<&StoredEvent>) {
+    let opt = |v: &Option<String>| p(v.as_deref().unwrap_or("-")).into_owned();
+    println!("delivery {}: {}", d.id, d.status);
+    println!("trigger:      {}", d.trigger);
+    println!(
+        "to:           {}{}",
+        d.recipient_name
+            .as_deref()
+            .map(|n| format!("{} ", p(n)))
+            .unwrap_or_default(),
+        d.recipient
+            .as_deref()
+            .map(|r| format!("<{}>", p(r)))
+            .unwrap_or("-".into())
+    );
+    println!("subject:      {}", opt(&d.subject));
+    println!("product:      {}", opt(&d.product_id));
+    println!("plan:         {}", opt(&d.plan_id));
+    println!(
+        "template:     {}",
+        d.template_id.map(|t| t.to_string()).unwrap_or("-".into())
+    );
+    println!("business key: {}", p(&d.business_key));
+    println!("created:      {}", when(d.created_at));
+    println!("attempts:     {}", d.attempts);
+    let waiting = matches!(d.status, Status::Queued | Status::Retrying);
+    if let Some(next) = d.next_attempt_at.filter(|_| waiting) {
+        println!("next attempt: {}", when(next));
     }
-    let smtp = config.smtp.clone();
-    let to = to.to_owned();
-    match runtime()?.block_on(async move { send_test_email(&smtp, &to).await }) {
-        Ok(line) => {
+    if let Some(sent) = d.sent_at {
+        println!("sent:         {}", when(sent));
+    }
+    if let Some(m) = &d.message_id {
+        println!("message id:   {}", p(m));
+    }
+    if let Some(e) = &d.last_error {
+        println!("last error:   {}", p(e));
+    }
+    if let Some(of) = d.resend_of {
+        println!("resend of:    {of}");
+    }
+    match event {
+        Some(e) => println!(
+            "event:        {} {} (received {}; {}{})",
+            p(&e.stripe_event_id),
+            p(&e.event_type),
+            when(e.received_at),
+            e.processing,
+            e.processing_detail
+                .as_deref()
+                .map(|d| format!(": {}", p(d)))
+                .unwrap_or_default()
+        ),
+        None => println!("event:        {} (no longer stored)", p(&d.stripe_event_id)),
+    }
+}
+
+pub fn send_test(config: &Config, to: &str) -> anyhow::Result<ExitCode> {
+    let app = app(config)?;
+    match runtime()?.block_on(manage::deliveries::send_test_email(&app, to))? {
+        TestEmail::Accepted(line) => {
             println!("{}", p(&line));
             Ok(ExitCode::SUCCESS)
         }
-        Err((error, hint)) => {
-            eprintln!("sending failed: {}", p(error.message()));
-            if let Some(hint) = hint {
-                eprintln!("likely fix: {}", p(&hint));
+        TestEmail::Refused { error, likely_fix } => {
+            eprintln!("sending failed: {}", p(&error));
+            if let Some(fix) = likely_fix {
+                eprintln!("likely fix: {}", p(&fix));
             }
             Ok(ExitCode::FAILURE)
         }

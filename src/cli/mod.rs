@@ -195,7 +195,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         command => {
             let config = loaded?;
             init_logging(&config)?;
-            match command {
+            let result = match command {
                 Command::Serve { .. } => serve(config, cli.config.is_some()),
                 Command::Migrate => migrate(&config),
                 Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
@@ -209,8 +209,44 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     html,
                 } => template::preview(&config, &event, integration.as_deref(), html),
                 Command::InitConfig | Command::Config { .. } => unreachable!("handled above"),
-            }
+            };
+            result.map_err(name_the_flag)
         }
+    }
+}
+
+/// The flag or argument a person typed for each field the service layer names in
+/// `Error::Invalid` / `Error::Conflict` (the pages name their form fields the same way).
+fn flag(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "name" => "--name",
+        "webhook_secret" => "--webhook-secret",
+        "api_key" => "--api-key",
+        "account" => "--account",
+        "from_address" => "--from-address",
+        "trigger" => "--trigger",
+        "product" => "--product",
+        "plan" => "--plan",
+        "subject" => "--subject",
+        "html" => "--html-file",
+        "text" => "--text-file",
+        "event" => "--event",
+        "integration" => "--integration",
+        "to" => "--to",
+        _ => return None,
+    })
+}
+
+/// Puts the flag in front of a person-caused error about one field: `--html-file: HTML body,
+/// line 2: …`, so the message says what to change on the command line.
+fn name_the_flag(error: anyhow::Error) -> anyhow::Error {
+    let flag = error
+        .downcast_ref::<crate::Error>()
+        .and_then(crate::Error::field)
+        .and_then(flag);
+    match flag {
+        Some(flag) => anyhow::anyhow!("{flag}: {error}"),
+        None => error,
     }
 }
 

@@ -3,21 +3,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
-use super::{open_db, printable as p, printable_block, runtime};
+use super::{app, printable as p, printable_block, runtime};
 use crate::config::Config;
 use crate::db::deliveries::Status;
-use crate::db::integrations::{self, Integration};
-use crate::db::templates::{self, TemplateInput};
-use crate::db::{self};
-use crate::pipeline::prepare::{Outcome, Preparer};
-use crate::stripe::api::StripeClient;
+use crate::db::templates::TemplateInput;
+use crate::manage;
+use crate::pipeline::prepare::Outcome;
 use crate::templates::context;
-use crate::templates::files::{self, TemplateFile};
+use crate::templates::files;
 use crate::templates::render::{validate, TemplateSource};
 use crate::trigger::TriggerKind;
 
@@ -66,14 +63,15 @@ pub enum TemplateAction {
 }
 
 pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> {
-    let mut conn = open_db(config)?;
+    let app = app(config)?;
+    let runtime = runtime()?;
     match action {
         TemplateAction::List => {
             println!(
                 "{:<4} {:<23} {:<24} {:<32} {:<8} SUBJECT",
                 "ID", "TRIGGER", "PRODUCT", "PLAN", "ENABLED"
             );
-            for t in templates::list(&conn)? {
+            for t in runtime.block_on(manage::templates::list(&app))? {
                 println!(
                     "{:<4} {:<23} {:<24} {:<32} {:<8} {}",
                     t.id,
@@ -96,25 +94,22 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
         } => {
             let html = read(&html_file)?;
             let text = text_file.as_deref().map(read).transpose()?;
-            let saved = templates::save(
-                &conn,
-                &TemplateInput {
-                    trigger,
-                    product_id: product,
-                    plan_id: plan,
-                    source: TemplateSource {
-                        subject,
-                        html,
-                        text,
-                    },
-                    enabled: !disabled,
+            let input = TemplateInput {
+                trigger,
+                product_id: product,
+                plan_id: plan,
+                source: TemplateSource {
+                    subject,
+                    html,
+                    text,
                 },
-            )?;
+                enabled: !disabled,
+            };
+            let saved = runtime.block_on(manage::templates::save(&app, input))?;
             println!("saved template {} ({})", saved.id, p(&saved.scope()));
         }
         TemplateAction::Show { id } => {
-            let t = templates::get(&conn, id)?
-                .with_context(|| format!("no template {id}; `template list` shows them"))?;
+            let t = runtime.block_on(manage::templates::get(&app, id))?;
             println!(
                 "template {} ({}), {}",
                 t.id,
@@ -143,32 +138,21 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             }
         }
         TemplateAction::Remove { id } => {
-            if !templates::remove(&conn, id)? {
-                bail!("no template {id}; `template list` shows them");
-            }
+            runtime.block_on(manage::templates::remove(&app, id))?;
             println!("removed template {id}");
         }
         TemplateAction::Enable { id } | TemplateAction::Disable { id } => {
             let enable = matches!(action, TemplateAction::Enable { .. });
-            if !templates::set_enabled(&conn, id, enable)? {
-                bail!("no template {id}; `template list` shows them");
-            }
+            runtime.block_on(manage::templates::set_enabled(&app, id, enable))?;
             println!(
                 "template {id} {}",
                 if enable { "enabled" } else { "disabled" }
             );
         }
         TemplateAction::Export { dir } => {
+            let all = runtime.block_on(manage::templates::export(&app))?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let all = templates::list(&conn)?;
-            for t in &all {
-                let file = TemplateFile::new(
-                    t.trigger,
-                    t.product_id.clone(),
-                    t.plan_id.clone(),
-                    t.enabled,
-                    &t.source,
-                );
+            for file in &all {
                 let path = dir.join(file.file_name());
                 files::write_regular(&path, &file.to_toml())
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -176,50 +160,25 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             println!("exported {} templates to {}", all.len(), dir.display());
         }
         TemplateAction::Import { dir } => {
-            let mut inputs = Vec::new();
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .with_context(|| format!("reading {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "toml"))
                 .collect();
             paths.sort();
-            let mut problems = Vec::new();
+            let mut texts = Vec::with_capacity(paths.len());
+            let mut unreadable = Vec::new();
             for path in &paths {
-                let text = match files::read_regular(path) {
-                    Ok(text) => text,
-                    Err(e) => {
-                        problems.push(format!("{}: {e}", path.display()));
-                        continue;
-                    }
-                };
-                match TemplateFile::from_toml(&text).and_then(|f| {
-                    let trigger: TriggerKind = f
-                        .trigger
-                        .parse()
-                        .map_err(|e: crate::trigger::UnknownTrigger| e.to_string())?;
-                    let input = TemplateInput {
-                        trigger,
-                        product_id: f.product.clone(),
-                        plan_id: f.plan.clone(),
-                        source: f.source(),
-                        enabled: f.enabled,
-                    };
-                    validate(trigger, &input.source).map_err(|e| e.to_string())?;
-                    Ok(input)
-                }) {
-                    Ok(input) => inputs.push(input),
-                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                match files::read_regular(path) {
+                    Ok(text) => texts.push((path.display().to_string(), text)),
+                    Err(e) => unreadable.push(format!("{}: {e}", path.display())),
                 }
             }
-            if !problems.is_empty() {
-                bail!("nothing imported:\n  {}", problems.join("\n  "));
+            if !unreadable.is_empty() {
+                bail!("nothing imported:\n  {}", unreadable.join("\n  "));
             }
-            let tx = conn.transaction()?;
-            for input in &inputs {
-                templates::save(&tx, input)?;
-            }
-            tx.commit()?;
-            println!("imported {} templates from {}", inputs.len(), dir.display());
+            let saved = runtime.block_on(manage::templates::import(&app, texts))?;
+            println!("imported {saved} templates from {}", dir.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -236,33 +195,8 @@ pub fn preview(
     html: bool,
 ) -> anyhow::Result<ExitCode> {
     let payload = read(event)?;
-    let conn = open_db(config)?;
-    let integration = match integration {
-        Some(id) => integrations::get(&conn, id)?
-            .with_context(|| format!("no integration {id:?}; `integration list` shows them"))?,
-        None => Integration {
-            id: "preview".into(),
-            name: "Your shop".into(),
-            webhook_secret: String::new(),
-            api_key: None,
-            stripe_account: None,
-            status: "active".into(),
-            created_at: 0,
-            from_address: None,
-        },
-    };
-    let all_templates = templates::list(&conn)?;
-    drop(conn);
-    let busy = std::time::Duration::from_millis(config.database.busy_timeout_ms);
-    let preparer = Arc::new(Preparer::new(
-        db::pool(&config.database.path, busy, 2)?,
-        StripeClient::new(&config.stripe.api_base),
-    ));
-    let outcome = runtime()?.block_on(async move {
-        preparer
-            .prepare(&integration, &all_templates, None, &payload)
-            .await
-    });
+    let app = app(config)?;
+    let outcome = runtime()?.block_on(manage::templates::preview(&app, &payload, integration))?;
     match outcome {
         Outcome::Ignore(reason) => println!("no email: {}", p(&reason)),
         Outcome::Retry(reason) => println!("no email yet, would retry: {}", p(&reason)),
@@ -270,7 +204,7 @@ pub fn preview(
         Outcome::Delivery(d) => {
             println!(
                 "trigger: {}\nbusiness key: {}",
-                p(&d.trigger),
+                d.trigger,
                 p(&d.business_key)
             );
             if let Some(id) = d.template_id {

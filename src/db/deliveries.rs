@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{classify_db_error, Error};
+use crate::trigger::TriggerKind;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Status {
@@ -41,6 +42,12 @@ impl Status {
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for Status {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -62,7 +69,7 @@ pub struct Delivery {
     pub event_id: Option<i64>,
     pub stripe_event_id: String,
     pub business_key: String,
-    pub trigger: String,
+    pub trigger: TriggerKind,
     pub template_id: Option<i64>,
     pub product_id: Option<String>,
     pub plan_id: Option<String>,
@@ -71,7 +78,7 @@ pub struct Delivery {
     pub subject: Option<String>,
     pub html: Option<String>,
     pub text: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub attempts: i64,
     pub next_attempt_at: Option<i64>,
     pub lease_until: Option<i64>,
@@ -121,13 +128,13 @@ fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
 
 /// A row to add. `Queued` rows are due at once; `Skipped` and `Failed` rows record why nothing
 /// is sent, so the merchant sees it in the log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub integration_id: String,
     pub event_id: Option<i64>,
     pub stripe_event_id: String,
     pub business_key: String,
-    pub trigger: String,
+    pub trigger: TriggerKind,
     pub template_id: Option<i64>,
     pub product_id: Option<String>,
     pub plan_id: Option<String>,
@@ -139,6 +146,34 @@ pub struct NewDelivery {
     pub status: Status,
     /// Why the row waits, was skipped or failed, shown in the log.
     pub note: Option<String>,
+}
+
+impl NewDelivery {
+    /// A queued delivery of one business fact, with nothing else known yet.
+    pub fn new(
+        integration_id: impl Into<String>,
+        stripe_event_id: impl Into<String>,
+        business_key: impl Into<String>,
+        trigger: TriggerKind,
+    ) -> NewDelivery {
+        NewDelivery {
+            integration_id: integration_id.into(),
+            event_id: None,
+            stripe_event_id: stripe_event_id.into(),
+            business_key: business_key.into(),
+            trigger,
+            template_id: None,
+            product_id: None,
+            plan_id: None,
+            recipient: None,
+            recipient_name: None,
+            subject: None,
+            html: None,
+            text: None,
+            status: Status::Queued,
+            note: None,
+        }
+    }
 }
 
 /// Inserts unless this business fact already has a delivery; returns the new id, or the id of
@@ -158,7 +193,7 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
             s.execute(params![
                 new.integration_id, new.event_id, new.stripe_event_id, new.business_key, new.trigger,
                 new.template_id, new.product_id, new.plan_id, new.recipient, new.recipient_name,
-                new.subject, new.html, new.text, status.as_str(), next, new.note, now
+                new.subject, new.html, new.text, status, next, new.note, now
             ])
         })
         .map_err(classify_db_error)?;
@@ -389,7 +424,7 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub status: Option<Status>,
-    pub trigger: Option<String>,
+    pub trigger: Option<TriggerKind>,
     pub product_id: Option<String>,
     pub plan_id: Option<String>,
     pub recipient: Option<String>,
@@ -415,7 +450,11 @@ pub fn log_query(filter: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
         filter.status.map(|s| s.as_str().to_owned()),
         &mut sql,
     );
-    eq("trigger", filter.trigger.clone(), &mut sql);
+    eq(
+        "trigger",
+        filter.trigger.map(|t| t.as_str().to_owned()),
+        &mut sql,
+    );
     eq("product_id", filter.product_id.clone(), &mut sql);
     eq("plan_id", filter.plan_id.clone(), &mut sql);
     eq(
@@ -455,7 +494,7 @@ pub fn search(conn: &Connection, filter: &LogFilter) -> Result<Vec<Delivery>, Er
 }
 
 /// Counts per status, for the log summary and tests.
-pub fn count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, Error> {
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(Status, i64)>, Error> {
     let mut stmt = conn
         .prepare_cached("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
         .map_err(classify_db_error)?;

@@ -20,6 +20,62 @@ pub enum Stored {
     Duplicate,
 }
 
+/// Where an event is in processing (`events.processing`). `Pending` events are picked up by the
+/// processor once `process_after` has passed; the others are final, `processing_detail` saying
+/// why in words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Processing {
+    #[default]
+    Pending,
+    /// A delivery was queued for it.
+    Queued,
+    /// A delivery row says why no email goes (no template, a disconnected integration), or
+    /// another event's delivery covers the same business fact.
+    Skipped,
+    /// It needs the merchant (an API key lacking a permission), or kept failing until given up.
+    Failed,
+    /// Not one of the 7 triggers, or nothing to send (a catalog change, a foreign account).
+    Ignored,
+}
+
+impl Processing {
+    pub const ALL: [Processing; 5] = [
+        Processing::Pending,
+        Processing::Queued,
+        Processing::Skipped,
+        Processing::Failed,
+        Processing::Ignored,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Processing::Pending => "pending",
+            Processing::Queued => "queued",
+            Processing::Skipped => "skipped",
+            Processing::Failed => "failed",
+            Processing::Ignored => "ignored",
+        }
+    }
+}
+
+impl std::fmt::Display for Processing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Processing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Processing::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown processing state {s:?}: use pending, queued, skipped, failed or ignored")
+            })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub id: i64,
@@ -32,7 +88,7 @@ pub struct StoredEvent {
     pub created: i64,
     pub received_at: i64,
     pub payload: String,
-    pub processing: String,
+    pub processing: Processing,
     pub processing_detail: Option<String>,
     pub processing_attempts: i64,
 }
@@ -163,7 +219,7 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, Error> {
 pub fn finish(
     conn: &Connection,
     id: i64,
-    state: &str,
+    state: Processing,
     detail: &str,
     now: i64,
 ) -> Result<(), Error> {

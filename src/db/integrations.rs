@@ -4,15 +4,54 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::deliveries::{delete_in_batches, DELETE_BATCH};
 use crate::error::{classify_db_error, Error};
+use crate::secret::Secret;
 
+/// Whether emails go out for an integration (`integrations.status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Status {
+    #[default]
+    Active,
+    /// The Stripe account revoked access (`account.application.deauthorized`): its events
+    /// send nothing.
+    Disconnected,
+}
+
+impl Status {
+    pub const ALL: [Status; 2] = [Status::Active, Status::Disconnected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown integration status {s:?}: use active or disconnected"))
+    }
+}
+
+/// `Debug` shows the secret and the key as `[redacted]`.
 #[derive(Debug, Clone)]
 pub struct Integration {
     pub id: String,
     pub name: String,
-    pub webhook_secret: String,
-    pub api_key: Option<String>,
+    pub webhook_secret: Secret,
+    pub api_key: Option<Secret>,
     pub stripe_account: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub created_at: i64,
     pub from_address: Option<String>,
 }
@@ -85,8 +124,12 @@ pub fn update(conn: &Connection, id: &str, change: &Update) -> Result<Option<Int
         params![
             id,
             name,
-            change.webhook_secret.unwrap_or(&current.webhook_secret),
-            change.api_key.unwrap_or(current.api_key.as_deref()),
+            change
+                .webhook_secret
+                .unwrap_or(current.webhook_secret.expose()),
+            change
+                .api_key
+                .unwrap_or(current.api_key.as_ref().map(Secret::expose)),
             change
                 .from_address
                 .unwrap_or(current.from_address.as_deref()),
@@ -130,10 +173,10 @@ pub fn list(conn: &Connection) -> Result<Vec<Integration>, Error> {
 }
 
 /// Marks an integration connected or disconnected (e.g. on `account.application.deauthorized`).
-pub fn set_status(conn: &Connection, id: &str, status: &str) -> Result<(), Error> {
+pub fn set_status(conn: &Connection, id: &str, status: Status) -> Result<(), Error> {
     conn.execute(
         "UPDATE integrations SET status = ?2 WHERE id = ?1",
-        [id, status],
+        params![id, status],
     )
     .map_err(classify_db_error)?;
     Ok(())

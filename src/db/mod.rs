@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod lock;
+mod state;
 pub mod templates;
 pub mod writer;
 

@@ -121,16 +121,16 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Template>, Error> {
 }
 
 /// Validates and stores a template; one with the same trigger, product and plan is replaced.
+/// A template that does not render against its trigger's sample event is `Error::Invalid`
+/// naming the part at fault: `subject`, `html` or `text`.
 pub fn save(conn: &Connection, input: &TemplateInput) -> Result<Template, Error> {
     validate(input.trigger, &input.source).map_err(|e| {
-        Error::Template(format!(
-            "{} refused: {e}",
-            scope_text(
-                input.trigger,
-                input.product_id.as_deref(),
-                input.plan_id.as_deref()
-            )
-        ))
+        let field = match e.part {
+            "subject" => "subject",
+            "text body" => "text",
+            _ => "html",
+        };
+        Error::invalid(field, e.to_string())
     })?;
     write(conn, input, false)
 }

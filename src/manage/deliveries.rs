@@ -1,7 +1,8 @@
-//! The delivery log: one delivery with its event, and resending one.
+//! The delivery log: searching it, one delivery with its event, resending one; and the test
+//! email that checks the SMTP settings.
 
 use crate::app::App;
-use crate::db::deliveries::{self, Delivery};
+use crate::db::deliveries::{self, Delivery, LogFilter};
 use crate::db::events::{self, StoredEvent};
 use crate::db::now_unix;
 use crate::Error;
@@ -10,6 +11,11 @@ use crate::Error;
 pub struct DeliveryDetail {
     pub delivery: Delivery,
     pub event: Option<StoredEvent>,
+}
+
+/// Deliveries matching `filter`, newest first.
+pub async fn search(app: &App, filter: LogFilter) -> Result<Vec<Delivery>, Error> {
+    app.db(move |c| deliveries::search(c, &filter)).await
 }
 
 pub async fn get(app: &App, id: i64) -> Result<DeliveryDetail, Error> {
@@ -37,6 +43,47 @@ pub async fn resend(app: &App, id: i64) -> Result<i64, Error> {
         .ok_or_else(|| not_found(id))?;
     app.wake_sender.notify_one();
     Ok(new)
+}
+
+/// How the relay took a test email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestEmail {
+    /// The relay's reply and the Message-ID, on one line.
+    Accepted(String),
+    /// Why it failed and, when known, the likely fix.
+    Refused {
+        error: String,
+        likely_fix: Option<String>,
+    },
+}
+
+/// Sends one short email to `to` with the SMTP settings in effect now and reports what the relay
+/// said. Without a relay configured, `Error::Invalid` of `smtp`.
+pub async fn send_test_email(app: &App, to: &str) -> Result<TestEmail, Error> {
+    let to = to.trim().to_owned();
+    if !crate::outbox::smtp::is_address(&to) {
+        return Err(Error::invalid(
+            "to",
+            format!("{to:?} is not an email address"),
+        ));
+    }
+    let smtp = app.config().smtp.clone();
+    if !smtp.is_configured() {
+        return Err(Error::invalid(
+            "smtp",
+            "smtp.host is not set: configure SMTP under Settings (or the [smtp] section of the \
+             config, or MMC_SMTP__HOST) first",
+        ));
+    }
+    Ok(
+        match crate::outbox::smtp::send_test_email(&smtp, &to).await {
+            Ok(line) => TestEmail::Accepted(line),
+            Err((error, likely_fix)) => TestEmail::Refused {
+                error: error.message().to_owned(),
+                likely_fix,
+            },
+        },
+    )
 }
 
 fn not_found(id: i64) -> Error {

@@ -6,3 +6,4 @@
 
 pub mod deliveries;
 pub mod integrations;
+pub mod templates;

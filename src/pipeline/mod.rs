@@ -31,7 +31,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::db::deliveries::{self, Inserted, Status};
-use crate::db::events::{self, DueEvent, StoredEvent};
+use crate::db::events::{self, DueEvent, Processing, StoredEvent};
 use crate::db::{self, integrations, now_unix, templates};
 use crate::error::classify_db_error;
 use crate::Error;
@@ -607,11 +607,11 @@ fn record(
                 events::hold(&tx, event.id, &detail, until)?;
                 committed.postponed.push((event.id, until));
                 postpone_key(until);
-                log_outcome(&event, "held", &detail);
+                tracing::info!(event = %event.stripe_event_id, event_type = %event.event_type, state = "held", "{detail}");
                 continue;
             }
             Finished::Panicked(detail) => {
-                events::finish(&tx, event.id, "failed", &detail, now)?;
+                events::finish(&tx, event.id, Processing::Failed, &detail, now)?;
                 tracing::error!(event = %event.stripe_event_id, event_type = %event.event_type, "not emailed: {detail}");
                 continue;
             }
@@ -628,10 +628,16 @@ fn record(
                         let (state, detail) = match delivery.status {
                             Status::Queued => {
                                 committed.queued += 1;
-                                ("queued", format!("delivery {id} queued"))
+                                (Processing::Queued, format!("delivery {id} queued"))
                             }
-                            Status::Failed => ("failed", delivery.note.clone().unwrap_or_default()),
-                            _ => ("skipped", delivery.note.clone().unwrap_or_default()),
+                            Status::Failed => (
+                                Processing::Failed,
+                                delivery.note.clone().unwrap_or_default(),
+                            ),
+                            _ => (
+                                Processing::Skipped,
+                                delivery.note.clone().unwrap_or_default(),
+                            ),
                         };
                         events::finish(&tx, event.id, state, &detail, now)?;
                         log_outcome(&event, state, &detail);
@@ -641,18 +647,22 @@ fn record(
                             "same business fact ({}) as delivery {id}: not emailed twice",
                             delivery.business_key
                         );
-                        events::finish(&tx, event.id, "skipped", &detail, now)?;
-                        log_outcome(&event, "skipped", &detail);
+                        events::finish(&tx, event.id, Processing::Skipped, &detail, now)?;
+                        log_outcome(&event, Processing::Skipped, &detail);
                     }
                 }
             }
             Outcome::Ignore(reason) => {
-                events::finish(&tx, event.id, "ignored", &reason, now)?;
-                log_outcome(&event, "ignored", &reason);
+                events::finish(&tx, event.id, Processing::Ignored, &reason, now)?;
+                log_outcome(&event, Processing::Ignored, &reason);
             }
             Outcome::Disconnect(reason) => {
-                integrations::set_status(&tx, &event.integration_id, "disconnected")?;
-                events::finish(&tx, event.id, "ignored", &reason, now)?;
+                integrations::set_status(
+                    &tx,
+                    &event.integration_id,
+                    integrations::Status::Disconnected,
+                )?;
+                events::finish(&tx, event.id, Processing::Ignored, &reason, now)?;
                 tracing::warn!(integration = %event.integration_id, "{reason}");
             }
             Outcome::Retry(reason) => {
@@ -662,8 +672,8 @@ fn record(
                         "gave up after {} attempts: {reason}",
                         event.processing_attempts + 1
                     );
-                    events::finish(&tx, event.id, "failed", &detail, now)?;
-                    log_outcome(&event, "failed", &detail);
+                    events::finish(&tx, event.id, Processing::Failed, &detail, now)?;
+                    log_outcome(&event, Processing::Failed, &detail);
                 } else {
                     let attempt = u32::try_from(event.processing_attempts + 1).unwrap_or(u32::MAX);
                     let wait = crate::backoff::delay(attempt, policy.base, MAX_RETRY_DELAY);
@@ -685,13 +695,13 @@ fn record(
 pub const WAITING_FOR_SMTP: &str =
     "waiting for SMTP settings: set smtp.host and smtp.from_address, then restart";
 
-fn log_outcome(event: &EventMeta, state: &str, detail: &str) {
+fn log_outcome(event: &EventMeta, state: Processing, detail: &str) {
     match state {
-        "failed" => {
+        Processing::Failed => {
             tracing::warn!(event = %event.stripe_event_id, event_type = %event.event_type, "not emailed: {detail}")
         }
         _ => {
-            tracing::info!(event = %event.stripe_event_id, event_type = %event.event_type, state, "{detail}")
+            tracing::info!(event = %event.stripe_event_id, event_type = %event.event_type, state = %state, "{detail}")
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::db::deliveries::{NewDelivery, Status};
-use crate::db::integrations::Integration;
+use crate::db::integrations::{Integration, Status as IntegrationStatus};
 use crate::db::{self, catalog, templates, Pool};
 use crate::stripe::api::{self, Credentials, StripeClient, StripeError};
 use crate::stripe::event::{text, Charge, Invoice, InvoiceLink};
@@ -200,19 +200,20 @@ impl Preparer {
             Classification::Trigger(facts) => *facts,
         };
         let mut delivery = NewDelivery {
-            integration_id: integration.id.clone(),
             event_id,
-            stripe_event_id: event["id"].as_str().unwrap_or_default().to_owned(),
-            business_key: facts.business_key.clone(),
-            trigger: facts.kind.as_str().to_owned(),
-            ..NewDelivery::default()
+            ..NewDelivery::new(
+                integration.id.clone(),
+                event["id"].as_str().unwrap_or_default(),
+                facts.business_key.clone(),
+                facts.kind,
+            )
         };
         let not_sent = |mut d: NewDelivery, status: Status, note: String| {
             d.status = status;
             d.note = Some(note);
             Outcome::Delivery(Box::new(d))
         };
-        if integration.status == "disconnected" {
+        if integration.status == IntegrationStatus::Disconnected {
             return not_sent(
                 delivery,
                 Status::Skipped,
@@ -369,15 +370,15 @@ struct Lookups<'a> {
 impl Lookups<'_> {
     fn credentials(&self) -> Option<Credentials<'_>> {
         Some(Credentials {
-            api_key: self.integration.api_key.as_deref()?,
+            api_key: self.integration.api_key.as_ref()?.expose(),
             account: self.integration.stripe_account.as_deref(),
         })
     }
 
     fn no_key(&self, what: &str) -> LookupError {
         LookupError::Permanent(format!(
-            "{what}, and integration {} has no Stripe API key to look it up: add one with \
-             `mailmycustomer integration add --api-key rk_…` (a restricted key with read access)",
+            "{what}, and this integration ({}) has no Stripe API key to look it up: add one on \
+             its page (Integrations), a restricted key (rk_…) with read access",
             self.integration.name
         ))
     }

@@ -627,8 +627,8 @@ impl Failure<'_> {
                     resource: self.resource.to_owned(),
                     message: format!(
                         "the API key cannot read the connected account {} ({said}); the account \
-                         may have disconnected this app: connect it again or remove the \
-                         integration (`mailmycustomer integration remove`)",
+                         may have disconnected this app: connect it again, or remove the \
+                         integration on its page (Integrations)",
                         self.account.unwrap_or("(none given)")
                     ),
                 };
@@ -643,9 +643,9 @@ impl Failure<'_> {
         match status {
             401 => StripeError::InvalidKey {
                 message: format!(
-                    "Stripe rejected the API key ({said}); check the integration's API key: \
-                     `mailmycustomer integration list` shows which key is set; a rolled or \
-                     revoked key must be replaced (`mailmycustomer integration add … --api-key`)"
+                    "Stripe rejected the API key ({said}); check the integration's API key: a \
+                     rolled or revoked key must be replaced with a current one on the \
+                     integration's page (Integrations)"
                 ),
             },
             403 => StripeError::PermissionDenied {
@@ -911,7 +911,10 @@ mod tests {
             "{error:?}"
         );
         assert!(text.contains("connected account acct_9"), "{text}");
-        assert!(text.contains("integration remove"), "{text}");
+        assert!(
+            text.contains("remove the integration on its page"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -924,7 +927,7 @@ mod tests {
         let text = error.to_string();
         assert!(matches!(error, StripeError::InvalidKey { .. }), "{error:?}");
         assert!(text.contains("check the integration's API key"), "{text}");
-        assert!(text.contains("mailmycustomer integration"), "{text}");
+        assert!(text.contains("on the integration's page"), "{text}");
         assert!(
             text.contains("Invalid API Key provided: [redacted key]"),
             "{text}"

@@ -6,6 +6,7 @@
 //! share one listener unless `server.admin_listen` gives the pages their own address.
 
 pub mod assets;
+pub mod body;
 pub mod components;
 pub mod flash;
 pub mod health;
@@ -44,6 +45,7 @@ pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoi
         route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
     }
     if serves != Serves::Public {
+        let deadline = std::time::Duration::from_secs(app.config().server.body_timeout_secs);
         let ui = pages::routes()
             .at("/assets/:hash/:name", get(assets::serve))
             .catch_error(|_: NotFoundError| async {
@@ -53,6 +55,7 @@ pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoi
                     None,
                 )
             })
+            .around(move |ep, req| body::bounded(ep, req, deadline))
             .with(CookieJarManager::new());
         route = route.nest("/", ui);
     }

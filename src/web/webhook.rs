@@ -155,7 +155,7 @@ async fn intake(
     signature::verify(
         header,
         &raw,
-        &[integration.webhook_secret.as_str()],
+        &[integration.webhook_secret.expose()],
         db::now_unix(),
         config.stripe.webhook_tolerance_secs,
     )?;

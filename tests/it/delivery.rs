@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use mail_parser::{MessageParser, MimeHeaders};
 use mailmycustomer::config::Config;
+use mailmycustomer::db::deliveries::Status;
 use mailmycustomer::db::{self, deliveries, integrations};
+use mailmycustomer::trigger::TriggerKind;
 
 use crate::fake_stripe::FakeStripe;
 use crate::pipeline::populate;
@@ -58,8 +60,8 @@ fn add_keyed_integration(config: &Config) -> String {
 async fn wait_statuses(
     server: &TestServer,
     what: &str,
-    done: impl Fn(&[(String, i64)]) -> bool,
-) -> Vec<(String, i64)> {
+    done: impl Fn(&[(Status, i64)]) -> bool,
+) -> Vec<(Status, i64)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let counts = deliveries::count_by_status(&server.db()).unwrap();
@@ -71,10 +73,10 @@ async fn wait_statuses(
     }
 }
 
-fn count(counts: &[(String, i64)], status: &str) -> i64 {
+fn count(counts: &[(Status, i64)], status: Status) -> i64 {
     counts
         .iter()
-        .find(|(s, _)| s == status)
+        .find(|(s, _)| *s == status)
         .map_or(0, |(_, n)| *n)
 }
 
@@ -140,7 +142,7 @@ async fn each_trigger_posted_over_http_arrives_as_a_proper_email() {
         server.deliver(fixture(file)).await.assert_stored(false);
     }
     let received = sink.wait_for(cases.len(), Duration::from_secs(20)).await;
-    wait_statuses(&server, "7 sent", |c| count(c, "sent") == 7).await;
+    wait_statuses(&server, "7 sent", |c| count(c, Status::Sent) == 7).await;
     assert_eq!(
         received.len(),
         cases.len(),
@@ -212,7 +214,7 @@ async fn each_trigger_posted_over_http_arrives_as_a_proper_email() {
         .filter_map(|m| m.message_id().map(|i| format!("<{i}>")))
         .collect();
     for d in &log {
-        assert_eq!(d.status, "sent");
+        assert_eq!(d.status, Status::Sent);
         assert!(
             ids.contains(d.message_id.as_deref().unwrap()),
             "{:?} not received",
@@ -300,7 +302,7 @@ async fn a_relay_that_is_down_gets_the_mail_once_it_is_up() {
         .await
         .assert_stored(false);
 
-    wait_statuses(&server, "a retry", |c| count(c, "retrying") == 1).await;
+    wait_statuses(&server, "a retry", |c| count(c, Status::Retrying) == 1).await;
     let waiting = only(&server);
     assert!(
         waiting.last_error.as_deref().unwrap().contains("refused"),
@@ -311,7 +313,7 @@ async fn a_relay_that_is_down_gets_the_mail_once_it_is_up() {
 
     let sink = Sink::start_on(port);
     sink.wait_for(1, Duration::from_secs(20)).await;
-    wait_statuses(&server, "sent", |c| count(c, "sent") == 1).await;
+    wait_statuses(&server, "sent", |c| count(c, Status::Sent) == 1).await;
     let sent = only(&server);
     assert!(sent.attempts >= 2, "{sent:?}");
     assert_eq!(sent.last_error, None);
@@ -332,7 +334,7 @@ async fn a_4xx_then_250_is_delivered_once_and_a_5xx_fails_with_the_reply() {
         .deliver(fixture("invoice.paid.json"))
         .await
         .assert_stored(false);
-    wait_statuses(&server, "sent after a 451", |c| count(c, "sent") == 1).await;
+    wait_statuses(&server, "sent after a 451", |c| count(c, Status::Sent) == 1).await;
     let sent = only(&server);
     assert_eq!(sent.attempts, 2, "{sent:?}");
     assert_eq!(relay.log().messages.len(), 1, "delivered once");
@@ -345,8 +347,8 @@ async fn a_4xx_then_250_is_delivered_once_and_a_5xx_fails_with_the_reply() {
         .deliver(fixture("refund.created.json"))
         .await
         .assert_stored(false);
-    let counts = wait_statuses(&server, "a failure", |c| count(c, "failed") == 1).await;
-    assert_eq!(count(&counts, "sent"), 1);
+    let counts = wait_statuses(&server, "a failure", |c| count(c, Status::Failed) == 1).await;
+    assert_eq!(count(&counts, Status::Sent), 1);
     let failed = deliveries::search(
         &server.db(),
         &deliveries::LogFilter {
@@ -450,7 +452,7 @@ async fn without_smtp_settings_mail_waits_then_goes_out_once_configured() {
         .deliver(fixture("invoice.paid.json"))
         .await
         .assert_stored(false);
-    wait_statuses(&server, "queued", |c| count(c, "queued") == 1).await;
+    wait_statuses(&server, "queued", |c| count(c, Status::Queued) == 1).await;
     let waiting = only(&server);
     assert!(
         waiting
@@ -467,7 +469,7 @@ async fn without_smtp_settings_mail_waits_then_goes_out_once_configured() {
     smtp_config(&mut config, sink.port);
     let server = TestServer::start_with(config, id).await;
     sink.wait_for(1, Duration::from_secs(20)).await;
-    wait_statuses(&server, "sent", |c| count(c, "sent") == 1).await;
+    wait_statuses(&server, "sent", |c| count(c, Status::Sent) == 1).await;
     assert_eq!(only(&server).last_error, None);
     server.stop().await;
 }
@@ -652,12 +654,12 @@ async fn the_log_commands_show_filter_and_resend() {
         .deliver(fixture("refund.created.json"))
         .await
         .assert_stored(false);
-    wait_statuses(&server, "a failure", |c| count(c, "failed") == 1).await;
+    wait_statuses(&server, "a failure", |c| count(c, Status::Failed) == 1).await;
     server
         .deliver(fixture("invoice.paid.json"))
         .await
         .assert_stored(false);
-    wait_statuses(&server, "one sent", |c| count(c, "sent") == 1).await;
+    wait_statuses(&server, "one sent", |c| count(c, Status::Sent) == 1).await;
 
     let db_path = server.config.database.path.to_str().unwrap().to_owned();
     let log = |args: &[&str]| {
@@ -719,7 +721,7 @@ async fn the_log_commands_show_filter_and_resend() {
     let (ok, out, err) = log(&["resend", &failed_id]);
     assert!(ok, "{err}");
     assert!(out.contains(&format!("a resend of {failed_id}")), "{out}");
-    wait_statuses(&server, "the resend sent", |c| count(c, "sent") == 2).await;
+    wait_statuses(&server, "the resend sent", |c| count(c, Status::Sent) == 2).await;
     assert_eq!(relay.log().messages.len(), 2);
     let (_, out, _) = log(&["--status", "failed"]);
     assert_eq!(
@@ -873,6 +875,7 @@ fn every_log_filter_reads_an_index_in_order() {
     let mut conn = db::open(&dir.path().join("log.db"), Duration::from_secs(1)).unwrap();
     db::migrate(&mut conn).unwrap();
     let some = |s: &str| Some(s.to_owned());
+    let payment_failed = Some(TriggerKind::PaymentFailed);
     let filters = [
         LogFilter::default(),
         LogFilter {
@@ -881,7 +884,7 @@ fn every_log_filter_reads_an_index_in_order() {
         },
         LogFilter {
             product_id: some("prod_1"),
-            trigger: some("payment_failed"),
+            trigger: payment_failed,
             ..Default::default()
         },
         LogFilter {
@@ -890,11 +893,11 @@ fn every_log_filter_reads_an_index_in_order() {
         },
         LogFilter {
             plan_id: some("price_1"),
-            trigger: some("payment_failed"),
+            trigger: payment_failed,
             ..Default::default()
         },
         LogFilter {
-            trigger: some("payment_failed"),
+            trigger: payment_failed,
             ..Default::default()
         },
         LogFilter {

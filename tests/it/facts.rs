@@ -294,7 +294,7 @@ async fn every_documented_variable_is_filled_from_unexpanded_payloads() {
             w.attempt(*kind == PaymentFailed);
             let d = w.delivery(&payload).await;
             assert_eq!(d.status, Status::Queued, "{shape:?} {name}: {:?}", d.note);
-            assert_eq!(d.trigger, kind.as_str(), "{shape:?} {name}");
+            assert_eq!(d.trigger, *kind, "{shape:?} {name}");
             let text = d.text.as_deref().unwrap();
             let mut empty = empty_variables(*kind, text);
             let mut expected = may_be_empty.to_vec();

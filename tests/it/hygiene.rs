@@ -143,12 +143,12 @@ async fn a_customer_with_a_256_character_non_latin_name_gets_the_email() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let delivery = loop {
         let delivery = deliveries::get(&server.db(), 1).unwrap().unwrap();
-        if delivery.status == "sent" || Instant::now() > deadline {
+        if delivery.status == Status::Sent || Instant::now() > deadline {
             break delivery;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(delivery.status, "sent", "{delivery:?}");
+    assert_eq!(delivery.status, Status::Sent, "{delivery:?}");
     assert_eq!(
         delivery.recipient_name.as_deref(),
         Some(name.as_str()),
@@ -193,17 +193,18 @@ fn cli_output_escapes_control_characters_from_the_database() {
     let delivery = deliveries::insert(
         &conn,
         &NewDelivery {
-            integration_id: integration.id.clone(),
-            stripe_event_id: "evt_\u{1b}[1A".into(),
-            business_key: "invoice:in_1:paid\u{8}\u{8}".into(),
-            trigger: "payment_received".into(),
             product_id: Some("prod_\u{1b}[5m".into()),
             recipient: Some("jenny@example.com\u{1b}[8m".into()),
             recipient_name: Some("Jenny\u{202e}nesoR".into()),
             subject: Some("Receipt\u{1b}[2J\u{1b}[H".into()),
             status: Status::Failed,
             note: Some("550 refused\r\u{1b}[32msent\u{1b}[0m\nstatus: sent".into()),
-            ..NewDelivery::default()
+            ..NewDelivery::new(
+                integration.id.clone(),
+                "evt_\u{1b}[1A",
+                "invoice:in_1:paid\u{8}\u{8}",
+                mailmycustomer::trigger::TriggerKind::PaymentReceived,
+            )
         },
         db::now_unix(),
     )

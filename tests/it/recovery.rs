@@ -101,14 +101,15 @@ fn only_the_worker_holding_a_lease_records_the_outcome() {
     deliveries::insert(
         &conn,
         &deliveries::NewDelivery {
-            integration_id: integration,
-            stripe_event_id: "evt_1".into(),
-            business_key: "invoice:in_1".into(),
-            trigger: "payment_received".into(),
             recipient: Some("jenny.rosen@example.com".into()),
             subject: Some("Thanks".into()),
             html: Some("<p>Thanks</p>".into()),
-            ..Default::default()
+            ..deliveries::NewDelivery::new(
+                integration,
+                "evt_1",
+                "invoice:in_1",
+                mailmycustomer::trigger::TriggerKind::PaymentReceived,
+            )
         },
         1000,
     )
@@ -255,7 +256,7 @@ async fn a_slow_relay_conversation_renews_its_lease_and_the_email_goes_once() {
             },
         )
         .unwrap();
-        if all.len() == 1 && all[0].status == "sent" {
+        if all.len() == 1 && all[0].status == deliveries::Status::Sent {
             break all.into_iter().next().unwrap();
         }
         assert!(Instant::now() < deadline, "not sent in time: {all:#?}");

@@ -200,7 +200,7 @@ async fn a_revoked_key_is_invalid_key_after_exactly_one_request() {
         "{text}"
     );
     assert!(
-        text.contains("check the integration's API key: `mailmycustomer integration list`"),
+        text.contains("check the integration's API key: a rolled or revoked key must be replaced with a current one on the integration's page (Integrations)"),
         "{text}"
     );
     assert!(!text.contains(KEY), "key leaked: {text}");

@@ -142,3 +142,48 @@ async fn with_admin_listen_the_pages_leave_the_public_port() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_page_request_body_is_bounded_in_size_and_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.server.body_timeout_secs = 1;
+    let id = add_integration(&config, "shop", SECRET);
+    let server = TestServer::start_with(config, id).await;
+
+    let big = vec![b'a'; mailmycustomer::web::body::MAX_FORM_BYTES + 1];
+    let response = server
+        .client
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    // A client that declares a body and then trickles it is cut off at the deadline.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 100\r\n\r\nemail=a",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server must answer and close, not wait for the rest")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    server.stop().await;
+}
