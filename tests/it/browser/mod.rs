@@ -363,7 +363,9 @@ impl Browser {
     /// `field` without waiting: `None` when the page has no such field.
     pub async fn find_field(&self, label: &str) -> Option<Element> {
         let text = xpath_literal(label);
-        let exact = format!("//label[normalize-space()={text}]");
+        // A required field's label ends in " *".
+        let exact =
+            format!("//label[normalize-space()={text} or normalize-space()=concat({text}, ' *')]");
         let prefix = format!("//label[starts-with(normalize-space(), {text})]");
         for xpath in [exact, prefix] {
             let Ok(label_element) = self.client.find(Locator::XPath(&xpath)).await else {
@@ -469,6 +471,32 @@ impl Browser {
             self.fail(&format!("cannot follow the link {text:?}"), e)
                 .await;
         }
+    }
+
+    /// Presses Tab and returns what has the keyboard focus now, as a person would name it: its
+    /// label, text, `aria-label` or else its name.
+    pub async fn tab(&self) -> String {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let tab = char::from(fantoccini::key::Key::Tab);
+        let press = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: tab })
+            .then(KeyAction::Up { value: tab });
+        if let Err(e) = self.client.perform_actions(press).await {
+            self.fail("cannot press Tab", e).await;
+        }
+        let focused = self
+            .client
+            .execute(
+                "const e = document.activeElement; \
+                 return (e.labels && e.labels.length ? e.labels[0].innerText : '') \
+                   || e.innerText || e.getAttribute('aria-label') || e.name || e.tagName",
+                vec![],
+            )
+            .await
+            .unwrap();
+        // A required field's label ends in " *".
+        let name = focused.as_str().unwrap_or_default();
+        name.trim().trim_end_matches('*').trim_end().to_owned()
     }
 
     /// The flash message the page shows after an action (a `role=status` or `role=alert`

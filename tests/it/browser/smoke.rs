@@ -51,7 +51,7 @@ async fn chromium_reads_the_health_check_and_an_unknown_page() {
 
 /// The helpers a flow is written with, on a form of known shape: a field found by its label (for=
 /// and nesting, an exact label before one it starts), by its name, a select, a checkbox, a button
-/// by its text, and the flash region. The form GETs `/healthz`, so the query string shows what
+/// by its text, the flash region, and Tab. The form GETs `/healthz`, so the query string shows what
 /// the browser really submitted.
 #[tokio::test(flavor = "multi_thread")]
 async fn fields_are_found_by_label_or_name_and_buttons_by_text() {
@@ -79,6 +79,8 @@ async fn fields_are_found_by_label_or_name_and_buttons_by_text() {
         .open(&format!("data:text/html,{}", urlencode(&page)))
         .await;
     assert_eq!(browser.flash().await, r#"Saved: it's "done""#);
+    assert_eq!(browser.tab().await, "Email address");
+    assert_eq!(browser.tab().await, "Password again");
     browser
         .fill_all(&[
             ("Email address", "merchant@rosen.example"),
