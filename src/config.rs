@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// Connections served at once; more wait in the listen queue until one closes.
     pub max_connections: u32,
+    /// Reverse proxies (addresses or networks such as 10.0.0.0/8) whose `X-Forwarded-For` is
+    /// believed; sign-in limits key on the client address it names. Empty: the peer's address.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             body_timeout_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -333,6 +337,14 @@ impl Config {
         if !self.server.public_url.is_empty() {
             check_url("server.public_url", &self.server.public_url, &mut problems);
         }
+        for entry in &self.server.trusted_proxies {
+            if parse_network(entry).is_none() {
+                problems.push(format!(
+                    "server.trusted_proxies: {entry:?} is not an address or network like \
+                     127.0.0.1 or 10.0.0.0/8"
+                ));
+            }
+        }
         check_url("stripe.api_base", &self.stripe.api_base, &mut problems);
         if self.server.max_webhook_bytes < 1024 {
             problems.push("server.max_webhook_bytes must be at least 1024".to_owned());
@@ -426,6 +438,26 @@ impl Config {
         }
         toml::to_string_pretty(&shown).expect("config serializes")
     }
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` as networks (an address is a network of one).
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|entry| parse_network(entry))
+            .collect()
+    }
+}
+
+fn parse_network(entry: &str) -> Option<ipnet::IpNet> {
+    let entry = entry.trim();
+    entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+        entry
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 /// `0.0.0.0:8080` is where the server listens, but not an address to send requests to.
@@ -538,6 +570,15 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Erro
         toml::Value::Boolean(_) => toml::Value::Boolean(value.trim().parse().map_err(|_| {
             Error::Config(format!("environment variable {name}={value:?} is not true or false"))
         })?),
+        // A list of text, comma-separated: MMC_SERVER__TRUSTED_PROXIES=10.0.0.1,10.0.0.2
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_owned()))
+                .collect(),
+        ),
         other => {
             return Err(Error::Config(format!(
                 "environment variable {name}: setting {section}.{key} of type {} cannot be set from the environment",
@@ -693,6 +734,28 @@ mod tests {
                 assert!(err.contains(want), "{want:?} missing from: {err}");
             }
         }
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_a_comma_separated_variable() {
+        let file = write("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+        let c = Config::load(Some(file.path()), env(&[]), &Overrides::default()).unwrap();
+        let nets = c.server.trusted_networks();
+        assert!(nets[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        assert!(nets[1].contains(&"::1".parse::<std::net::IpAddr>().unwrap()));
+
+        let vars = env(&[("MMC_SERVER__TRUSTED_PROXIES", "127.0.0.1, 192.168.0.0/16")]);
+        let c = Config::load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(c.server.trusted_proxies, ["127.0.0.1", "192.168.0.0/16"]);
+
+        let vars = env(&[("MMC_SERVER__TRUSTED_PROXIES", "10.0.0.300")]);
+        let err = Config::load(None, vars, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.trusted_proxies") && err.contains("10.0.0.300"),
+            "{err}"
+        );
     }
 
     #[test]

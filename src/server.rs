@@ -14,6 +14,7 @@ use crate::db::{self, deliveries, writer::EventWriter, Pool};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
 use crate::pipeline::{retention::Retention, Processor, WAITING_FOR_SMTP};
+use crate::web::auth::{self, Auth};
 use crate::web::listener::{self, Limits};
 use crate::web::webhook::Intake;
 use crate::web::Serves;
@@ -109,6 +110,9 @@ pub async fn serve_split(
 
     let address = listener.local_addr()?;
     let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
+    let auth = Arc::new(Auth::default());
+    let pages_url = auth::pages_url(&config, admin_address.unwrap_or(address), admin.is_some());
+    auth.offer_setup(&app, &pages_url).await?;
     tracing::info!(
         listen = %address,
         pages = %admin_address.map_or("on listen".to_owned(), |a| a.to_string()),
@@ -127,7 +131,7 @@ pub async fn serve_split(
     let intake = Arc::new(Intake::new(writer));
     let served = match admin {
         None => {
-            let routes = web::routes(app, intake, Serves::Everything);
+            let routes = web::routes(app, intake, auth, Serves::Everything);
             listener::serve(listener, routes, limits, shutdown, grace).await
         }
         Some(admin) => {
@@ -136,8 +140,8 @@ pub async fn serve_split(
             let until = |mut rx: watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            let public = web::routes(app.clone(), intake.clone(), Serves::Public);
-            let pages = web::routes(app, intake, Serves::Admin);
+            let public = web::routes(app.clone(), intake.clone(), auth.clone(), Serves::Public);
+            let pages = web::routes(app, intake, auth, Serves::Admin);
             let (public, pages, ()) = tokio::join!(
                 listener::serve(listener, public, limits, until(stop_serving.clone()), grace),
                 listener::serve(admin, pages, limits, until(stop_serving), grace),

@@ -8,6 +8,7 @@
 mod integration;
 mod log;
 mod template;
+mod user;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -96,6 +97,11 @@ pub enum Command {
         action: Option<log::LogAction>,
         #[command(flatten)]
         args: log::LogArgs,
+    },
+    /// Manage the people who may sign in to the web UI.
+    User {
+        #[command(subcommand)]
+        action: user::UserAction,
     },
     /// Send one test email with the current SMTP settings and print the relay's answer, or the
     /// likely fix when it fails.
@@ -202,6 +208,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Command::Integration { action } => integration::run(&config, action),
                 Command::Template { action } => template::run(&config, action),
                 Command::Log { action, args } => log::run(&config, action, args),
+                Command::User { action } => user::run(&config, action),
                 Command::SendTestEmail { to } => log::send_test(&config, &to),
                 Command::Preview {
                     event,

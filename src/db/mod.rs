@@ -12,8 +12,10 @@ pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod lock;
+pub mod sessions;
 mod state;
 pub mod templates;
+pub mod users;
 pub mod writer;
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};

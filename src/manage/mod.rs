@@ -7,3 +7,4 @@
 pub mod deliveries;
 pub mod integrations;
 pub mod templates;
+pub mod users;

@@ -6,6 +6,7 @@
 //! share one listener unless `server.admin_listen` gives the pages their own address.
 
 pub mod assets;
+pub mod auth;
 pub mod body;
 pub mod components;
 pub mod flash;
@@ -25,6 +26,7 @@ use poem::web::Json;
 use poem::{get, post, Endpoint, EndpointExt, IntoResponse, Response, Route};
 
 use crate::app::App;
+use crate::web::auth::Auth;
 use crate::web::webhook::Intake;
 use crate::Error;
 
@@ -39,7 +41,12 @@ pub enum Serves {
     Admin,
 }
 
-pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoint {
+pub fn routes(
+    app: Arc<App>,
+    intake: Arc<Intake>,
+    auth: Arc<Auth>,
+    serves: Serves,
+) -> impl Endpoint {
     let mut route = Route::new().at("/healthz", get(health::healthz));
     if serves != Serves::Admin {
         route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
@@ -55,11 +62,18 @@ pub fn routes(app: Arc<App>, intake: Arc<Intake>, serves: Serves) -> impl Endpoi
                     None,
                 )
             })
+            // Outermost first: cookies, then the body read whole within its bounds, then the
+            // sign-in and CSRF guard (which reads the form's token from that body).
+            .with(auth::Guard)
             .around(move |ep, req| body::bounded(ep, req, deadline))
             .with(CookieJarManager::new());
         route = route.nest("/", ui);
     }
-    route.with(security::headers()).data(app).data(intake)
+    route
+        .with(security::headers())
+        .data(app)
+        .data(intake)
+        .data(auth)
 }
 
 /// A page's answer for an error that has no form to show it on: the status it calls for, and

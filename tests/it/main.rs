@@ -1,5 +1,6 @@
 //! The one integration-test crate: real servers on loopback ports, real HTTP, Stripe's own JSON.
 
+mod accounts;
 mod browser;
 mod cli;
 mod delivery;

@@ -10,6 +10,9 @@ use mailmycustomer::stripe::signature;
 use mailmycustomer::Config;
 use tokio::sync::oneshot;
 
+pub mod ui;
+pub use ui::{signed_in, signed_in_as, UiClient};
+
 pub const SECRET: &str = "whsec_test_secret";
 
 pub fn fixtures_dir() -> PathBuf {

@@ -5,7 +5,9 @@ use mailmycustomer::web::{assets, security};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::support::{add_integration, fixture, sign_now, test_config, TestServer, SECRET};
+use crate::support::{
+    add_integration, fixture, sign_now, signed_in, test_config, TestServer, SECRET,
+};
 
 #[tokio::test]
 async fn assets_are_served_under_their_content_hash_with_a_long_cache() {
@@ -68,18 +70,15 @@ async fn every_answer_carries_the_security_headers_and_unknown_pages_are_html_40
     assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     assert!(!policy.contains("unsafe-inline"));
 
-    let response = server
-        .client
-        .get(server.url("/no/such/page"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
-    assert!(response.headers()["content-type"]
+    // Signed out, every address but sign-in's leads there; signed in, an unknown one is a 404.
+    let ui = signed_in(&server).await;
+    let response = ui.get("/no/such/page").await;
+    assert_eq!(response.status, 404);
+    assert!(response.headers["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    let html = response.text().await.unwrap();
+    let html = response.text;
     assert!(html.contains("<h1>Not found</h1>"), "{html}");
     assert!(html.contains(&assets::url("app.css")));
     server.stop().await;

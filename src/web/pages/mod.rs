@@ -1,10 +1,17 @@
 //! The merchant's pages, one file per page: its form struct, its handlers and its
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
-use poem::Route;
+pub mod login;
+pub mod setup;
 
-/// Every page's route. Sign-in is checked by each handler's `SignedIn` argument; the CSRF token
-/// by the form extractor every POST handler takes.
+use poem::{get, post, Route};
+
+/// Every page's route. `web::auth::Guard`, around all of them, sends whoever is not signed in
+/// to `/login` and refuses a POST without its CSRF token; handlers take `SignedIn` to know who
+/// is signed in.
 pub fn routes() -> Route {
     Route::new()
+        .at("/login", get(login::show).post(login::submit))
+        .at("/logout", post(login::logout))
+        .at("/setup", get(setup::show).post(setup::submit))
 }
