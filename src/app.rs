@@ -33,6 +33,7 @@ impl App {
     pub fn new(config: Config) -> Result<App, Error> {
         let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
         let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
+        let config = crate::manage::settings::with_saved(config, &*pool.get()?)?;
         let stripe = StripeClient::new(&config.stripe.api_base);
         Ok(App {
             preparer: Arc::new(Preparer::new(pool.clone(), stripe)),

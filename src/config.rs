@@ -1,7 +1,12 @@
-//! Typed configuration: embedded defaults < TOML file < `MMC_SECTION__KEY` environment variables
-//! < command-line flags. Unknown keys are errors that name the key, so a typo never silently
-//! falls back to a default.
+//! Typed configuration: embedded defaults < TOML file < values saved on the settings page (the
+//! `settings` table) < `MMC_SECTION__KEY` environment variables < command-line flags. Unknown
+//! keys are errors that name the key, so a typo never silently falls back to a default.
+//!
+//! `Config::load` reads the file, the environment and the flags and remembers where each key's
+//! value came from (`Source`); `Config::with_saved` lays the page's values over that, so the
+//! page can say which value is whose and leave the environment's and the flags' alone.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +34,66 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub processor: ProcessorConfig,
     pub log: LogConfig,
+    /// Where each value came from; not a setting itself.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where a key's effective value came from, from the weakest layer to the strongest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File,
+    /// Saved on the settings page.
+    Page,
+    /// The environment variable that set it (`MMC_SMTP__HOST`, or `MMC_SMTP__PASSWORD_FILE`).
+    Env(String),
+    /// The command-line flag that set it (`--public-url`).
+    Flag(&'static str),
+}
+
+impl Source {
+    /// Why the settings page cannot change the value, when it cannot: the environment and the
+    /// flags win over the page.
+    pub fn read_only_reason(&self) -> Option<String> {
+        match self {
+            Source::Env(var) => Some(format!("set by {var}")),
+            Source::Flag(flag) => Some(format!("set by {flag}")),
+            Source::Default | Source::File | Source::Page => None,
+        }
+    }
+}
+
+/// The keys the settings page can set, named as in the config file; the `settings` table stores
+/// its values under these names.
+pub const SETTABLE: &[&str] = &[
+    "smtp.host",
+    "smtp.port",
+    "smtp.security",
+    "smtp.username",
+    "smtp.password",
+    "smtp.from_address",
+    "smtp.from_name",
+    "smtp.reply_to",
+    "smtp.pool_size",
+    "smtp.rate_limit_per_sec",
+    "server.public_url",
+];
+
+/// The provenance of a config's values: the source of every key not at its default, and the
+/// settable keys' values as they were below the page, so saved values can be replaced or
+/// removed again.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    sources: BTreeMap<String, Source>,
+    below_page: BTreeMap<&'static str, (String, Source)>,
+}
+
+/// Two configs with the same values are the same config, wherever the values came from.
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -175,6 +240,27 @@ impl Default for SmtpConfig {
     }
 }
 
+impl SmtpSecurity {
+    /// The name used in the config file and on the settings page.
+    pub fn name(self) -> &'static str {
+        match self {
+            SmtpSecurity::None => "none",
+            SmtpSecurity::Starttls => "starttls",
+            SmtpSecurity::Tls => "tls",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SmtpSecurity> {
+        [
+            SmtpSecurity::None,
+            SmtpSecurity::Starttls,
+            SmtpSecurity::Tls,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name.trim())
+    }
+}
+
 impl SmtpConfig {
     pub fn is_configured(&self) -> bool {
         !self.host.is_empty()
@@ -274,6 +360,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, Error> {
+        let mut sources = BTreeMap::new();
         let mut tree = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -283,6 +370,14 @@ impl Config {
                 // and the unknown key's name.
                 let from_file: Config =
                     toml::from_str(&text).map_err(|e| file_error(path, &text, &e))?;
+                // The keys the file names (the struct alone cannot tell a key written at its
+                // default from one left out).
+                let written: toml::Table = toml::from_str(&text).unwrap_or_default();
+                for (section, keys) in &written {
+                    for key in keys.as_table().into_iter().flat_map(toml::Table::keys) {
+                        sources.insert(format!("{section}.{key}"), Source::File);
+                    }
+                }
                 toml::Table::try_from(from_file).expect("config serializes to a table")
             }
             None => toml::Table::try_from(Config::default()).expect("config serializes"),
@@ -294,7 +389,8 @@ impl Config {
             .collect();
         env.sort();
         for (name, value) in env {
-            apply_env(&mut tree, &name, &value)?;
+            let key = apply_env(&mut tree, &name, &value)?;
+            sources.insert(key, Source::Env(name));
         }
 
         let mut config: Config = toml::Value::Table(tree)
@@ -303,34 +399,56 @@ impl Config {
 
         if let Some(v) = &overrides.listen {
             config.server.listen = v.clone();
+            sources.insert("server.listen".into(), Source::Flag("--listen"));
         }
         if let Some(v) = &overrides.public_url {
             config.server.public_url = v.clone();
+            sources.insert("server.public_url".into(), Source::Flag("--public-url"));
         }
         if let Some(v) = &overrides.database {
             config.database.path = v.clone();
+            sources.insert("database.path".into(), Source::Flag("--database"));
         }
         if let Some(v) = &overrides.log_level {
             config.log.level = v.clone();
+            sources.insert("log.level".into(), Source::Flag("--log-level"));
         }
+        config.origin.sources = sources;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what types alone cannot; every problem is reported, not only the first.
     pub fn validate(&self) -> Result<(), Error> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let messages: Vec<String> = problems.into_iter().map(|(_, message)| message).collect();
+        Err(Error::Config(messages.join("; ")))
+    }
+
+    /// What `validate` reports, each problem with the key it is about, so the settings page can
+    /// mark the field.
+    fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         if let Err(e) = self.server.listen.parse::<SocketAddr>() {
-            problems.push(format!(
-                "server.listen = {:?} is not an address like 127.0.0.1:8080 ({e})",
-                self.server.listen
+            problems.push((
+                "server.listen",
+                format!(
+                    "server.listen = {:?} is not an address like 127.0.0.1:8080 ({e})",
+                    self.server.listen
+                ),
             ));
         }
         if !self.server.admin_listen.is_empty() {
             if let Err(e) = self.server.admin_listen.parse::<SocketAddr>() {
-                problems.push(format!(
-                    "server.admin_listen = {:?} is not an address like 127.0.0.1:8081 ({e})",
-                    self.server.admin_listen
+                problems.push((
+                    "server.admin_listen",
+                    format!(
+                        "server.admin_listen = {:?} is not an address like 127.0.0.1:8081 ({e})",
+                        self.server.admin_listen
+                    ),
                 ));
             }
         }
@@ -339,15 +457,21 @@ impl Config {
         }
         for entry in &self.server.trusted_proxies {
             if parse_network(entry).is_none() {
-                problems.push(format!(
-                    "server.trusted_proxies: {entry:?} is not an address or network like \
-                     127.0.0.1 or 10.0.0.0/8"
+                problems.push((
+                    "server.trusted_proxies",
+                    format!(
+                        "server.trusted_proxies: {entry:?} is not an address or network like \
+                         127.0.0.1 or 10.0.0.0/8"
+                    ),
                 ));
             }
         }
         check_url("stripe.api_base", &self.stripe.api_base, &mut problems);
         if self.server.max_webhook_bytes < 1024 {
-            problems.push("server.max_webhook_bytes must be at least 1024".to_owned());
+            problems.push((
+                "server.max_webhook_bytes",
+                "server.max_webhook_bytes must be at least 1024".to_owned(),
+            ));
         }
         for (key, secs) in [
             (
@@ -356,64 +480,87 @@ impl Config {
             ),
             ("server.body_timeout_secs", self.server.body_timeout_secs),
             ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            ("outbox.retry_base_secs", self.outbox.retry_base_secs),
+            (
+                "processor.event_timeout_secs",
+                self.processor.event_timeout_secs,
+            ),
+            ("processor.retry_base_secs", self.processor.retry_base_secs),
         ] {
             if secs == 0 {
-                problems.push(format!("{key} must be at least 1"));
+                problems.push((key, format!("{key} must be at least 1")));
             }
         }
         if self.server.max_connections == 0 {
-            problems.push("server.max_connections must be at least 1".to_owned());
+            problems.push((
+                "server.max_connections",
+                "server.max_connections must be at least 1".to_owned(),
+            ));
         }
         let smtp = &self.smtp;
         if smtp.is_configured() {
             if !smtp.from_address.contains('@') {
-                problems.push(format!(
-                    "smtp.from_address = {:?} must be an email address when smtp.host is set",
-                    smtp.from_address
+                problems.push((
+                    "smtp.from_address",
+                    format!(
+                        "smtp.from_address = {:?} must be an email address when smtp.host is set",
+                        smtp.from_address
+                    ),
+                ));
+            }
+            if smtp.port == 0 {
+                problems.push((
+                    "smtp.port",
+                    "smtp.port must be a port number from 1 to 65535 when smtp.host is set"
+                        .to_owned(),
                 ));
             }
             if smtp.pool_size == 0 {
-                problems.push("smtp.pool_size must be at least 1".to_owned());
+                problems.push((
+                    "smtp.pool_size",
+                    "smtp.pool_size must be at least 1".to_owned(),
+                ));
             }
             if smtp.username.is_empty() != smtp.password.is_empty() {
-                problems.push(
+                let missing = match smtp.username.is_empty() {
+                    true => "smtp.username",
+                    false => "smtp.password",
+                };
+                problems.push((
+                    missing,
                     "smtp.username and smtp.password go together: set both or neither".to_owned(),
-                );
+                ));
             }
         }
         let dkim = [&smtp.dkim_key_path, &smtp.dkim_selector, &smtp.dkim_domain];
         if dkim.iter().any(|v| v.is_empty()) && dkim.iter().any(|v| !v.is_empty()) {
-            problems.push("smtp.dkim_key_path, smtp.dkim_selector and smtp.dkim_domain go together: set all three or none".to_owned());
+            problems.push(("smtp.dkim_key_path", "smtp.dkim_key_path, smtp.dkim_selector and smtp.dkim_domain go together: set all three or none".to_owned()));
         }
         if self.outbox.lease_secs < 10 {
-            problems.push("outbox.lease_secs must be at least 10".to_owned());
-        }
-        if self.outbox.retry_base_secs == 0 {
-            problems.push("outbox.retry_base_secs must be at least 1".to_owned());
-        }
-        if self.processor.concurrency == 0 {
-            problems.push("processor.concurrency must be at least 1".to_owned());
-        }
-        if self.processor.event_timeout_secs == 0 {
-            problems.push("processor.event_timeout_secs must be at least 1".to_owned());
-        }
-        if self.processor.retry_base_secs == 0 {
-            problems.push("processor.retry_base_secs must be at least 1".to_owned());
-        }
-        if self.database.path.as_os_str().is_empty() {
-            problems.push("database.path is empty".to_owned());
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            problems.push(format!(
-                "log.level = {:?} is not a level or filter such as \"info\" ({e})",
-                self.log.level
+            problems.push((
+                "outbox.lease_secs",
+                "outbox.lease_secs must be at least 10".to_owned(),
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Config(problems.join("; ")))
+        if self.processor.concurrency == 0 {
+            problems.push((
+                "processor.concurrency",
+                "processor.concurrency must be at least 1".to_owned(),
+            ));
         }
+        if self.database.path.as_os_str().is_empty() {
+            problems.push(("database.path", "database.path is empty".to_owned()));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push((
+                "log.level",
+                format!(
+                    "log.level = {:?} is not a level or filter such as \"info\" ({e})",
+                    self.log.level
+                ),
+            ));
+        }
+        problems
     }
 
     /// The URL to paste into Stripe for an integration.
@@ -427,6 +574,127 @@ impl Config {
             return self.server.public_url.trim_end_matches('/').to_owned();
         }
         format!("http://{}", local_address(&self.server.listen))
+    }
+
+    /// Where `key`'s value (`smtp.host`) came from.
+    pub fn source(&self, key: &str) -> Source {
+        self.origin
+            .sources
+            .get(key)
+            .cloned()
+            .unwrap_or(Source::Default)
+    }
+
+    /// A settable key's value as text, as the settings page stores it; None for a key the page
+    /// cannot set.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        let smtp = &self.smtp;
+        Some(match key {
+            "smtp.host" => smtp.host.clone(),
+            "smtp.port" => smtp.port.to_string(),
+            "smtp.security" => smtp.security.name().to_owned(),
+            "smtp.username" => smtp.username.clone(),
+            "smtp.password" => smtp.password.expose().to_owned(),
+            "smtp.from_address" => smtp.from_address.clone(),
+            "smtp.from_name" => smtp.from_name.clone(),
+            "smtp.reply_to" => smtp.reply_to.clone(),
+            "smtp.pool_size" => smtp.pool_size.to_string(),
+            "smtp.rate_limit_per_sec" => smtp.rate_limit_per_sec.to_string(),
+            "server.public_url" => self.server.public_url.clone(),
+            _ => return None,
+        })
+    }
+
+    /// A settable key's value below the page (from the file or the default): what it falls
+    /// back to when the page's value is removed.
+    pub fn below_page(&self, key: &str) -> Option<String> {
+        match self.origin.below_page.get(key) {
+            Some((value, _)) => Some(value.clone()),
+            None => self.setting(key),
+        }
+    }
+
+    /// Sets a settable key from text; a value of the wrong kind is `Invalid`, naming the key.
+    fn set_setting(&mut self, key: &'static str, value: &str) -> Result<(), Error> {
+        fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, Error> {
+            value.trim().parse().map_err(|_| Error::Invalid {
+                field: key,
+                message: format!("{key} = {value:?} is not a whole number"),
+            })
+        }
+        let smtp = &mut self.smtp;
+        match key {
+            "smtp.host" => smtp.host = value.to_owned(),
+            "smtp.port" => {
+                smtp.port = value.trim().parse().map_err(|_| Error::Invalid {
+                    field: key,
+                    message: format!("smtp.port = {value:?} is not a port number from 1 to 65535"),
+                })?
+            }
+            "smtp.security" => {
+                smtp.security = SmtpSecurity::from_name(value).ok_or_else(|| Error::Invalid {
+                    field: key,
+                    message: format!(
+                        "smtp.security = {value:?} is not one of \"starttls\", \"tls\" or \"none\""
+                    ),
+                })?
+            }
+            "smtp.username" => smtp.username = value.to_owned(),
+            "smtp.password" => smtp.password = Secret(value.to_owned()),
+            "smtp.from_address" => smtp.from_address = value.to_owned(),
+            "smtp.from_name" => smtp.from_name = value.to_owned(),
+            "smtp.reply_to" => smtp.reply_to = value.to_owned(),
+            "smtp.pool_size" => smtp.pool_size = number(key, value)?,
+            "smtp.rate_limit_per_sec" => smtp.rate_limit_per_sec = number(key, value)?,
+            "server.public_url" => self.server.public_url = value.to_owned(),
+            _ => {
+                return Err(Error::Invalid {
+                    field: key,
+                    message: format!("{key} cannot be changed on the settings page"),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// This config with the values saved on the settings page (`smtp.host` → text) laid over
+    /// the file and the defaults; a key set by the environment or a flag keeps that value.
+    /// Works on a loaded config and on one that already has saved values, which `saved`
+    /// replaces: a key no longer saved returns to its value below the page. The result is
+    /// checked as the config file is; the first problem is `Invalid`, naming its key.
+    pub fn with_saved(&self, saved: &BTreeMap<String, String>) -> Result<Config, Error> {
+        if let Some(key) = saved.keys().find(|k| !SETTABLE.contains(&k.as_str())) {
+            return Err(Error::Config(format!(
+                "the saved setting {key} is not one the settings page sets (saved by a newer version?)"
+            )));
+        }
+        let mut config = self.clone();
+        for &key in SETTABLE {
+            let (below, below_source) = config
+                .origin
+                .below_page
+                .entry(key)
+                .or_insert_with(|| (self.setting(key).unwrap_or_default(), self.source(key)))
+                .clone();
+            if config.source(key).read_only_reason().is_some() {
+                continue;
+            }
+            let (value, source) = match saved.get(key) {
+                Some(value) => (value.as_str(), Source::Page),
+                None => (below.as_str(), below_source),
+            };
+            config.set_setting(key, value)?;
+            config.origin.sources.insert(key.to_owned(), source);
+        }
+        let problems = config.problems();
+        let first = problems
+            .iter()
+            .find(|(field, _)| SETTABLE.contains(field))
+            .or(problems.first());
+        match first {
+            Some((field, message)) => Err(Error::invalid(field, message.clone())),
+            None => Ok(config),
+        }
     }
 
     /// The config as TOML with secrets redacted. (Stripe keys and webhook secrets live in the
@@ -471,12 +739,13 @@ pub fn local_address(listen: &str) -> String {
     }
 }
 
-fn check_url(key: &str, value: &str, problems: &mut Vec<String>) {
+fn check_url(key: &'static str, value: &str, problems: &mut Vec<(&'static str, String)>) {
     let ok = (value.starts_with("http://") || value.starts_with("https://"))
         && reqwest::Url::parse(value).is_ok();
     if !ok {
-        problems.push(format!(
-            "{key} = {value:?} is not an http:// or https:// URL"
+        problems.push((
+            key,
+            format!("{key} = {value:?} is not an http:// or https:// URL"),
         ));
     }
 }
@@ -521,9 +790,10 @@ fn file_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
     Error::Config(format!("{place}: {message}"))
 }
 
-/// Sets the key named by one `MMC_SECTION__KEY` variable. The value takes the type of the key's
-/// default, so `MMC_SERVER__MAX_WEBHOOK_BYTES=abc` is an error that names the variable.
-fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Error> {
+/// Sets the key named by one `MMC_SECTION__KEY` variable and returns its name (`section.key`).
+/// The value takes the type of the key's default, so `MMC_SERVER__MAX_WEBHOOK_BYTES=abc` is an
+/// error that names the variable.
+fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<String, Error> {
     let path = &name[ENV_PREFIX.len()..];
     let Some((section, key)) = path.split_once("__") else {
         return Err(Error::Config(format!(
@@ -586,8 +856,8 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Erro
             )))
         }
     };
-    table.insert(key, parsed);
-    Ok(())
+    table.insert(key.clone(), parsed);
+    Ok(format!("{section}.{key}"))
 }
 
 #[cfg(test)]

@@ -71,10 +71,6 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
-    /// A template that cannot be saved or rendered; the text names the part and line.
-    #[error("template {0}")]
-    Template(String),
-
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -87,10 +83,9 @@ impl Error {
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Signature(_)
-            | Error::NotAnEvent(_)
-            | Error::BodyRead(_)
-            | Error::Template(_) => StatusCode::BAD_REQUEST,
+            Error::Signature(_) | Error::NotAnEvent(_) | Error::BodyRead(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::DatabaseUnavailable(_) | Error::Pool(_) | Error::ShuttingDown => {
@@ -116,7 +111,6 @@ impl Error {
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::BodyRead(_) => "body_read_error",
             Error::BodyTimeout { .. } => "body_timeout",
-            Error::Template(_) => "template_invalid",
             Error::DatabaseUnavailable(_) | Error::Pool(_) => "database_unavailable",
             Error::ShuttingDown => "shutting_down",
             Error::Database(_) | Error::Migration(_) | Error::Config(_) | Error::Io(_) => {

@@ -6,14 +6,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::app::App;
 use crate::db::lock::ServeLock;
-use crate::db::{self, deliveries, writer::EventWriter, Pool};
+use crate::db::{self, deliveries, writer::EventWriter};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
-use crate::pipeline::{retention::Retention, Processor, WAITING_FOR_SMTP};
+use crate::pipeline::{retention::Retention, Processor};
 use crate::web::auth::{self, Auth};
 use crate::web::listener::{self, Limits};
 use crate::web::webhook::Intake;
@@ -47,11 +47,6 @@ pub async fn serve_split(
     admin: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
-    let mailer = match config.smtp.is_configured() {
-        true => Some(Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?),
-        false => None,
-    };
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let path = config.database.path.clone();
     let (_lock, writer_conn, processor_conn, schema_version) =
@@ -74,7 +69,13 @@ pub async fn serve_split(
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let app = Arc::new(App::new(config.clone())?);
+    let app = Arc::new(App::new(config)?);
+    // With the values saved on the settings page.
+    let config = Config::clone(&app.config());
+    // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
+    if config.smtp.is_configured() {
+        Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?;
+    }
     let (writer, writer_thread) =
         EventWriter::start(writer_conn, WRITE_QUEUE, app.wake_processor.clone());
 
@@ -84,7 +85,7 @@ pub async fn serve_split(
         conn: Arc::new(Mutex::new(processor_conn)),
         new_events: app.wake_processor.clone(),
         new_deliveries: app.wake_sender.clone(),
-        smtp_configured: config.smtp.is_configured(),
+        config: app.watch_config(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
         concurrency: config.processor.concurrency,
         event_timeout: Duration::from_secs(config.processor.event_timeout_secs),
@@ -106,7 +107,7 @@ pub async fn serve_split(
             Some(tokio::spawn(retention.run(stopped.clone())))
         }
     };
-    let sender = start_sender(&config, mailer, &app.pool, app.wake_sender.clone(), stopped).await?;
+    let sender = start_sender(&config, &app, stopped).await?;
 
     let address = listener.local_addr()?;
     let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
@@ -165,10 +166,8 @@ pub async fn serve_split(
             tracing::error!(error = %e, "retention panicked");
         }
     }
-    if let Some(sender) = sender {
-        if let Err(e) = sender.await {
-            tracing::error!(error = %e, "the sender panicked");
-        }
+    if let Err(e) = sender.await {
+        tracing::error!(error = %e, "the sender panicked");
     }
     // The routes held the last writer handle; once they are gone the writer drains its queue
     // and ends, so every answered webhook is on disk before serve returns.
@@ -180,57 +179,28 @@ pub async fn serve_split(
     Ok(served?)
 }
 
-/// Starts the sender when SMTP is configured. Without it, deliveries are still prepared and wait
-/// in the outbox, each marked with why.
+/// Starts the sender. It sends with the SMTP settings in effect at each moment (`app`'s
+/// config); without any, deliveries are still prepared and wait in the outbox, each marked
+/// with why.
 async fn start_sender(
     config: &Config,
-    mailer: Option<Mailer>,
-    pool: &Pool,
-    wake: Arc<Notify>,
+    app: &App,
     stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
-    // Notes on waiting rows only inform the log; with a large backlog writing them takes a
-    // while, so it happens beside start-up rather than before the listener serves.
-    let Some(mailer) = mailer else {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            match db::call(&pool, |c| deliveries::note_waiting(c, WAITING_FOR_SMTP)).await {
-                Ok(waiting) => tracing::warn!(
-                    waiting,
-                    "SMTP is not configured (smtp.host): emails are prepared and wait in the outbox"
-                ),
-                Err(e) => tracing::error!(error = %e, "cannot mark deliveries as waiting for SMTP"),
-            }
-        });
-        return Ok(None);
-    };
-    let notes = pool.clone();
-    tokio::spawn(async move {
-        if let Err(e) = db::call(&notes, |c| deliveries::clear_note(c, WAITING_FOR_SMTP)).await {
-            tracing::error!(error = %e, "cannot clear the waiting-for-SMTP notes");
-        }
-    });
+) -> Result<tokio::task::JoinHandle<()>, Error> {
     let path = config.database.path.clone();
     let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
     let conn = tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let sender = Arc::new(Sender {
-        pool: pool.clone(),
+        pool: app.pool.clone(),
         conn: Arc::new(Mutex::new(conn)),
-        mailer,
-        wake,
-        workers: config.smtp.pool_size,
-        rate_limit: Some(config.smtp.rate_limit_per_sec).filter(|r| *r > 0),
+        config: app.watch_config(),
+        wake: app.wake_sender.clone(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),
         lease: Duration::from_secs(config.outbox.lease_secs),
         retry_base: Duration::from_secs(config.outbox.retry_base_secs),
         next_slot: Mutex::new(None),
     });
-    tracing::info!(
-        relay = %format!("{}:{}", config.smtp.host, config.smtp.port),
-        connections = config.smtp.pool_size,
-        "sending through SMTP"
-    );
-    Ok(Some(tokio::spawn(sender.run(stop))))
+    Ok(tokio::spawn(sender.run(stop)))
 }

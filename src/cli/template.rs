@@ -92,8 +92,11 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             text_file,
             disabled,
         } => {
-            let html = read(&html_file)?;
-            let text = text_file.as_deref().map(read).transpose()?;
+            let html = read(&html_file, "--html-file")?;
+            let text = text_file
+                .as_deref()
+                .map(|file| read(file, "--text-file"))
+                .transpose()?;
             let input = TemplateInput {
                 trigger,
                 product_id: product,
@@ -184,8 +187,9 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+/// The file a flag names; a failure says which flag.
+fn read(path: &Path, flag: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{flag}: reading {}", path.display()))
 }
 
 pub fn preview(
@@ -194,7 +198,7 @@ pub fn preview(
     integration: Option<&str>,
     html: bool,
 ) -> anyhow::Result<ExitCode> {
-    let payload = read(event)?;
+    let payload = read(event, "--event")?;
     let app = app(config)?;
     let outcome = runtime()?.block_on(manage::templates::preview(&app, &payload, integration))?;
     match outcome {

@@ -323,6 +323,16 @@ pub fn mark_retry(
     )
 }
 
+/// Makes every row waiting for a retry due at `now`, e.g. once the SMTP settings changed and
+/// what failed may go through now. Their attempts keep counting.
+pub fn retry_now(conn: &Connection, now: i64) -> Result<usize, Error> {
+    conn.execute(
+        "UPDATE deliveries SET next_attempt_at = ?1 WHERE status = 'retrying' AND next_attempt_at > ?1",
+        [now],
+    )
+    .map_err(classify_db_error)
+}
+
 /// Gives up on a row; false when `owner` no longer holds the lease.
 pub fn mark_failed(conn: &Connection, id: i64, owner: i64, error: &str) -> Result<bool, Error> {
     update_leased(
@@ -402,7 +412,8 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
         return Err(Error::Conflict {
             field: "id",
             message: format!(
-                "delivery {id} was skipped ({}) and has no email to resend",
+                "delivery {id} was {} ({}) and has no email to resend",
+                old.status,
                 old.last_error.as_deref().unwrap_or("no reason recorded")
             ),
         });

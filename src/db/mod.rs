@@ -13,6 +13,7 @@ pub mod events;
 pub mod integrations;
 pub mod lock;
 pub mod sessions;
+pub mod settings;
 mod state;
 pub mod templates;
 pub mod users;

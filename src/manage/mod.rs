@@ -6,5 +6,6 @@
 
 pub mod deliveries;
 pub mod integrations;
+pub mod settings;
 pub mod templates;
 pub mod users;

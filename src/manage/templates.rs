@@ -1,7 +1,6 @@
 //! Templates: the merchant's emails per trigger (optionally per product and plan). Saving one
 //! checks it against its trigger's sample event; an import saves a whole set or nothing; a
-//! preview shows what a Stripe event would send, with an integration's name and API key or with
-//! a stand-in shop when none is given.
+//! preview shows what a Stripe event would send, as one integration or as a stand-in shop.
 
 use serde_json::Value;
 
@@ -116,9 +115,10 @@ fn refused(problems: &[String]) -> Error {
     )
 }
 
-/// What `payload` (a Stripe event as JSON) would send: with integration `integration`'s name,
-/// templates and API key (lookups then reach Stripe), or, without one, a stand-in shop that
-/// uses only what the event carries. Sends nothing and records no delivery.
+/// What `payload` (a Stripe event as JSON) would send with the templates saved now: as
+/// integration `integration` (its name, and its API key for what the event lacks), or, without
+/// one, as a stand-in shop that uses only what the event carries. Sends nothing and records no
+/// delivery; product and plan names looked up are cached, as the processor would.
 pub async fn preview(
     app: &App,
     payload: &str,

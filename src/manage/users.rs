@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::app::App;
+use crate::db;
 use crate::db::sessions::{self, Session};
 use crate::db::users::{self, User};
-use crate::db;
 use crate::error::classify_db_error;
 use crate::Error;
 
@@ -55,8 +55,11 @@ impl SessionToken {
 
     /// A token as a cookie gives it back; anything not shaped like one is no token.
     pub fn parse(value: &str) -> Option<SessionToken> {
-        (value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| SessionToken(value.to_owned()))
+        (value.len() == 64
+            && value
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| SessionToken(value.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -266,7 +269,10 @@ fn max_age_secs() -> i64 {
 
 async fn hash_password(password: &str) -> Result<String, Error> {
     let password = password.to_owned();
-    let _permit = HASHING.acquire().await.expect("the semaphore is never closed");
+    let _permit = HASHING
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -279,7 +285,10 @@ async fn hash_password(password: &str) -> Result<String, Error> {
 
 async fn verify_password(password: &str, hash: String) -> Result<bool, Error> {
     let password = password.to_owned();
-    let _permit = HASHING.acquire().await.expect("the semaphore is never closed");
+    let _permit = HASHING
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&hash).map_err(|e| {
             Error::Io(std::io::Error::other(format!(

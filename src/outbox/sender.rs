@@ -5,6 +5,11 @@
 //! the worker holding a row's lease records its outcome, and it renews the lease while a slow
 //! relay keeps it in one conversation. Rows a dead server was sending are handed back when the
 //! next one starts (`serve`, under the database's lock).
+//!
+//! The SMTP settings come from the effective config, which the settings page can change while
+//! serving: the sender then lets each worker finish the message in flight and starts workers
+//! with the new settings, so the next message goes through them. Without a relay it sends
+//! nothing, and deliveries wait in the outbox marked with why.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,9 +19,11 @@ use rusqlite::Connection;
 use tokio::sync::{watch, Notify};
 
 use super::smtp::{Mailer, OutgoingEmail, SendError, SmtpConnection};
+use crate::config::SmtpConfig;
 use crate::db::deliveries::{self, Delivery};
 use crate::db::{self, integrations, now_unix, Pool};
-use crate::Error;
+use crate::pipeline::WAITING_FOR_SMTP;
+use crate::{Config, Error};
 
 /// Rows claimed at a time by one worker.
 const CLAIM_BATCH: usize = 32;
@@ -29,12 +36,10 @@ pub struct Sender {
     /// The sender's write connection (claims and outcomes), opened with `synchronous=NORMAL`:
     /// a write lost to a power cut can only make a message go out again, never lose one.
     pub conn: Arc<Mutex<Connection>>,
-    pub mailer: Mailer,
+    /// The effective config; its `smtp` section says where and how to send.
+    pub config: watch::Receiver<Arc<Config>>,
     /// Notified when the processor queues deliveries.
     pub wake: Arc<Notify>,
-    pub workers: usize,
-    /// At most this many messages per second over all workers (None: no limit).
-    pub rate_limit: Option<u32>,
     pub max_retry: Duration,
     pub lease: Duration,
     pub retry_base: Duration,
@@ -42,16 +47,106 @@ pub struct Sender {
     pub next_slot: Mutex<Option<Instant>>,
 }
 
+/// What the workers sending through one SMTP configuration share.
+struct Relay {
+    mailer: Mailer,
+    /// At most this many messages per second over all workers (None: no limit).
+    rate_limit: Option<u32>,
+}
+
 impl Sender {
-    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let mut workers = tokio::task::JoinSet::new();
-        for n in 0..self.workers.max(1) {
-            workers.spawn(self.clone().worker(n, stop.clone()));
+    /// Sends until `stop`, with the SMTP settings of the moment: when they change, the workers
+    /// finish the message in flight and hand back the rest of their batch, and workers with the
+    /// new settings take over.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut config = self.config.clone();
+        let mut stopping = *stop.borrow();
+        let mut changed_settings = false;
+        while !stopping {
+            let smtp = config.borrow_and_update().smtp.clone();
+            let (halt, halted) = watch::channel(false);
+            let mut workers = tokio::task::JoinSet::new();
+            if let Some(relay) = self.relay(&smtp, changed_settings).await {
+                for n in 0..smtp.pool_size.max(1) {
+                    workers.spawn(self.clone().worker(relay.clone(), n, halted.clone()));
+                }
+            }
+            // Once nobody can change the settings any more, these stay until the stop.
+            let mut settings_final = false;
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => {
+                        stopping = true;
+                        break;
+                    }
+                    changed = config.changed(), if !settings_final => match changed {
+                        Ok(()) if config.borrow().smtp != smtp => break,
+                        Ok(()) => {}
+                        Err(_) => settings_final = true,
+                    },
+                }
+            }
+            let _ = halt.send(true);
+            while workers.join_next().await.is_some() {}
+            changed_settings = true;
         }
-        while workers.join_next().await.is_some() {}
     }
 
-    async fn worker(self: Arc<Self>, n: usize, mut stop: watch::Receiver<bool>) {
+    /// The relay to send through, or None without usable SMTP settings (deliveries then wait,
+    /// and say so). With `changed` settings, deliveries waiting to retry after a failure are
+    /// tried again at once: the new settings may well be the fix.
+    async fn relay(&self, smtp: &SmtpConfig, changed: bool) -> Option<Arc<Relay>> {
+        if !smtp.is_configured() {
+            match db::call(&self.pool, |c| {
+                deliveries::note_waiting(c, WAITING_FOR_SMTP)
+            })
+            .await
+            {
+                Ok(waiting) => tracing::warn!(
+                    waiting,
+                    "SMTP is not configured (smtp.host): emails are prepared and wait in the outbox"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot mark deliveries as waiting for SMTP"),
+            }
+            return None;
+        }
+        // Settings are checked before they are saved or served; this fails only when what they
+        // point at changed since (a DKIM key file removed).
+        let mailer = match Mailer::new(smtp) {
+            Ok(mailer) => mailer,
+            Err(e) => {
+                tracing::error!(error = %e, "the SMTP settings cannot work: emails wait in the outbox until they are fixed");
+                return None;
+            }
+        };
+        let ready = db::call(&self.pool, move |c| {
+            deliveries::clear_note(c, WAITING_FOR_SMTP)?;
+            match changed {
+                true => deliveries::retry_now(c, now_unix()),
+                false => Ok(0),
+            }
+        })
+        .await;
+        match ready {
+            Ok(0) => {}
+            Ok(retrying) => tracing::info!(
+                retrying,
+                "new SMTP settings: deliveries waiting for a retry are tried now"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot clear the waiting-for-SMTP notes"),
+        }
+        tracing::info!(
+            relay = %format!("{}:{}", smtp.host, smtp.port),
+            connections = smtp.pool_size,
+            "sending through SMTP"
+        );
+        Some(Arc::new(Relay {
+            mailer,
+            rate_limit: Some(smtp.rate_limit_per_sec).filter(|r| *r > 0),
+        }))
+    }
+
+    async fn worker(self: Arc<Self>, relay: Arc<Relay>, n: usize, mut stop: watch::Receiver<bool>) {
         let mut smtp: Option<SmtpConnection> = None;
         loop {
             if *stop.borrow() {
@@ -67,7 +162,8 @@ impl Sender {
             let claimed = self.claim().await;
             let wait = match claimed {
                 Ok(batch) if !batch.is_empty() => {
-                    self.send_batch(&mut smtp, batch, claimed_at, &stop).await;
+                    self.send_batch(&relay, &mut smtp, batch, claimed_at, &stop)
+                        .await;
                     continue;
                 }
                 Ok(_) => self.until_next_due().await,
@@ -113,6 +209,7 @@ impl Sender {
 
     async fn send_batch(
         &self,
+        relay: &Relay,
         smtp: &mut Option<SmtpConnection>,
         batch: Vec<Delivery>,
         started: Instant,
@@ -137,7 +234,7 @@ impl Sender {
                 .cloned()
                 .flatten();
             match self
-                .send_leased(smtp, &delivery, from.as_deref(), started)
+                .send_leased(relay, smtp, &delivery, from.as_deref(), started)
                 .await
             {
                 Some(result) => self.record(&delivery, result).await,
@@ -157,12 +254,13 @@ impl Sender {
     /// discards it.
     async fn send_leased(
         &self,
+        relay: &Relay,
         smtp: &mut Option<SmtpConnection>,
         d: &Delivery,
         from: Option<&str>,
         claimed: Instant,
     ) -> Option<Result<String, SendError>> {
-        let send = self.send_one(smtp, d, from);
+        let send = self.send_one(relay, smtp, d, from);
         tokio::pin!(send);
         let every = self.lease / 2;
         let mut renewal = tokio::time::interval_at((claimed + every).into(), every);
@@ -208,6 +306,7 @@ impl Sender {
 
     async fn send_one(
         &self,
+        relay: &Relay,
         smtp: &mut Option<SmtpConnection>,
         d: &Delivery,
         from: Option<&str>,
@@ -217,9 +316,9 @@ impl Sender {
                 message: "the delivery has no recipient or subject".into(),
             });
         };
-        self.wait_for_rate_limit().await;
+        self.wait_for_rate_limit(relay.rate_limit).await;
         if !smtp.as_ref().is_some_and(SmtpConnection::is_usable) {
-            *smtp = Some(self.mailer.connect().await?);
+            *smtp = Some(relay.mailer.connect().await?);
         }
         let connection = smtp.as_mut().expect("connected above");
         let email = OutgoingEmail {
@@ -232,11 +331,11 @@ impl Sender {
             html: d.html.as_deref().unwrap_or_default(),
             text: d.text.as_deref().unwrap_or_default(),
         };
-        connection.send(&self.mailer, &email).await
+        connection.send(&relay.mailer, &email).await
     }
 
-    async fn wait_for_rate_limit(&self) {
-        let Some(per_sec) = self.rate_limit.filter(|r| *r > 0) else {
+    async fn wait_for_rate_limit(&self, rate_limit: Option<u32>) {
+        let Some(per_sec) = rate_limit.filter(|r| *r > 0) else {
             return;
         };
         let slot = {

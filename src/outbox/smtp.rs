@@ -458,7 +458,7 @@ impl Mailer {
                 .map_err(|e| match e {
                     mail_send::Error::AuthenticationFailed(r)
                     | mail_send::Error::UnexpectedReply(r) => SendError::transient(format!(
-                        "{AUTH_FAILED} for smtp.username {:?}: {}",
+                        "{AUTH_FAILED} for the SMTP username {:?}: {}",
                         c.username,
                         reply_text(r.code, r.esc, &r.message)
                     )),
@@ -808,7 +808,7 @@ fn tls_error(addr: &str, secs: u64, e: mail_send::Error) -> SendError {
             format!("{TLS_HANDSHAKE} {addr} failed: no answer within {secs} s")
         }
         mail_send::Error::InvalidTLSName => {
-            format!("{TLS_HANDSHAKE} {addr} failed: smtp.host is not a valid TLS server name")
+            format!("{TLS_HANDSHAKE} {addr} failed: the SMTP host is not a valid TLS server name")
         }
         other => format!("{TLS_HANDSHAKE} {addr} failed: {other}"),
     })
@@ -1114,7 +1114,7 @@ mod tests {
         assert_eq!(reply_code("connection refused by h:2525"), None);
         assert_eq!(reply_code("no answer from 10.250.0.1:550 within 5 s"), None);
         assert_eq!(
-            reply_code("authentication failed for smtp.username \"u\": 535 5.7.8 no"),
+            reply_code("authentication failed for the SMTP username \"u\": 535 5.7.8 no"),
             Some(535)
         );
     }

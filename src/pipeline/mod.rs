@@ -34,7 +34,7 @@ use crate::db::deliveries::{self, Inserted, Status};
 use crate::db::events::{self, DueEvent, Processing, StoredEvent};
 use crate::db::{self, integrations, now_unix, templates};
 use crate::error::classify_db_error;
-use crate::Error;
+use crate::{Config, Error};
 use prepare::{Outcome, Preparer};
 
 /// Events held in memory (waiting, running, finished) per unit of concurrency: enough that
@@ -57,7 +57,9 @@ pub struct Processor {
     pub new_events: Arc<Notify>,
     /// Notified after deliveries are queued, to wake the sender.
     pub new_deliveries: Arc<Notify>,
-    pub smtp_configured: bool,
+    /// The effective config: whether SMTP is configured at the moment an outcome is recorded
+    /// decides whether a queued delivery is marked as waiting for it.
+    pub config: watch::Receiver<Arc<Config>>,
     /// How long an event whose lookups keep failing is retried before it is marked failed.
     pub max_retry: Duration,
     /// Events prepared at once (`processor.concurrency`).
@@ -372,7 +374,7 @@ impl Processor {
             max_retry: self.max_retry,
             base: self.retry_base,
         };
-        let smtp_configured = self.smtp_configured;
+        let smtp_configured = self.config.borrow().smtp.is_configured();
         Some(tokio::task::spawn_blocking(move || {
             let ids = batch.iter().map(|(meta, _)| meta.id).collect();
             let result = record(&mut lock(&conn), batch, smtp_configured, &policy);
@@ -693,7 +695,7 @@ fn record(
 
 /// Shown on deliveries that wait because no relay is configured.
 pub const WAITING_FOR_SMTP: &str =
-    "waiting for SMTP settings: set smtp.host and smtp.from_address, then restart";
+    "waiting for SMTP settings: set the relay on the Settings page (or smtp.host and smtp.from_address in the config)";
 
 fn log_outcome(event: &EventMeta, state: Processing, detail: &str) {
     match state {

@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::db::users::User;
 use crate::manage::users::{self, random_hex, SessionToken, SESSION_MAX_AGE};
+use crate::web::body::MAX_FORM_BYTES;
 use crate::web::flash::see_other;
 use crate::web::{layout, page_error};
 use crate::Error;
@@ -45,8 +46,6 @@ pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 pub const LOGIN_PATH: &str = "/login";
 pub const SETUP_PATH: &str = "/setup";
-/// The largest form body the guard reads to find the token (a template's HTML fits easily).
-const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
 
 /// What the pages share about signing in: the attempt counters and the setup token.
 #[derive(Default)]
@@ -288,28 +287,41 @@ pub fn local_next(next: Option<&str>) -> &str {
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
 /// untrusted address in `X-Forwarded-For` (read right to left, since each proxy appends).
 pub fn client_address(req: &Request, config: &Config) -> Option<IpAddr> {
-    let peer = req.remote_addr().as_socket_addr()?.ip().to_canonical();
-    let trusted = config.server.trusted_networks();
-    if !is_trusted(&trusted, peer) {
-        return Some(peer);
-    }
-    let forwarded: Vec<IpAddr> = req
+    let peer = req.remote_addr().as_socket_addr()?.ip();
+    let forwarded: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
+        .collect();
+    Some(client_behind(
+        peer,
+        &forwarded,
+        &config.server.trusted_networks(),
+    ))
+}
+
+/// `client_address` on its parts. A header that does not parse is not believed: the client is
+/// then the last trusted hop, which keeps the limits strict rather than open.
+fn client_behind(peer: IpAddr, forwarded: &[&str], trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !is_trusted(trusted, peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = forwarded
+        .iter()
         .flat_map(|v| v.split(','))
         .map(|hop| hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()))
         .collect::<Result<_, _>>()
         .unwrap_or_default();
     let mut client = peer;
-    for hop in forwarded.into_iter().rev() {
+    for hop in hops.into_iter().rev() {
         client = hop;
-        if !is_trusted(&trusted, hop) {
+        if !is_trusted(trusted, hop) {
             break;
         }
     }
-    Some(client)
+    client
 }
 
 fn is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
@@ -344,14 +356,6 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
         if (public && safe) || path.starts_with("/webhooks/") {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        // Read first: the body is only readable once, and the handler gets it back.
-        let given = match safe {
-            true => None,
-            false => match given_csrf(&mut req).await {
-                Ok(given) => given,
-                Err(e) => return Ok(page_error(&e, None)),
-            },
-        };
         let signed_in = match current(&req).await {
             Ok(signed_in) => signed_in,
             Err(e) => return Ok(page_error(&e, None)),
@@ -364,6 +368,11 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             });
         }
         if !safe {
+            // The body is read here and put back for the handler.
+            let given = match given_csrf(&mut req).await {
+                Ok(given) => given,
+                Err(e) => return Ok(page_error(&e, None)),
+            };
             let expected = match &signed_in {
                 Some(signed_in) => Some(signed_in.csrf.clone()),
                 None => req
@@ -399,8 +408,8 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
     }
 }
 
-/// The token a request carries: the header, or the form field of a URL-encoded body (read and
-/// put back for the handler).
+/// The token a request carries: the header, or the form field of a URL-encoded body (put back
+/// for the handler; `body::bounded`, around the guard, has already read it within its limits).
 async fn given_csrf(req: &mut Request) -> Result<Option<String>, Error> {
     if let Some(value) = req.headers().get(CSRF_HEADER) {
         return Ok(value.to_str().ok().map(str::to_owned));
@@ -466,7 +475,9 @@ impl Attempts {
             }
             v4 => v4,
         };
-        let account = users::normalise_email(email).unwrap_or_else(|_| email.trim().to_owned());
+        // Not an address: kept as typed, cut to an address's longest, to bound memory.
+        let account = users::normalise_email(email)
+            .unwrap_or_else(|_| email.trim().chars().take(254).collect());
         [Key::Address(address), Key::Account(account)]
     }
 
@@ -630,6 +641,34 @@ mod tests {
         ] {
             assert_eq!(local_next(bad), "/", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop_and_only_behind_a_trusted_proxy() {
+        let trusted = [
+            "127.0.0.1".parse::<IpAddr>().unwrap().into(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let behind = |peer: &str, forwarded: &[&str]| client_behind(ip(peer), forwarded, &trusted);
+        // Not from a proxy: the header is anyone's to forge.
+        assert_eq!(behind("203.0.113.9", &["198.51.100.1"]), ip("203.0.113.9"));
+        assert_eq!(behind("127.0.0.1", &["198.51.100.1"]), ip("198.51.100.1"));
+        // Read from the right: what the client wrote itself (the leftmost) is not believed.
+        assert_eq!(
+            behind("127.0.0.1", &["6.6.6.6, 198.51.100.1, 10.1.1.1"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            behind("127.0.0.1", &["6.6.6.6", "198.51.100.1"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(behind("127.0.0.1", &[]), ip("127.0.0.1"));
+        assert_eq!(behind("127.0.0.1", &["not an address"]), ip("127.0.0.1"));
+        // An IPv4 peer seen through an IPv6 socket is the IPv4 address.
+        assert_eq!(
+            behind("::ffff:127.0.0.1", &["198.51.100.1"]),
+            ip("198.51.100.1")
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn routes(
                     None,
                 )
             })
-            // Outermost first: cookies, then the body read whole within its bounds, then the
+            // Outermost last: cookies, then the body read whole within its bounds, then the
             // sign-in and CSRF guard (which reads the form's token from that body).
             .with(auth::Guard)
             .around(move |ep, req| body::bounded(ep, req, deadline))

@@ -170,6 +170,61 @@ fn raw_controls(out: &str) -> Vec<char> {
         .collect()
 }
 
+/// Issue 10: an integration's webhook secret and API key are `Secret`s in the data model, so a
+/// `{:?}` of an integration (a log line, a panic message, a test failure) never shows them, and
+/// neither does a `{:?}` of the config with an SMTP password.
+#[test]
+fn debug_output_of_an_integration_or_the_config_shows_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = db::open(&dir.path().join("t.db"), Duration::from_secs(5)).unwrap();
+    db::migrate(&mut conn).unwrap();
+    let (secret, key) = ("whsec_debugDEBUGdebug1234", "rk_live_debugDEBUGdebugWXYZ");
+    let added = integrations::insert(
+        &conn,
+        &integrations::NewIntegration {
+            name: "Debug shop",
+            webhook_secret: secret,
+            api_key: Some(key),
+            stripe_account: None,
+            from_address: None,
+        },
+    )
+    .unwrap();
+    let read = integrations::get(&conn, &added.id).unwrap().unwrap();
+    assert_eq!(
+        (
+            read.webhook_secret.expose(),
+            read.api_key.as_ref().map(|k| k.expose())
+        ),
+        (secret, Some(key)),
+        "stored and read back as given"
+    );
+    for shown in [
+        format!("{read:?}"),
+        format!("{read:#?}"),
+        format!("{:?}", vec![&added]),
+    ] {
+        assert!(
+            !shown.contains("debugDEBUGdebug"),
+            "a secret in Debug output: {shown}"
+        );
+        assert!(
+            shown.contains("webhook_secret: [redacted]")
+                && shown.matches("[redacted]").count() == 2
+                && shown.contains("Debug shop"),
+            "{shown}"
+        );
+    }
+
+    let mut config = mailmycustomer::Config::default();
+    config.smtp.password = mailmycustomer::config::Secret::new("hunter2-smtp-pass");
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("password: [redacted]"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn cli_output_escapes_control_characters_from_the_database() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,7 @@ async fn every_fixture_is_accepted_and_stored_byte_for_byte() {
     let conn = server.db();
     for (name, body) in &fixtures {
         let value: serde_json::Value = serde_json::from_slice(body).unwrap();
+        // Read typed: a processing state the enum does not know fails the read.
         let stored = db::events::get(&conn, &server.integration_id, value["id"].as_str().unwrap())
             .unwrap()
             .unwrap_or_else(|| panic!("{name} not stored"));
@@ -35,13 +36,6 @@ async fn every_fixture_is_accepted_and_stored_byte_for_byte() {
             stored.account.as_deref(),
             value["account"].as_str(),
             "{name}"
-        );
-        // The processor may already have handled it; intake itself only ever writes `pending`.
-        assert!(
-            ["pending", "queued", "skipped", "ignored", "failed"]
-                .contains(&stored.processing.as_str()),
-            "{name}: {}",
-            stored.processing
         );
         assert!((now() - stored.received_at).abs() < 60);
     }

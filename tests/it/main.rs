@@ -14,6 +14,7 @@ mod intake;
 mod pipeline;
 mod processor;
 mod recovery;
+mod settings;
 mod sink;
 mod smtp;
 mod smtp_server;

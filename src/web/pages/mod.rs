@@ -2,6 +2,7 @@
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
 pub mod login;
+pub mod settings;
 pub mod setup;
 
 use poem::{get, post, Route};
@@ -14,4 +15,6 @@ pub fn routes() -> Route {
         .at("/login", get(login::show).post(login::submit))
         .at("/logout", post(login::logout))
         .at("/setup", get(setup::show).post(setup::submit))
+        .at("/settings", get(settings::show).post(settings::save))
+        .at("/settings/test-email", post(settings::test_email))
 }

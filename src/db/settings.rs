@@ -1,0 +1,42 @@
+//! The `saved_settings` table: config values saved on the settings page, by key (`smtp.host`). What
+//! they mean and where they sit among the config's layers is `Config::with_saved`'s business.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use crate::error::{classify_db_error, Error};
+
+/// Every saved value, by key.
+pub fn load(conn: &Connection) -> Result<BTreeMap<String, String>, Error> {
+    let mut statement = conn
+        .prepare_cached("SELECT key, value FROM saved_settings")
+        .map_err(classify_db_error)?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(classify_db_error)?;
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(classify_db_error)
+}
+
+/// Makes the saved values exactly `saved`, in one transaction: keys not in it are removed.
+pub fn replace(conn: &Connection, saved: &BTreeMap<String, String>, now: i64) -> Result<(), Error> {
+    // Immediate: it reads then writes, and a deferred transaction could not wait for the lock
+    // once another writer got in between.
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(classify_db_error)?;
+    let old = load(&tx)?;
+    for key in old.keys().filter(|k| !saved.contains_key(*k)) {
+        tx.execute("DELETE FROM saved_settings WHERE key = ?1", params![key])
+            .map_err(classify_db_error)?;
+    }
+    for (key, value) in saved.iter().filter(|(k, v)| old.get(*k) != Some(*v)) {
+        tx.execute(
+            "INSERT INTO saved_settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![key, value, now],
+        )
+        .map_err(classify_db_error)?;
+    }
+    tx.commit().map_err(classify_db_error)
+}
