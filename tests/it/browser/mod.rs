@@ -7,6 +7,7 @@
 //! `target/screenshots/`. A missing Chromium or chromedriver fails the test with the fix (tests/run
 //! installs both), as a missing smtp-sink does: a skipped browser test would look like a pass.
 
+mod flow;
 mod smoke;
 
 use std::io::{BufRead, BufReader};
@@ -387,6 +388,41 @@ impl Browser {
         self.client.find(Locator::Css(&by_name)).await.ok()
     }
 
+    /// The message beside the field `label`, which must be marked faulty (`aria-invalid`), as
+    /// a screen reader finds it (`aria-describedby`).
+    pub async fn field_error(&self, label: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        let field = loop {
+            let field = self.field(label).await;
+            // The answer to a submit may still be on its way.
+            if field.attr("aria-invalid").await.ok().flatten().as_deref() == Some("true") {
+                break field;
+            }
+            if Instant::now() > deadline {
+                let text = self.text().await;
+                self.fail(
+                    &format!("the field {label:?} is not marked faulty; the page says:\n{text}\n"),
+                    "no aria-invalid",
+                )
+                .await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let Some(described) = field.attr("aria-describedby").await.unwrap() else {
+            self.fail(
+                &format!("the faulty field {label:?} has no message"),
+                "no aria-describedby",
+            )
+            .await
+        };
+        let mut said = Vec::new();
+        for id in described.split_whitespace() {
+            let element = self.client.find(Locator::Id(id)).await.unwrap();
+            said.push(element.text().await.unwrap());
+        }
+        said.join(" ")
+    }
+
     /// Types `value` into the field `label` (replacing what it held), or picks the option
     /// showing `value` in a select, or ticks/unticks a checkbox for "on"/"off".
     pub async fn fill(&self, label: &str, value: &str) {
@@ -697,6 +733,30 @@ impl Served {
     /// The server's log so far, one JSON object a line.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The one-time `/setup?token=…` path `serve` logs when no user exists.
+    pub fn setup_path(&self) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                let start = line.find("/setup?token=")?;
+                let rest = &line[start..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+                    .unwrap_or(rest.len());
+                Some(rest[..end].to_owned())
+            });
+            if let Some(path) = found {
+                return path;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve logged no /setup?token= link:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
