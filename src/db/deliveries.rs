@@ -221,7 +221,7 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
                  template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
                  status, next_attempt_at, last_error, created_at, reason)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-             ON CONFLICT (integration_id, business_key) WHERE resend_of IS NULL DO NOTHING",
+             ON CONFLICT (integration_id, business_key) WHERE is_resend = 0 DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -236,7 +236,7 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
     }
     let existing = conn
         .query_row(
-            "SELECT id FROM deliveries WHERE integration_id = ?1 AND business_key = ?2 AND resend_of IS NULL",
+            "SELECT id FROM deliveries WHERE integration_id = ?1 AND business_key = ?2 AND is_resend = 0",
             [&new.integration_id, &new.business_key],
             |r| r.get(0),
         )
@@ -455,10 +455,10 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
     conn.execute(
         "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
              template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
-             status, next_attempt_at, created_at, resend_of)
+             status, next_attempt_at, created_at, resend_of, is_resend)
          SELECT integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
              product_id, plan_id, recipient, recipient_name, subject, html, text,
-             'queued', ?2, ?2, id FROM deliveries WHERE id = ?1",
+             'queued', ?2, ?2, id, 1 FROM deliveries WHERE id = ?1",
         params![id, now],
     )
     .map_err(classify_db_error)?;
@@ -616,4 +616,53 @@ pub fn prune(conn: &Connection, before: i64) -> Result<(usize, usize), Error> {
         Ok(gone.len())
     })?;
     Ok((deliveries, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::integrations::{self, NewIntegration};
+
+    #[test]
+    fn a_delivery_resent_twice_can_be_pruned() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let shop = integrations::insert(
+            &conn,
+            &NewIntegration {
+                name: "shop",
+                webhook_secret: "whsec_test",
+                api_key: None,
+                stripe_account: None,
+                from_address: None,
+            },
+        )
+        .unwrap()
+        .id;
+        let mut new = NewDelivery::new(&shop, "evt_1", "in_1:paid", TriggerKind::PaymentReceived);
+        new.recipient = Some("jenny@example.com".into());
+        new.subject = Some("Thanks".into());
+        let Inserted::New(original) = insert(&conn, &new, 100).unwrap() else {
+            panic!("first insert is new");
+        };
+        conn.execute(
+            "UPDATE deliveries SET status = 'sent' WHERE id = ?1",
+            [original],
+        )
+        .unwrap();
+        let first = resend(&conn, original, 200).unwrap().unwrap();
+        let second = resend(&conn, original, 300).unwrap().unwrap();
+        conn.execute(
+            "UPDATE deliveries SET status = 'sent' WHERE id IN (?1, ?2)",
+            [first, second],
+        )
+        .unwrap();
+
+        // Retention takes the original (oldest) first; both resends lose their link to it.
+        let (pruned, _) = prune(&conn, 150).unwrap();
+        assert_eq!(pruned, 1);
+        assert!(get(&conn, first).unwrap().unwrap().resend_of.is_none());
+        assert_eq!(prune(&conn, 1000).unwrap().0, 2);
+    }
 }
