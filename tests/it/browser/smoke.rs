@@ -6,7 +6,7 @@ use fantoccini::Locator;
 use super::{screenshots_dir, Browser, Served};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn chromium_reads_the_health_check_and_an_unknown_page() {
+async fn chromium_reads_the_health_check_and_is_sent_to_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let server = Served::start(dir.path(), &[]);
     let browser = Browser::start(&server.url("")).await;
@@ -17,25 +17,26 @@ async fn chromium_reads_the_health_check_and_an_unknown_page() {
     assert_eq!(browser.path().await, "/healthz");
 
     let page = format!(
-        r#"<a href="{}">Go to a page that is not there</a>"#,
+        r#"<a href="{}">Go to a page that needs sign-in</a>"#,
         server.url("/no/such/page")
     );
     browser
         .open(&format!("data:text/html,{}", urlencode(&page)))
         .await;
-    browser.click_link("page that is not").await;
-    browser.wait_for_path("/no/such/page").await;
+    // Signed out, every page (even one that does not exist) leads to sign-in.
+    browser.click_link("page that needs sign-in").await;
+    browser.wait_for_path("/login").await;
     browser.wait_for(Locator::Css("body")).await;
     let console = browser.console_errors().await;
     assert!(
-        console.iter().any(|m| m.contains("404")),
-        "the console did not report the 404: {console:?}"
+        console.is_empty(),
+        "the sign-in page logged errors: {console:?}"
     );
-    let problems = browser.screenshot("harness-not-found").await;
+    let problems = browser.screenshot("harness-sign-in").await;
     assert!(problems.is_empty(), "{problems:?}");
     for width in [1280, 390] {
-        let png = std::fs::read(screenshots_dir().join(format!("harness-not-found-{width}.png")))
-            .unwrap();
+        let png =
+            std::fs::read(screenshots_dir().join(format!("harness-sign-in-{width}.png"))).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         // The PNG header's width (bytes 16..20): the viewport was really that wide.
         let png_width = u32::from_be_bytes(png[16..20].try_into().unwrap());
@@ -43,8 +44,8 @@ async fn chromium_reads_the_health_check_and_an_unknown_page() {
         let png_height = u32::from_be_bytes(png[20..24].try_into().unwrap());
         assert!(png_height >= 844, "{png_height}");
     }
-    let light = std::fs::read(screenshots_dir().join("harness-not-found-1280.png")).unwrap();
-    let dark = std::fs::read(screenshots_dir().join("harness-not-found-1280-dark.png")).unwrap();
+    let light = std::fs::read(screenshots_dir().join("harness-sign-in-1280.png")).unwrap();
+    let dark = std::fs::read(screenshots_dir().join("harness-sign-in-1280-dark.png")).unwrap();
     assert_ne!(light, dark, "the dark colour scheme changed nothing");
     browser.close().await;
 }
