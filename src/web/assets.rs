@@ -68,4 +68,32 @@ mod tests {
         );
         assert_eq!(css.len(), "/assets//app.css".len() + 12);
     }
+
+    /// Sections of the stylesheet come from several pages; one unclosed `@media` block swallows
+    /// every rule after it, at one screen width only.
+    #[test]
+    fn the_stylesheet_closes_every_block_it_opens() {
+        let file = super::WebAssets::get("app.css").unwrap();
+        let css = std::str::from_utf8(&file.data).unwrap();
+        let mut depth = 0i32;
+        let mut rest = css;
+        while let Some(start) = rest.find("/*") {
+            let (code, comment) = rest.split_at(start);
+            for c in code.chars() {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                assert!(depth >= 0, "a closing brace closes nothing");
+            }
+            // A page section must start at the top level, outside any block.
+            if comment.starts_with("/* ---- page:") {
+                assert_eq!(depth, 0, "{}", &comment[..40.min(comment.len())]);
+            }
+            rest = &comment[comment.find("*/").expect("an unclosed comment") + 2..];
+        }
+        depth += rest.matches('{').count() as i32 - rest.matches('}').count() as i32;
+        assert_eq!(depth, 0, "a block is left open at the end");
+    }
 }
