@@ -38,7 +38,13 @@ impl Flash {
     /// Takes the message a previous answer left, if any, and clears it.
     pub fn take(jar: &CookieJar) -> Option<Flash> {
         let cookie = jar.get(COOKIE)?;
-        jar.remove(COOKIE);
+        // The removal must name the cookie's own path: a browser keeps a `Path=/` cookie that
+        // a removal without a path (defaulting to the page's directory) does not match, and
+        // the message would show again on the next page.
+        let mut removal = Cookie::new_with_str(COOKIE, "");
+        removal.set_path("/");
+        removal.make_removal();
+        jar.add(removal);
         let value = cookie.value_str();
         let (level, hex_text) = value.split_once('.')?;
         let level = match level {

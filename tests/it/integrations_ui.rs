@@ -468,6 +468,8 @@ async fn replacing_the_secret_keeps_the_id_and_url_and_swaps_which_signatures_pa
         text(one(&page, ".flash.success")),
         "Signing secret replaced. The webhook URL is the same."
     );
+    // Shown once, whatever page comes next (the cookie is removed at its own path, `/`).
+    assert!(select(&html(&ui.get("/settings").await), ".flash").is_empty());
     assert_eq!(
         text(one(&page, &format!("#webhook-url-{id}"))),
         server.config.webhook_url(&id)
