@@ -70,7 +70,7 @@ pub fn routes(
         route = route.nest("/", ui);
     }
     route
-        .with(security::headers())
+        .around(security::headers)
         .data(app)
         .data(intake)
         .data(auth)
