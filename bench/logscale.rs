@@ -509,6 +509,13 @@ fn fill_events(conn: &mut rusqlite::Connection, rows: usize, now: i64) -> anyhow
             "{}"
         ])?;
     }
+    // What the event processor records as it finishes each integration's events.
+    tx.execute(
+        "UPDATE integrations SET
+             last_event_at = (SELECT MAX(received_at) FROM events WHERE integration_id = integrations.id),
+             last_event_livemode = 0",
+        [],
+    )?;
     tx.commit()?;
     Ok(())
 }

@@ -159,12 +159,8 @@ pub mod sql {
         FROM deliveries INDEXED BY deliveries_reason
         WHERE reason IS NOT NULL AND created_at >= ?1
         GROUP BY integration_id, reason ORDER BY integration_id, reason";
-    /// `?1`: since (unix seconds).
-    pub const RECENT_EVENTS: &str = "SELECT integration_id, MAX(received_at)
-        FROM events INDEXED BY events_received WHERE received_at >= ?1 GROUP BY integration_id";
-    pub const ANY_EVENT: &str =
-        "SELECT id, EXISTS (SELECT 1 FROM events e WHERE e.integration_id = integrations.id)
-        FROM integrations ORDER BY created_at, id";
+    /// Each integration's newest event, as the event processor records it (migration V12).
+    pub const ACTIVITY: &str = "SELECT id, last_event_at FROM integrations ORDER BY created_at, id";
 }
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
@@ -270,41 +266,24 @@ pub struct Activity {
 }
 
 /// For each integration: has it ever received an event, and its newest event since `since`.
-/// Intake writes `events` and nothing else, and an index added for this would cost every
-/// webhook; so this reads the indexes that exist: the unique (integration_id, stripe_event_id)
-/// one says "ever" in one probe, and `events_received` bounds the rest to the events of the
-/// last days.
+/// Read from the integration rows, which the event processor keeps current, so it never
+/// touches `events`.
 pub fn activity(conn: &Connection, since: i64) -> Result<Vec<Activity>, Error> {
-    let mut recent = std::collections::HashMap::new();
-    {
-        let mut stmt = conn
-            .prepare_cached(sql::RECENT_EVENTS)
-            .map_err(classify_db_error)?;
-        let rows = stmt
-            .query_map([since], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(classify_db_error)?;
-        for r in rows {
-            let (id, at) = r.map_err(classify_db_error)?;
-            recent.insert(id, at);
-        }
-    }
     let mut stmt = conn
-        .prepare_cached(sql::ANY_EVENT)
+        .prepare_cached(sql::ACTIVITY)
         .map_err(classify_db_error)?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(classify_db_error)?;
-    Ok(rows
-        .into_iter()
-        .map(|(integration_id, any_event)| Activity {
-            latest_since: recent.get(&integration_id).copied(),
-            integration_id,
-            any_event,
+        .query_map([], |r| {
+            let last: Option<i64> = r.get(1)?;
+            Ok(Activity {
+                integration_id: r.get(0)?,
+                any_event: last.is_some(),
+                latest_since: last.filter(|at| *at >= since),
+            })
         })
-        .collect())
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -629,17 +608,12 @@ mod tests {
         let quiet = integration(&conn, "quiet");
         let busy = integration(&conn, "busy");
         let never = integration(&conn, "never");
-        for (integration, id, received) in [
-            (&quiet, "evt_1", 1_000),
-            (&busy, "evt_2", 1_000),
-            (&busy, "evt_3", 9_000),
-        ] {
-            conn.execute(
-                "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload)
-                 VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}')",
-                params![integration, id, received],
-            )
-            .unwrap();
+        for (integration, received) in [(&quiet, 1_000), (&busy, 1_000), (&busy, 9_000)] {
+            let latest = crate::db::integrations::LatestEvent {
+                received_at: received,
+                livemode: false,
+            };
+            crate::db::integrations::note_event(&conn, integration, latest).unwrap();
         }
         let activity = activity(&conn, 5_000).unwrap();
         let of = |id: &str| {

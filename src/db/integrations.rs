@@ -216,74 +216,57 @@ pub struct LatestEvent {
     pub livemode: bool,
 }
 
-/// How many of the newest events `latest_events` reads before asking each integration not seen
-/// among them on its own.
-const RECENT_EVENTS: i64 = 2_000;
-
-/// The newest event of every integration that has one, by integration id.
-///
-/// Intake writes `events` on every webhook, so no index was added for this; it reads the ones
-/// there are. The unique (integration_id, stripe_event_id) index tells in one probe each which
-/// integrations have any event. `events_received`, read newest first, finds the integrations
-/// that received something lately within its first rows (one live shop: the first row). Only an
-/// integration quiet for the last `RECENT_EVENTS` events is looked up on its own, which reads
-/// its entries in that unique index (one per event it ever stored).
+/// The newest event of every integration that has received one, by integration id: the
+/// columns the event processor keeps (migration V12), so this never reads `events`.
 pub fn latest_events(conn: &Connection) -> Result<HashMap<String, LatestEvent>, Error> {
-    let mut wanted: Vec<String> = conn
-        .prepare_cached(
-            "SELECT id FROM integrations
-             WHERE EXISTS (SELECT 1 FROM events WHERE events.integration_id = integrations.id)",
-        )
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(classify_db_error)?;
-    let mut found = HashMap::with_capacity(wanted.len());
-    {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT integration_id, received_at, livemode FROM events INDEXED BY events_received
-                 ORDER BY received_at DESC LIMIT ?1",
-            )
-            .map_err(classify_db_error)?;
-        let mut rows = stmt.query([RECENT_EVENTS]).map_err(classify_db_error)?;
-        while found.len() < wanted.len() {
-            let Some(row) = rows.next().map_err(classify_db_error)? else {
-                break;
-            };
-            let id: String = row.get(0).map_err(classify_db_error)?;
-            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(id) {
-                slot.insert(LatestEvent {
-                    received_at: row.get(1).map_err(classify_db_error)?,
-                    livemode: row.get(2).map_err(classify_db_error)?,
-                });
-            }
-        }
-    }
-    wanted.retain(|id| !found.contains_key(id));
-    for id in wanted {
-        if let Some(latest) = latest_event(conn, &id)? {
-            found.insert(id, latest);
-        }
-    }
-    Ok(found)
+    conn.prepare_cached(
+        "SELECT id, last_event_at, last_event_livemode FROM integrations
+         WHERE last_event_at IS NOT NULL",
+    )
+    .and_then(|mut s| {
+        s.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                LatestEvent {
+                    received_at: r.get(1)?,
+                    livemode: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
+                },
+            ))
+        })?
+        .collect()
+    })
+    .map_err(classify_db_error)
 }
 
-/// The newest event of one integration, read through its entries in the unique
-/// (integration_id, stripe_event_id) index. Ids grow in the order events were committed.
+/// The newest event of one integration, if it has received any.
 pub fn latest_event(conn: &Connection, id: &str) -> Result<Option<LatestEvent>, Error> {
     conn.prepare_cached(
-        "SELECT received_at, livemode FROM events
-         WHERE id = (SELECT MAX(id) FROM events WHERE integration_id = ?1)",
+        "SELECT last_event_at, last_event_livemode FROM integrations
+         WHERE id = ?1 AND last_event_at IS NOT NULL",
     )
     .and_then(|mut s| {
         s.query_row([id], |r| {
             Ok(LatestEvent {
                 received_at: r.get(0)?,
-                livemode: r.get(1)?,
+                livemode: r.get::<_, Option<bool>>(1)?.unwrap_or(false),
             })
         })
         .optional()
     })
     .map_err(classify_db_error)
+}
+
+/// Records that `id` received an event at `received_at`, unless a newer one is recorded
+/// already (a postponed event is processed after newer ones). Called by the event processor
+/// once per integration per commit.
+pub fn note_event(conn: &Connection, id: &str, latest: LatestEvent) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE integrations SET last_event_at = ?2, last_event_livemode = ?3
+         WHERE id = ?1 AND (last_event_at IS NULL OR last_event_at <= ?2)",
+    )
+    .and_then(|mut s| s.execute(params![id, latest.received_at, latest.livemode]))
+    .map_err(classify_db_error)?;
+    Ok(())
 }
 
 /// What goes when an integration is removed, as the confirmation names it.
@@ -392,54 +375,27 @@ mod tests {
         .id
     }
 
-    /// `count` events for `integration`, the i-th received at `from + i`, live when `live`.
-    fn events(conn: &Connection, integration: &str, count: i64, from: i64, live: bool) {
-        let mut stmt = conn
-            .prepare(
-                "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                     received_at, payload)
-                 VALUES (?1, ?2, 'invoice.paid', ?3, ?4, ?4, '{}')",
-            )
-            .unwrap();
-        for i in 0..count {
-            let evt = format!("evt_{integration}_{from}_{i}");
-            stmt.execute(params![integration, evt, live, from + i])
-                .unwrap();
-        }
-    }
-
     #[test]
-    fn latest_events_finds_busy_quiet_and_silent_integrations() {
+    fn the_newest_event_noted_wins_and_an_older_one_changes_nothing() {
         let conn = database();
         let quiet = add(&conn, "quiet");
         let busy = add(&conn, "busy");
         let silent = add(&conn, "silent");
-        // The quiet one's newest event (live) is older than the window of recent events the
-        // busy one fills; its older events were test mode.
-        events(&conn, &quiet, 3, 1_000, false);
-        events(&conn, &quiet, 1, 2_000, true);
-        events(&conn, &busy, RECENT_EVENTS + 10, 10_000, false);
+        let at = |received_at, livemode| LatestEvent {
+            received_at,
+            livemode,
+        };
+        note_event(&conn, &quiet, at(1_000, false)).unwrap();
+        note_event(&conn, &quiet, at(2_000, true)).unwrap();
+        note_event(&conn, &busy, at(10_000, false)).unwrap();
+        // A postponed event, processed after a newer one, leaves the newer one in place.
+        note_event(&conn, &busy, at(9_000, true)).unwrap();
         let latest = latest_events(&conn).unwrap();
-        assert_eq!(
-            latest.get(&quiet),
-            Some(&LatestEvent {
-                received_at: 2_000,
-                livemode: true
-            })
-        );
-        assert_eq!(
-            latest.get(&busy),
-            Some(&LatestEvent {
-                received_at: 10_000 + RECENT_EVENTS + 9,
-                livemode: false
-            })
-        );
+        assert_eq!(latest.get(&quiet), Some(&at(2_000, true)));
+        assert_eq!(latest.get(&busy), Some(&at(10_000, false)));
         assert_eq!(latest.get(&silent), None);
         assert_eq!(latest.len(), 2);
-        assert_eq!(
-            latest_event(&conn, &quiet).unwrap(),
-            latest.get(&quiet).copied()
-        );
+        assert_eq!(latest_event(&conn, &quiet).unwrap(), Some(at(2_000, true)));
         assert_eq!(latest_event(&conn, &silent).unwrap(), None);
     }
 

@@ -129,6 +129,7 @@ struct EventMeta {
     stripe_event_id: String,
     event_type: String,
     received_at: i64,
+    livemode: bool,
     processing_attempts: i64,
     /// The order key: once one event of a key is postponed, the later ones in the same
     /// commit are held behind it.
@@ -361,6 +362,7 @@ impl Processor {
                 stripe_event_id: e.stripe_event_id.clone(),
                 event_type: e.event_type.clone(),
                 received_at: e.received_at,
+                livemode: e.livemode,
                 processing_attempts: e.processing_attempts,
                 key: slot.key.as_ref().map(|(_, k)| k.clone()),
             };
@@ -588,7 +590,21 @@ fn record(
     // Keys postponed in this commit, with the event and its time: later events of the key in
     // this commit wait behind it, whatever they prepared.
     let mut postponed_keys: HashMap<String, (String, i64)> = HashMap::new();
+    // Each integration's newest event in this commit, for its "last event received".
+    let mut newest: HashMap<String, integrations::LatestEvent> = HashMap::new();
     for (event, finished) in outcomes {
+        let seen = integrations::LatestEvent {
+            received_at: event.received_at,
+            livemode: event.livemode,
+        };
+        newest
+            .entry(event.integration_id.clone())
+            .and_modify(|n| {
+                if seen.received_at >= n.received_at {
+                    *n = seen;
+                }
+            })
+            .or_insert(seen);
         let finished = match event.key.as_ref().and_then(|k| postponed_keys.get(k)) {
             Some((blocker, until)) => Finished::Held {
                 detail: held_detail(blocker, event.key.as_deref().unwrap_or("")),
@@ -688,6 +704,9 @@ fn record(
                 }
             }
         }
+    }
+    for (integration, latest) in newest {
+        integrations::note_event(&tx, &integration, latest)?;
     }
     tx.commit().map_err(classify_db_error)?;
     Ok(committed)
