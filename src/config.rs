@@ -699,12 +699,39 @@ impl Config {
 
     /// The config as TOML with secrets redacted. (Stripe keys and webhook secrets live in the
     /// database, not in the config.)
+    /// It opens with comment lines naming the keys that come from the settings page, the
+    /// environment or a flag, since the values alone do not say which layer won.
     pub fn dump(&self) -> String {
         let mut shown = self.clone();
         if !shown.smtp.password.is_empty() {
             shown.smtp.password = Secret("[redacted]".to_owned());
         }
-        toml::to_string_pretty(&shown).expect("config serializes")
+        let mut out = String::from(
+            "# The effective configuration: defaults < config file < settings page < environment < flags.\n",
+        );
+        let mut page = Vec::new();
+        let mut env = Vec::new();
+        let mut flags = Vec::new();
+        for (key, source) in &self.origin.sources {
+            match source {
+                Source::Page => page.push(key.clone()),
+                Source::Env(var) => env.push(format!("{key} ({var})")),
+                Source::Flag(flag) => flags.push(format!("{key} ({flag})")),
+                Source::Default | Source::File => {}
+            }
+        }
+        for (from, keys) in [
+            ("the settings page", page),
+            ("the environment", env),
+            ("flags", flags),
+        ] {
+            if !keys.is_empty() {
+                out.push_str(&format!("# From {from}: {}\n", keys.join(", ")));
+            }
+        }
+        out.push('\n');
+        out.push_str(&toml::to_string_pretty(&shown).expect("config serializes"));
+        out
     }
 }
 

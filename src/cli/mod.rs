@@ -212,7 +212,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config { action } => match (action, loaded) {
+        Command::Config { action } => match (
+            action,
+            loaded.and_then(crate::manage::settings::effective_offline),
+        ) {
             (ConfigAction::Check, Ok(_)) => {
                 println!("config OK ({})", describe_source(&cli.config));
                 Ok(ExitCode::SUCCESS)

@@ -19,6 +19,31 @@ pub fn load(conn: &Connection) -> Result<BTreeMap<String, String>, Error> {
         .map_err(classify_db_error)
 }
 
+/// The saved values in the database at `path`, read without creating, migrating or locking it
+/// for writes: None when there is no database there yet, or it predates the settings page.
+pub fn load_read_only(path: &std::path::Path) -> Result<Option<BTreeMap<String, String>>, Error> {
+    use rusqlite::OpenFlags;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(classify_db_error)?;
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'saved_settings')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(classify_db_error)?;
+    if !has_table {
+        return Ok(None);
+    }
+    load(&conn).map(Some)
+}
+
 /// Makes the saved values exactly `saved`, in one transaction: keys not in it are removed.
 pub fn replace(conn: &Connection, saved: &BTreeMap<String, String>, now: i64) -> Result<(), Error> {
     // Immediate: it reads then writes, and a deferred transaction could not wait for the lock

@@ -55,6 +55,22 @@ pub fn with_saved(config: Config, conn: &rusqlite::Connection) -> Result<Config,
     })
 }
 
+/// What `config check` and `config dump` show: `config` with the values saved on the settings
+/// page laid over it, read from its database without changing it. Unlike a starting server,
+/// a saved value the config no longer accepts is an error here, so `config check` reports it.
+/// `config` itself when there is no database yet.
+pub fn effective_offline(config: Config) -> Result<Config, Error> {
+    match db::settings::load_read_only(&config.database.path)? {
+        Some(saved) if !saved.is_empty() => config.with_saved(&saved).map_err(|e| {
+            Error::invalid(
+                e.field().unwrap_or("settings"),
+                format!("a value saved on the settings page: {e}; change it there"),
+            )
+        }),
+        _ => Ok(config),
+    }
+}
+
 /// The config in effect now, with each key's source (`Config::source`).
 pub fn current(app: &App) -> std::sync::Arc<Config> {
     app.config()

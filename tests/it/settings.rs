@@ -212,22 +212,51 @@ async fn post_and_follow(ui: &UiClient, path: &str, form: &[(&str, &str)]) -> St
     page.text
 }
 
-/// The `<input …>` (or `<select …>`) tag of the form field named `name`.
-fn tag<'a>(html: &'a str, name: &str) -> &'a str {
-    let at = html
-        .find(&format!("name=\"{name}\""))
-        .unwrap_or_else(|| panic!("no field {name} in {html}"));
-    let start = html[..at].rfind('<').unwrap();
-    let end = at + html[at..].find('>').unwrap();
-    &html[start..=end]
+/// A form field as the page shows it, parsed from its HTML.
+#[derive(Debug)]
+struct FieldShown {
+    value: String,
+    readonly: bool,
+    invalid: bool,
 }
 
-/// The flash message on a page, if any.
-fn flash(html: &str) -> Option<&str> {
-    let at = html.find("class=\"flash ")?;
-    let start = at + html[at..].find('>')? + 1;
-    let end = start + html[start..].find("</div>")?;
-    Some(&html[start..end])
+/// The `<input>` (or `<select>`) named `name` on `html`.
+fn field(html: &str, name: &str) -> FieldShown {
+    let doc = scraper::Html::parse_document(html);
+    let selector =
+        scraper::Selector::parse(&format!("input[name=\"{name}\"], select[name=\"{name}\"]"))
+            .unwrap();
+    let element = doc
+        .select(&selector)
+        .next()
+        .unwrap_or_else(|| panic!("no field {name} in {html}"));
+    let value = match element.value().name() {
+        "select" => {
+            let selected = scraper::Selector::parse("option[selected]").unwrap();
+            element
+                .select(&selected)
+                .next()
+                .and_then(|o| o.value().attr("value"))
+                .unwrap_or_default()
+                .to_owned()
+        }
+        _ => element.value().attr("value").unwrap_or_default().to_owned(),
+    };
+    FieldShown {
+        value,
+        readonly: element.value().attr("readonly").is_some()
+            || element.value().attr("disabled").is_some(),
+        invalid: element.value().attr("aria-invalid") == Some("true"),
+    }
+}
+
+/// The flash message on a page, if any, as text.
+fn flash(html: &str) -> Option<String> {
+    let doc = scraper::Html::parse_document(html);
+    let selector = scraper::Selector::parse(".flash").unwrap();
+    doc.select(&selector)
+        .next()
+        .map(|f| f.text().collect::<String>())
 }
 
 fn saved_settings(server: &TestServer) -> BTreeMap<String, String> {
@@ -326,7 +355,7 @@ async fn smtp_saved_on_the_page_sends_without_a_restart_and_follows_each_change(
         page.contains("Emails go out through <code>127.0.0.1:"),
         "{page}"
     );
-    assert!(tag(&page, "smtp.host").contains("value=\"127.0.0.1\""));
+    assert_eq!(field(&page, "smtp.host").value, "127.0.0.1");
     sink.wait_for(1, Duration::from_secs(20)).await;
     let sent = wait_for_deliveries(&server, "the waiting one sent", |all| {
         status_of(all, first) == Some(Status::Sent)
@@ -453,12 +482,9 @@ async fn a_failed_test_email_names_the_fix_and_a_bad_address_is_marked() {
         .post("/settings/test-email", &[("to", "not an <address>")])
         .await;
     assert_eq!(bad.status, 422);
-    let field = tag(&bad.text, "to");
-    assert!(field.contains("aria-invalid=\"true\""), "{field}");
-    assert!(
-        field.contains("value=\"not an &lt;address&gt;\""),
-        "{field}"
-    );
+    let to = field(&bad.text, "to");
+    assert!(to.invalid, "{to:?}");
+    assert_eq!(to.value, "not an <address>", "typed kept");
     server.stop().await;
 }
 
@@ -480,7 +506,7 @@ async fn the_password_never_appears_in_the_page() {
     .await;
     assert!(!page.contains(PASSWORD), "{page}");
     assert!(page.contains("Set. Leave empty to keep it."), "{page}");
-    assert!(tag(&page, "smtp.password").contains("value=\"\""));
+    assert_eq!(field(&page, "smtp.password").value, "");
     assert_eq!(
         saved_settings(&server)
             .get("smtp.password")
@@ -557,15 +583,15 @@ async fn environment_and_flag_values_are_read_only() {
     let ui = signed_in(&server).await;
 
     let page = ui.get("/settings").await.text;
-    let host = tag(&page, "smtp.host");
+    let host = field(&page, "smtp.host");
     assert!(
-        host.contains("readonly") && host.contains("relay.env.example"),
-        "{host}"
+        host.readonly && host.value == "relay.env.example",
+        "{host:?}"
     );
     assert!(page.contains("Read-only: set by MMC_SMTP__HOST"), "{page}");
-    assert!(tag(&page, "server.public_url").contains("readonly"));
+    assert!(field(&page, "server.public_url").readonly);
     assert!(page.contains("Read-only: set by --public-url"), "{page}");
-    assert!(!tag(&page, "smtp.port").contains("readonly"));
+    assert!(!field(&page, "smtp.port").readonly);
 
     let refused = ui
         .post(
@@ -574,8 +600,8 @@ async fn environment_and_flag_values_are_read_only() {
         )
         .await;
     assert_eq!(refused.status, 422);
-    let host = tag(&refused.text, "smtp.host");
-    assert!(host.contains("aria-invalid=\"true\""), "{host}");
+    let host = field(&refused.text, "smtp.host");
+    assert!(host.invalid, "{host:?}");
     assert!(refused.text.contains("MMC_SMTP__HOST"), "{}", refused.text);
     assert_eq!(saved_settings(&server), BTreeMap::new(), "nothing saved");
 
@@ -590,7 +616,7 @@ async fn environment_and_flag_values_are_read_only() {
         ],
     )
     .await;
-    assert!(tag(&page, "smtp.port").contains("value=\"2525\""));
+    assert_eq!(field(&page, "smtp.port").value, "2525");
     assert_eq!(saved_settings(&server), saved(&[("smtp.port", "2525")]));
     server.stop().await;
 }
@@ -614,11 +640,8 @@ async fn an_invalid_port_is_refused_naming_the_field() {
         )
         .await;
     assert_eq!(refused.status, 422);
-    let port = tag(&refused.text, "smtp.port");
-    assert!(
-        port.contains("aria-invalid=\"true\"") && port.contains("value=\"70000\""),
-        "{port}"
-    );
+    let port = field(&refused.text, "smtp.port");
+    assert!(port.invalid && port.value == "70000", "{port:?}");
     assert!(
         refused
             .text
@@ -626,8 +649,9 @@ async fn an_invalid_port_is_refused_naming_the_field() {
         "{}",
         refused.text
     );
-    assert!(
-        tag(&refused.text, "smtp.host").contains("value=\"relay.example\""),
+    assert_eq!(
+        field(&refused.text, "smtp.host").value,
+        "relay.example",
         "typed kept"
     );
     assert_eq!(saved_settings(&server), BTreeMap::new());
@@ -637,7 +661,7 @@ async fn an_invalid_port_is_refused_naming_the_field() {
         .post("/settings", &[("smtp.host", "relay.example")])
         .await;
     assert_eq!(refused.status, 422);
-    assert!(tag(&refused.text, "smtp.from_address").contains("aria-invalid"));
+    assert!(field(&refused.text, "smtp.from_address").invalid);
     assert_eq!(saved_settings(&server), BTreeMap::new());
     server.stop().await;
 }
@@ -704,7 +728,7 @@ async fn settings_that_cannot_send_are_refused_at_save() {
         )
         .await;
     assert_eq!(refused.status, 422, "{}", refused.text);
-    assert!(tag(&refused.text, "smtp.host").contains("aria-invalid"));
+    assert!(field(&refused.text, "smtp.host").invalid);
     assert!(
         refused.text.contains("DKIM key") && refused.text.contains("nothing was saved"),
         "{}",
@@ -714,4 +738,54 @@ async fn settings_that_cannot_send_are_refused_at_save() {
     let page = ui.get("/settings").await.text;
     assert!(page.contains("No relay yet"), "still unconfigured: {page}");
     server.stop().await;
+}
+
+/// `config dump` and `config check` read what the settings page saved (without changing the
+/// database) and say which layer each value came from; a saved value the config no longer
+/// accepts fails `config check`, naming the key and the page.
+#[tokio::test]
+async fn config_dump_and_check_include_what_the_page_saved() {
+    use crate::cli::{mmc, run};
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let database = config.database.path.clone();
+    let id = crate::support::add_integration(&config, "shop", SECRET);
+    let server = TestServer::start_with(config, id).await;
+    let ui = signed_in(&server).await;
+    post_and_follow(&ui, "/settings", &[("smtp.port", "2526")]).await;
+    server.stop().await;
+
+    let db_flag = database.to_str().unwrap();
+    let (ok, dump, err) = run(mmc(dir.path(), &["--database", db_flag, "config", "dump"]));
+    assert!(ok, "{err}");
+    assert!(dump.contains("port = 2526"), "{dump}");
+    assert!(
+        dump.contains("# From the settings page: smtp.port"),
+        "{dump}"
+    );
+    assert!(dump.contains("--database"), "the flag is named: {dump}");
+    let (ok, out, err) = run(mmc(dir.path(), &["--database", db_flag, "config", "check"]));
+    assert!(ok, "{out}{err}");
+
+    // A value saved by an older version that this one refuses.
+    let conn = db::open(&database, Duration::from_secs(5)).unwrap();
+    db::settings::replace(&conn, &saved(&[("smtp.port", "seventy")]), 0).unwrap();
+    drop(conn);
+    let (ok, out, err) = run(mmc(dir.path(), &["--database", db_flag, "config", "check"]));
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("smtp.port") && err.contains("settings page"),
+        "{err}"
+    );
+
+    // No database yet (a fresh install): the file and defaults alone.
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &["--database", "not-there.db", "config", "check"],
+    ));
+    assert!(ok, "{out}{err}");
+    assert!(
+        !dir.path().join("not-there.db").exists(),
+        "check created it"
+    );
 }
