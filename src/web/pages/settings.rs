@@ -245,49 +245,68 @@ fn view(config: &Config, values: &Values, csrf: &str, error: Option<&Error>) -> 
     known_fields.push("to");
     html! {
         div.settings {
-            (form_error(error, &known_fields))
-            form.stack method="post" action="/settings" {
-                (csrf_input(csrf))
-                section.card aria-labelledby="smtp-heading" {
-                    h2 #smtp-heading { "Sending email (SMTP)" }
-                    @if smtp.is_configured() {
-                        p.muted { "Emails go out through " code { (smtp.host) ":" (smtp.port) } "." }
-                    } @else {
-                        p.muted { "No relay yet: emails are prepared and wait in the outbox until a host and a from address are saved here." }
+            div.settings-main {
+                (form_error(error, &known_fields))
+                form.stack method="post" action="/settings" {
+                    (csrf_input(csrf))
+                    section.card aria-labelledby="smtp-heading" {
+                        h2 #smtp-heading { "Sending email (SMTP)" }
+                        @if smtp.is_configured() {
+                            p.muted { "Emails go out through " code { (smtp.host) ":" (smtp.port) } "." }
+                        } @else {
+                            p.muted { "No relay yet: emails are prepared and wait in the outbox until a host and a from address are saved here." }
+                        }
+                        // Fields that belong together side by side on a wide screen.
+                        div.pair {
+                            @for (key, label, input, help) in &FIELDS[..2] {
+                                (field(key, label, *input, help))
+                            }
+                        }
+                        (security_field(values.get("smtp.security"), &config.source("smtp.security"), reasons["smtp.security"].as_deref()))
+                        div.pair {
+                            @for (key, label, input, help) in &FIELDS[2..3] {
+                                (field(key, label, *input, help))
+                            }
+                            (password_field(config, reasons["smtp.password"].as_deref(), error))
+                        }
+                        div.pair {
+                            @for (key, label, input, help) in &FIELDS[3..5] {
+                                (field(key, label, *input, help))
+                            }
+                        }
+                        @for (key, label, input, help) in &FIELDS[5..6] {
+                            (field(key, label, *input, help))
+                        }
+                        div.pair {
+                            @for (key, label, input, help) in &FIELDS[6..] {
+                                (field(key, label, *input, help))
+                            }
+                        }
                     }
-                    @for (key, label, input, help) in &FIELDS[..2] {
-                        (field(key, label, *input, help))
+                    section.card aria-labelledby="url-heading" {
+                        h2 #url-heading { "Public address" }
+                        (field("server.public_url", "Public URL", Input::Url, PUBLIC_URL_HELP))
                     }
-                    (security_field(values.get("smtp.security"), &config.source("smtp.security"), reasons["smtp.security"].as_deref()))
-                    @for (key, label, input, help) in &FIELDS[2..3] {
-                        (field(key, label, *input, help))
+                    div.actions {
+                        button.primary type="submit" { "Save settings" }
                     }
-                    (password_field(config, reasons["smtp.password"].as_deref(), error))
-                    @for (key, label, input, help) in &FIELDS[3..] {
-                        (field(key, label, *input, help))
-                    }
-                }
-                section.card aria-labelledby="url-heading" {
-                    h2 #url-heading { "Public address" }
-                    (field("server.public_url", "Public URL", Input::Url, PUBLIC_URL_HELP))
-                }
-                div.actions {
-                    button.primary type="submit" { "Save settings" }
                 }
             }
-            section.card aria-labelledby="test-heading" {
-                h2 #test-heading { "Send a test email" }
-                p.muted { "Sends a short email with the settings saved above, and shows the relay's answer." }
-                form.stack method="post" action="/settings/test-email" {
-                    (csrf_input(csrf))
-                    (Field::new("Send to", "to", &values.test_to)
-                        .input(Input::Email)
-                        .required()
-                        .autocomplete("email")
-                        .placeholder("you@example.com")
-                        .render(error))
-                    div.actions {
-                        button type="submit" { "Send test email" }
+            aside.settings-aside {
+                section.card aria-labelledby="test-heading" {
+                    h2 #test-heading { "Send a test email" }
+                    p.muted { "Sends a short email with the settings saved on this page, and shows the relay's answer." }
+                    form.stack method="post" action="/settings/test-email" {
+                        (csrf_input(csrf))
+                        (Field::new("Send to", "to", &values.test_to)
+                            .input(Input::Email)
+                            .required()
+                            .autocomplete("email")
+                            .placeholder("you@example.com")
+                            .render(error))
+                        div.actions {
+                            button type="submit" { "Send test email" }
+                        }
                     }
                 }
             }

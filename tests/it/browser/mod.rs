@@ -193,7 +193,10 @@ impl Browser {
                     // /dev/shm is small in containers; Chromium crashes tabs when it fills.
                     "--disable-dev-shm-usage",
                     "--hide-scrollbars",
-                    format!("--window-size={},{}", WIDE.0, WIDE.1),
+                    // Headless Chromium's screen is its first window, and a window is never
+                    // made larger than the screen: start taller than WIDE, so that `resize`
+                    // can add the window's own bars on top of WIDE's viewport.
+                    format!("--window-size={},{}", WIDE.0, WIDE.1 + 400),
                     format!("--user-data-dir={}", user_data.display()),
                 ],
             },
@@ -565,12 +568,12 @@ impl Browser {
         // the difference and ask again. Checked, since a screenshot at the wrong width would
         // look fine and prove nothing.
         let mut window = (width, height);
-        for _ in 0..2 {
+        for _ in 0..4 {
             self.client
                 .set_window_size(window.0, window.1)
                 .await
                 .unwrap();
-            let inner = self.viewport().await;
+            let inner = self.settled_viewport().await;
             if inner == (width, height) {
                 return;
             }
@@ -585,6 +588,21 @@ impl Browser {
             (width, height),
             "the viewport is {inner:?} after asking for {width}×{height}"
         );
+    }
+
+    /// The viewport once a resize has taken effect: on a busy machine the page can report
+    /// its old size for a moment after WebDriver answers.
+    async fn settled_viewport(&self) -> (u32, u32) {
+        let mut last = self.viewport().await;
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let now = self.viewport().await;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 
     async fn viewport(&self) -> (u32, u32) {
