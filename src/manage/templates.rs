@@ -192,6 +192,8 @@ fn item_of<'a>(product: Option<&'a str>, plan: Option<&'a str>) -> Vec<ItemScope
 pub struct Matrix {
     pub integration: Integration,
     pub rows: Vec<MatrixRow>,
+    /// Every template, as read for the matrix (for the page's plain list).
+    pub templates: Vec<Template>,
 }
 
 /// "Any product", a product (any plan), or one plan of a product.
@@ -248,7 +250,11 @@ pub async fn matrix(app: &App, integration: &str) -> Result<Matrix, Error> {
         .db(move |c| Ok((templates::list(c)?, templates::catalog(c, &key)?)))
         .await?;
     let rows = matrix_rows(&integration.id, &all, catalog);
-    Ok(Matrix { integration, rows })
+    Ok(Matrix {
+        integration,
+        rows,
+        templates: all,
+    })
 }
 
 fn matrix_rows(integration: &str, all: &[Template], catalog: Vec<CatalogEntry>) -> Vec<MatrixRow> {
