@@ -168,16 +168,16 @@ pub fn check(input: &TemplateInput) -> Result<Checked, Error> {
     let (html, mjml) = match input.format {
         Format::Html => (input.body.clone(), None),
         Format::Mjml => {
-            // The template language runs over the MJML as written first, so a typo or an
-            // unknown variable is reported at its line in what the merchant sees.
+            let html =
+                compile_mjml(&input.body).map_err(|e| Error::invalid("body", e.to_string()))?;
+            // The template language runs over the MJML as written too, so a typo or an unknown
+            // variable is reported at its line in what the merchant sees.
             let as_written = TemplateSource {
                 subject: input.subject.clone(),
                 html: input.body.clone(),
                 text: input.text.clone(),
             };
             validate(input.trigger, &as_written).map_err(|e| invalid(e, Format::Mjml))?;
-            let html =
-                compile_mjml(&input.body).map_err(|e| Error::invalid("body", e.to_string()))?;
             (html, Some(input.body.clone()))
         }
     };

@@ -150,7 +150,7 @@ fn matrix_view(matrix: &Matrix) -> Markup {
                     li { span.swatch.none {} "none: the event is skipped" }
                 }
             }
-            table.matrix {
+            table.matrix.stack {
                 thead {
                     tr {
                         th scope="col" { "Product / plan" }
@@ -259,7 +259,7 @@ fn list(session: Session, all: &[Template], integration: Option<&Integration>) -
             @if all.is_empty() {
                 p.muted { "None: every event is skipped until a template answers it." }
             } @else {
-                table.templates {
+                table.templates.stack {
                     thead {
                         tr {
                             th scope="col" { "Applies to" }
