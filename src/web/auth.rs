@@ -408,18 +408,21 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
     }
 }
 
-/// The token a request carries: the header, or the form field of a URL-encoded body (put back
-/// for the handler; `body::bounded`, around the guard, has already read it within its limits).
+/// The token a request carries: the header, or the form field of a URL-encoded or multipart
+/// (file upload) body, put back for the handler; `body::bounded`, around the guard, has already
+/// read it within its limits.
 async fn given_csrf(req: &mut Request) -> Result<Option<String>, Error> {
     if let Some(value) = req.headers().get(CSRF_HEADER) {
         return Ok(value.to_str().ok().map(str::to_owned));
     }
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default();
+    let is_form = content_type.starts_with("application/x-www-form-urlencoded");
+    let is_upload = content_type.starts_with("multipart/form-data");
+    if !is_form && !is_upload {
         return Ok(None);
     }
     let body = req
@@ -427,11 +430,29 @@ async fn given_csrf(req: &mut Request) -> Result<Option<String>, Error> {
         .into_bytes_limit(MAX_FORM_BYTES)
         .await
         .map_err(|e| crate::error::ReadBodyLimit::into_error(e, MAX_FORM_BYTES))?;
-    let token = form_urlencoded::parse(&body)
-        .find(|(name, _)| name == CSRF_FIELD)
-        .map(|(_, value)| value.into_owned());
+    let token = match is_form {
+        true => form_urlencoded::parse(&body)
+            .find(|(name, _)| name == CSRF_FIELD)
+            .map(|(_, value)| value.into_owned()),
+        false => multipart_csrf(req, poem::Body::from(body.clone())).await,
+    };
     req.set_body(body);
     Ok(token)
+}
+
+/// The CSRF field of a multipart body (our upload forms put it first); None when the body is
+/// not readable multipart.
+async fn multipart_csrf(req: &Request, body: poem::Body) -> Option<String> {
+    let mut body = RequestBody::new(body);
+    let mut parts = poem::web::Multipart::from_request(req, &mut body)
+        .await
+        .ok()?;
+    while let Ok(Some(field)) = parts.next_field().await {
+        if field.name() == Some(CSRF_FIELD) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 /// Failed sign-ins in the last `WINDOW`, per client address and per account (the email as

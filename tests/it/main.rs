@@ -22,4 +22,5 @@ mod smtp;
 mod smtp_server;
 mod stripe_api;
 mod support;
+mod templates_ui;
 mod web;

@@ -6,6 +6,7 @@ pub mod integrations;
 pub mod login;
 pub mod settings;
 pub mod setup;
+pub mod templates;
 
 use poem::{get, post, Route};
 
@@ -32,5 +33,19 @@ pub fn routes() -> Route {
         .at(
             "/integrations/:id/remove",
             get(integrations::remove::confirm).post(integrations::remove::remove),
+        )
+        .at("/templates", get(templates::matrix::page))
+        .at("/templates/import", post(templates::transfer::import))
+        .at("/templates/:id/export", get(templates::transfer::export))
+        .at("/templates/:id/enable", post(templates::actions::enable))
+        .at("/templates/:id/disable", post(templates::actions::disable))
+        .at("/templates/:id/restore", post(templates::actions::restore))
+        .at(
+            "/templates/:id/duplicate",
+            get(templates::actions::duplicate_form).post(templates::actions::duplicate),
+        )
+        .at(
+            "/templates/:id/remove",
+            get(templates::actions::confirm_remove).post(templates::actions::remove),
         )
 }
