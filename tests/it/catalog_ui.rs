@@ -536,3 +536,80 @@ async fn the_cli_refreshes_and_lists_the_catalog() {
     );
     assert_eq!(fake.requests().len(), asked);
 }
+
+/// The subjects of the integration's deliveries, oldest first, once there are `n`.
+async fn subjects(server: &TestServer, n: usize) -> Vec<String> {
+    for _ in 0..500 {
+        let conn = server.db();
+        let mut stmt = conn
+            .prepare("SELECT subject FROM deliveries WHERE integration_id = ?1 ORDER BY id")
+            .unwrap();
+        let found: Vec<String> = stmt
+            .query_map([&server.integration_id], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} deliveries");
+}
+
+/// The server's own name memo takes a refresh's new names: the next email after a rename says
+/// the new name, though the old one was remembered from the email before.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_email_after_a_refresh_uses_the_new_names() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture's own T-shirt product and its $20.00 a month price, which invoice.paid names.
+    let fake = FakeStripe::start().await;
+    let server = serve(dir.path(), &fake, Some(KEY)).await;
+    let app = App::new(server.config.clone()).unwrap();
+    mailmycustomer::manage::templates::save(
+        &app,
+        TemplateInput {
+            trigger: TriggerKind::PaymentReceived,
+            product_id: None,
+            plan_id: None,
+            source: TemplateSource {
+                subject: "{{ product.name }} / {{ plan.name }}".into(),
+                html: "<p>Thank you.</p>".into(),
+                text: None,
+            },
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    server
+        .deliver(distinct_invoice_paid("memo", 1))
+        .await
+        .assert_stored(false);
+    assert_eq!(subjects(&server, 1).await, ["T-shirt / $20.00 / month"]);
+
+    fake.change("products", "prod_QXg1hqf4jFNsqG", |p| {
+        p["name"] = "T-shirt club".into()
+    });
+    fake.change("prices", "price_1PgafmB7WZ01zgkW6dKueIc5", |p| {
+        p["nickname"] = "Club monthly".into()
+    });
+    let ui = signed_in(&server).await;
+    let (message, _) = flash(&refresh(&ui, &server).await);
+    assert!(
+        message.contains("2 renamed (T-shirt → T-shirt club, $20.00 / month → Club monthly)"),
+        "{message}"
+    );
+    let asked = fake.count("/v1/products/") + fake.count("/v1/prices/");
+    server
+        .deliver(distinct_invoice_paid("memo", 2))
+        .await
+        .assert_stored(false);
+    assert_eq!(subjects(&server, 2).await[1], "T-shirt club / Club monthly");
+    // From the catalog the refresh wrote, not from Stripe again.
+    assert_eq!(
+        fake.count("/v1/products/") + fake.count("/v1/prices/"),
+        asked
+    );
+    server.stop().await;
+}
