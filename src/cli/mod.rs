@@ -5,6 +5,7 @@
 //! text) goes through `printable` or `printable_block` first: it came from customers, Stripe,
 //! relays and merchants, and a terminal obeys the escape sequences in what it is given.
 
+mod catalog;
 mod integration;
 mod log;
 mod template;
@@ -84,6 +85,11 @@ pub enum Command {
     Integration {
         #[command(subcommand)]
         action: IntegrationAction,
+    },
+    /// An integration's products and plans from Stripe: list them, or read them again.
+    Catalog {
+        #[command(subcommand)]
+        action: catalog::CatalogAction,
     },
     /// Manage email templates (per trigger, optionally per product and plan).
     Template {
@@ -237,6 +243,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Command::Migrate => migrate(&config),
                 Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
                 Command::Integration { action } => integration::run(&config, action),
+                Command::Catalog { action } => catalog::run(&config, action),
                 Command::Template { action } => template::run(&config, action),
                 Command::Log { action, args } => log::run(&config, action, args),
                 Command::User { action } => user::run(&config, action),

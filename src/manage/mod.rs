@@ -4,6 +4,7 @@
 //! `Error::Invalid` naming its field, a clash `Error::Conflict`, a missing row `Error::NotFound`),
 //! and do their database work on the pool, off the async executor.
 
+pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;
 pub mod integrations;

@@ -63,7 +63,7 @@ impl Preparer {
         known.insert((integration.to_owned(), id.to_owned()), value);
     }
 
-    fn forget(&self, integration: &str, id: &str) {
+    pub fn forget(&self, integration: &str, id: &str) {
         let mut known = self.known.lock().expect("catalog memo");
         known.remove(&(integration.to_owned(), id.to_owned()));
     }
@@ -807,7 +807,7 @@ fn found<T>(result: Result<T, StripeError>) -> Result<Option<T>, StripeError> {
 
 /// A plan as the catalog keeps it: named by the price's nickname, else its amount and interval
 /// ("$20.00 / month").
-fn plan_of_price(price: &api::Price, product: Option<&str>) -> catalog::Plan {
+pub fn plan_of_price(price: &api::Price, product: Option<&str>) -> catalog::Plan {
     let name = clean(price.nickname.clone()).unwrap_or_else(|| {
         let amount = price.unit_amount.map(|a| format_money(a, &price.currency));
         match (amount, &price.interval) {

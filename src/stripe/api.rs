@@ -92,6 +92,15 @@ pub struct Price {
     pub currency: String,
 }
 
+/// An object read from a list endpoint, with whether Stripe still offers it: an archived
+/// product or price (`active: false`) can no longer be sold, but subscriptions made earlier
+/// still bill with it, so their emails still need its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed<T> {
+    pub object: T,
+    pub active: bool,
+}
+
 /// What an invoice payment (`GET /v1/invoice_payments`) paid with: a payment intent, or for
 /// payments made before payment intents, a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +323,78 @@ impl StripeClient {
         }))
     }
 
+    /// Every product of the account, archived ones included (`GET /v1/products`, all pages).
+    pub async fn products(
+        &self,
+        creds: &Credentials<'_>,
+    ) -> Result<Vec<Listed<Product>>, StripeError> {
+        let all = self.list_all(creds, "products").await?;
+        all.iter()
+            .map(|value| {
+                Ok(Listed {
+                    object: Product::from_json(value)?,
+                    active: is_active(value),
+                })
+            })
+            .collect()
+    }
+
+    /// Every price of the account, archived ones included (`GET /v1/prices`, all pages). Each
+    /// names its product by id.
+    pub async fn prices(&self, creds: &Credentials<'_>) -> Result<Vec<Listed<Price>>, StripeError> {
+        let all = self.list_all(creds, "prices").await?;
+        all.iter()
+            .map(|value| {
+                Ok(Listed {
+                    object: Price::from_json(value)?,
+                    active: is_active(value),
+                })
+            })
+            .collect()
+    }
+
+    /// Every object of a list endpoint, page by page: `limit=100` (Stripe's largest page), then
+    /// `starting_after` the last id of each page while `has_more` says there is more. Without
+    /// an `active` filter Stripe lists archived objects too. Each page is one request with the
+    /// client's retries; the pages go one after the other, so a long catalog stays far below
+    /// Stripe's rate limit.
+    async fn list_all(
+        &self,
+        creds: &Credentials<'_>,
+        collection: &str,
+    ) -> Result<Vec<Value>, StripeError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = self.url(&[collection])?;
+            url.query_pairs_mut().append_pair("limit", "100");
+            if let Some(last) = &after {
+                url.query_pairs_mut().append_pair("starting_after", last);
+            }
+            let page = ListPage::from_json(self.send(creds, url, collection).await?, collection)?;
+            let last = match page.data.last() {
+                Some(last) => Some(required_id(last, &format!("{collection} list entry"))?),
+                None => None,
+            };
+            all.extend(page.data);
+            match (page.has_more, last) {
+                (false, _) => return Ok(all),
+                // A page that says there is more must move the cursor on, or the loop would
+                // ask for the same page forever.
+                (true, Some(last)) if after.as_deref() != Some(last.as_str()) => after = Some(last),
+                (true, _) => {
+                    return Err(StripeError::Invalid {
+                        message: format!(
+                            "the {collection} list says it has more, but its page does not \
+                             move on (after {})",
+                            after.as_deref().unwrap_or("the start")
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
     /// `GET` a list endpoint (one page) and return its `data` array.
     async fn list(
         &self,
@@ -321,17 +402,8 @@ impl StripeClient {
         url: Url,
         resource: &str,
     ) -> Result<Vec<Value>, StripeError> {
-        match self.send(creds, url, resource).await? {
-            Value::Object(mut list) => match list.remove("data") {
-                Some(Value::Array(data)) => Ok(data),
-                _ => Err(StripeError::Invalid {
-                    message: format!("the {resource} list has no `data` array"),
-                }),
-            },
-            _ => Err(StripeError::Invalid {
-                message: format!("the {resource} list is not a JSON object"),
-            }),
-        }
+        let page = self.send(creds, url, resource).await?;
+        Ok(ListPage::from_json(page, resource)?.data)
     }
 
     /// `GET /v1/{collection}/{id}`, the id encoded as one path segment.
@@ -743,6 +815,40 @@ fn not_deleted(value: &Value, kind: &str, id: &str) -> Result<(), StripeError> {
     Ok(())
 }
 
+/// One page of a list endpoint: `{"object": "list", "data": [...], "has_more": bool}`.
+#[derive(Debug)]
+struct ListPage {
+    data: Vec<Value>,
+    has_more: bool,
+}
+
+impl ListPage {
+    fn from_json(value: Value, collection: &str) -> Result<ListPage, StripeError> {
+        let Value::Object(mut list) = value else {
+            return Err(StripeError::Invalid {
+                message: format!("the {collection} list is not a JSON object"),
+            });
+        };
+        let data = match list.remove("data") {
+            Some(Value::Array(data)) => data,
+            _ => {
+                return Err(StripeError::Invalid {
+                    message: format!("the {collection} list has no `data` array"),
+                })
+            }
+        };
+        Ok(ListPage {
+            data,
+            has_more: list.get("has_more").and_then(Value::as_bool) == Some(true),
+        })
+    }
+}
+
+/// Stripe's `active` flag; an object that does not say is taken as active.
+fn is_active(value: &Value) -> bool {
+    value.get("active").and_then(Value::as_bool) != Some(false)
+}
+
 fn required_id(value: &Value, kind: &str) -> Result<String, StripeError> {
     text(value.get("id")).ok_or_else(|| StripeError::Invalid {
         message: format!("a {kind} without an id"),
@@ -1048,6 +1154,27 @@ mod tests {
             "prod_QXg1hqf4jFNsqG"
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_list_page_is_read_from_stripes_shape() {
+        let mut archived = resource("product");
+        archived["active"] = false.into();
+        let page = ListPage::from_json(
+            json!({"object": "list", "data": [resource("product"), archived], "has_more": true, "url": "/v1/products"}),
+            "products",
+        )
+        .unwrap();
+        assert!(page.has_more);
+        let active: Vec<bool> = page.data.iter().map(is_active).collect();
+        assert_eq!(active, [true, false]);
+        // The last page, and a page without the flag, end the listing.
+        let last = ListPage::from_json(json!({"data": []}), "products").unwrap();
+        assert!(!last.has_more && last.data.is_empty());
+        for broken in [json!([]), json!({"data": {}}), json!({"has_more": false})] {
+            let error = ListPage::from_json(broken, "prices").unwrap_err();
+            assert!(error.to_string().contains("prices list"), "{error}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("refunds", "refund"),
 ];
 
+/// The collections `GET /v1/{collection}` lists with pagination.
+const LISTED: &[&str] = &["products", "prices"];
+
 /// One request as the fake received it. `path` and `query` are raw (still percent-encoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -193,6 +196,59 @@ impl FakeStripe {
             }
         }
         self.put("prices", id, price);
+    }
+
+    /// `n` products named "Product 001" … with one monthly price each ("Plan 001" …, ids
+    /// `prod_cat_001` / `price_cat_001` …), each created a second after the one before, so
+    /// Stripe's newest-first order is the reverse of their numbers.
+    pub fn many_products(&self, n: usize) {
+        let created = self.example("products")["created"].as_i64().unwrap();
+        for i in 1..=n {
+            let (product, price) = (format!("prod_cat_{i:03}"), format!("price_cat_{i:03}"));
+            self.product(&product, &format!("Product {i:03}"));
+            self.price(
+                &price,
+                &product,
+                Some(&format!("Plan {i:03}")),
+                Some("month"),
+                1000 + i as i64,
+                "usd",
+            );
+            for (kind, id) in [("products", &product), ("prices", &price)] {
+                self.change(kind, id, |object| {
+                    object["created"] = (created + i as i64).into();
+                });
+            }
+        }
+    }
+
+    /// Changes the object served at `/v1/{kind}/{id}` in place.
+    pub fn change(&self, kind: &str, id: &str, edit: impl FnOnce(&mut Value)) {
+        let mut state = self.state.lock().unwrap();
+        let object = state
+            .objects
+            .get_mut(&(kind.to_owned(), id.to_owned()))
+            .unwrap_or_else(|| panic!("the fake has no {kind} {id}"));
+        edit(object);
+    }
+
+    /// Archives a product or price (`active: false`), as the Dashboard's "Archive" does.
+    pub fn archive(&self, kind: &str, id: &str) {
+        self.change(kind, id, |object| object["active"] = false.into());
+    }
+
+    /// Deletes the object at `/v1/{kind}/{id}`: it answers 404 and is no longer listed.
+    pub fn delete(&self, kind: &str, id: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.objects.remove(&(kind.to_owned(), id.to_owned()));
+    }
+
+    /// Deletes every object of a collection, the fixture's example included.
+    pub fn clear(&self, kind: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .objects
+            .retain(|(collection, _), _| collection != kind);
     }
 
     /// An invoice payment linking `payment_intent` to `invoice`, found by
@@ -384,6 +440,9 @@ impl State {
             ("GET", [collection]) if collection == "invoice_payments" => {
                 (200, self.invoice_payments(req), Vec::new())
             }
+            ("GET", [collection]) if LISTED.contains(&collection.as_str()) => {
+                self.list(collection, req)
+            }
             ("GET", [collection]) if collection == "refunds" => {
                 (200, self.refunds(req), Vec::new())
             }
@@ -417,6 +476,77 @@ impl State {
             }
         }
         object
+    }
+
+    /// `GET /v1/{products,prices}` as Stripe pages a list: newest first (by `created`, then
+    /// id), `limit` objects (10 unless asked, 1 to 100), from after `starting_after`, with
+    /// `has_more`; `active=true|false` filters as Stripe's does, and without it archived
+    /// objects are listed too.
+    fn list(&self, collection: &str, req: &Recorded) -> Answer {
+        let limit = match req.param("limit") {
+            None => 10,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    let message = format!(
+                        "Invalid integer: {text}. This value must be greater than or equal to 1                          and less than or equal to 100."
+                    );
+                    let error = stripe_error(
+                        "invalid_request_error",
+                        Some("parameter_invalid_integer"),
+                        &message,
+                        Some("limit"),
+                    );
+                    return (400, error, Vec::new());
+                }
+            },
+        };
+        let active = req.param("active").map(|a| a == "true");
+        let mut data: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|((c, _), _)| c == collection)
+            .map(|(_, object)| object)
+            .filter(|o| active.is_none_or(|a| o["active"].as_bool() == Some(a)))
+            .collect();
+        data.sort_by(|a, b| {
+            let key = |o: &Value| (o["created"].as_i64().unwrap_or(0), o["id"].to_string());
+            let ((ca, ia), (cb, ib)) = (key(a), key(b));
+            cb.cmp(&ca).then(ia.cmp(&ib))
+        });
+        let start = match req.param("starting_after") {
+            None => 0,
+            Some(after) => match data.iter().position(|o| o["id"] == after.as_str()) {
+                Some(at) => at + 1,
+                None => {
+                    let object = COLLECTIONS
+                        .iter()
+                        .find(|(c, _)| *c == collection)
+                        .map_or("object", |(_, o)| *o);
+                    let error = stripe_error(
+                        "invalid_request_error",
+                        Some("resource_missing"),
+                        &format!("No such {object}: '{after}'"),
+                        Some("starting_after"),
+                    );
+                    return (400, error, Vec::new());
+                }
+            },
+        };
+        let page: Vec<Value> = data
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|o| (*o).clone())
+            .collect();
+        let has_more = data.len() > start + page.len();
+        let body = json!({
+            "object": "list",
+            "data": page,
+            "has_more": has_more,
+            "url": format!("/v1/{collection}"),
+        });
+        (200, body, Vec::new())
     }
 
     /// `GET /v1/refunds?charge=…`, newest first as Stripe lists them.

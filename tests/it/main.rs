@@ -2,6 +2,7 @@
 
 mod accounts;
 mod browser;
+mod catalog_ui;
 mod cli;
 mod dashboard;
 mod delivery;

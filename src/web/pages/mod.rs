@@ -1,6 +1,7 @@
 //! The merchant's pages, one file per page: its form struct, its handlers and its
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
+pub mod catalog;
 pub mod dashboard;
 pub mod integrations;
 pub mod login;
@@ -30,6 +31,8 @@ pub fn routes() -> Route {
             "/integrations/:id",
             get(integrations::edit::show).post(integrations::edit::save),
         )
+        .at("/integrations/:id/catalog", get(catalog::show))
+        .at("/integrations/:id/catalog/refresh", post(catalog::refresh))
         .at(
             "/integrations/:id/remove",
             get(integrations::remove::confirm).post(integrations::remove::remove),

@@ -219,6 +219,7 @@ pub fn view(
             p.url-label { "Webhook URL" }
             (webhook_url(&config.webhook_url(&i.id), &i.id))
             p.help { "It stays the same whatever you change below, so Stripe keeps sending here." }
+            p { a href=(crate::web::pages::catalog::path(&i.id)) { "Products and plans from Stripe →" } }
         }
         section.card aria-labelledby="settings-heading" {
             h2 #settings-heading { "Settings" }
