@@ -6,6 +6,7 @@
 
 pub mod dashboard;
 pub mod deliveries;
+pub mod events;
 pub mod integrations;
 pub mod settings;
 pub mod templates;
