@@ -14,14 +14,16 @@ use crate::web::flash::{Flash, Level};
 pub enum Nav {
     Dashboard,
     Integrations,
+    Events,
     Settings,
     /// Pages outside the navigation (sign-in, setup, errors).
     None,
 }
 
-const ENTRIES: [(Nav, &str, &str); 3] = [
+const ENTRIES: [(Nav, &str, &str); 4] = [
     (Nav::Dashboard, "/", "Dashboard"),
     (Nav::Integrations, "/integrations", "Integrations"),
+    (Nav::Events, "/events", "Events"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

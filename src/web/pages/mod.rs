@@ -2,6 +2,7 @@
 //! `fn view(..) -> Markup`. `routes` lists them all.
 
 pub mod dashboard;
+pub mod events;
 pub mod integrations;
 pub mod login;
 pub mod settings;
@@ -20,6 +21,9 @@ pub fn routes() -> Route {
         .at("/setup", get(setup::show).post(setup::submit))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-email", post(settings::test_email))
+        .at("/events", get(events::list))
+        .at("/events/:id", get(events::show))
+        .at("/events/:id/reprocess", post(events::reprocess))
         .at("/integrations", get(integrations::list::page))
         .at(
             "/integrations/new",
