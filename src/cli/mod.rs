@@ -6,6 +6,7 @@
 //! relays and merchants, and a terminal obeys the escape sequences in what it is given.
 
 mod catalog;
+mod events;
 mod integration;
 mod log;
 mod template;
@@ -103,6 +104,11 @@ pub enum Command {
         action: Option<log::LogAction>,
         #[command(flatten)]
         args: log::LogArgs,
+    },
+    /// Received Stripe events: list them, show one, process a skipped or failed one again.
+    Events {
+        #[command(subcommand)]
+        action: events::EventsAction,
     },
     /// Manage the people who may sign in to the web UI.
     User {
@@ -247,6 +253,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Command::Template { action } => template::run(&config, action),
                 Command::Log { action, args } => log::run(&config, action, args),
                 Command::User { action } => user::run(&config, action),
+                Command::Events { action } => events::run(&config, action),
                 Command::SendTestEmail { to } => log::send_test(&config, &to),
                 Command::Preview {
                     event,
@@ -278,6 +285,8 @@ fn flag(field: &str) -> Option<&'static str> {
         "event" => "--event",
         "integration" => "--integration",
         "to" => "--to",
+        "type" => "--type",
+        "outcome" => "--outcome",
         _ => return None,
     })
 }

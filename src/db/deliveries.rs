@@ -221,7 +221,7 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
                  template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
                  status, next_attempt_at, last_error, created_at, reason)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-             ON CONFLICT (integration_id, business_key) WHERE is_resend = 0 DO NOTHING",
+             ON CONFLICT (integration_id, business_key) WHERE is_resend = 0 AND superseded_by IS NULL DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -236,7 +236,7 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
     }
     let existing = conn
         .query_row(
-            "SELECT id FROM deliveries WHERE integration_id = ?1 AND business_key = ?2 AND is_resend = 0",
+            "SELECT id FROM deliveries WHERE integration_id = ?1 AND business_key = ?2 AND is_resend = 0 AND superseded_by IS NULL",
             [&new.integration_id, &new.business_key],
             |r| r.get(0),
         )

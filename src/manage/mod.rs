@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;
+pub mod events;
 pub mod integrations;
 pub mod settings;
 pub mod templates;

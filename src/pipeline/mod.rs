@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::db::deliveries::{self, Inserted, Status};
+use crate::db::deliveries::{Inserted, Status};
 use crate::db::events::{self, DueEvent, Processing, StoredEvent};
 use crate::db::{self, integrations, now_unix, templates};
 use crate::error::classify_db_error;
@@ -129,6 +129,9 @@ struct EventMeta {
     stripe_event_id: String,
     event_type: String,
     received_at: i64,
+    /// When intake stored it (`received_at` is when a reprocess asked for it again), and its
+    /// mode: what the integration's "last event received" shows.
+    stored_at: i64,
     livemode: bool,
     processing_attempts: i64,
     /// The order key: once one event of a key is postponed, the later ones in the same
@@ -361,7 +364,9 @@ impl Processor {
                 integration_id: e.integration_id.clone(),
                 stripe_event_id: e.stripe_event_id.clone(),
                 event_type: e.event_type.clone(),
-                received_at: e.received_at,
+                // A reprocessed event's retries are counted from when it was asked for.
+                received_at: e.reprocessed_at.unwrap_or(e.received_at),
+                stored_at: e.received_at,
                 livemode: e.livemode,
                 processing_attempts: e.processing_attempts,
                 key: slot.key.as_ref().map(|(_, k)| k.clone()),
@@ -594,7 +599,7 @@ fn record(
     let mut newest: HashMap<String, integrations::LatestEvent> = HashMap::new();
     for (event, finished) in outcomes {
         let seen = integrations::LatestEvent {
-            received_at: event.received_at,
+            received_at: event.stored_at,
             livemode: event.livemode,
         };
         newest
@@ -639,7 +644,7 @@ fn record(
                 if delivery.status == Status::Queued && !smtp_configured {
                     delivery.note = Some(WAITING_FOR_SMTP.to_owned());
                 }
-                match deliveries::insert(&tx, &delivery, now)? {
+                match events::insert_delivery(&tx, &delivery, now)? {
                     Inserted::New(id) => {
                         // The address stays in the delivery row (the log the merchant reads),
                         // out of the event's detail and out of the server log.

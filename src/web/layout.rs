@@ -15,15 +15,17 @@ pub enum Nav {
     Dashboard,
     Integrations,
     Templates,
+    Events,
     Settings,
     /// Pages outside the navigation (sign-in, setup, errors).
     None,
 }
 
-const ENTRIES: [(Nav, &str, &str); 4] = [
+const ENTRIES: [(Nav, &str, &str); 5] = [
     (Nav::Dashboard, "/", "Dashboard"),
     (Nav::Integrations, "/integrations", "Integrations"),
     (Nav::Templates, "/templates", "Templates"),
+    (Nav::Events, "/events", "Events"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

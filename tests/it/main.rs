@@ -6,6 +6,7 @@ mod catalog_ui;
 mod cli;
 mod dashboard;
 mod delivery;
+mod events_ui;
 mod facts;
 mod fake_stripe;
 mod fuzz_corpus;

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod dashboard;
+pub mod events;
 pub mod integrations;
 pub mod login;
 pub mod settings;
@@ -22,6 +23,9 @@ pub fn routes() -> Route {
         .at("/setup", get(setup::show).post(setup::submit))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-email", post(settings::test_email))
+        .at("/events", get(events::list))
+        .at("/events/:id", get(events::show))
+        .at("/events/:id/reprocess", post(events::reprocess))
         .at("/integrations", get(integrations::list::page))
         .at(
             "/integrations/new",
