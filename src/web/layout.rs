@@ -14,14 +14,16 @@ use crate::web::flash::{Flash, Level};
 pub enum Nav {
     Dashboard,
     Integrations,
+    Log,
     Settings,
     /// Pages outside the navigation (sign-in, setup, errors).
     None,
 }
 
-const ENTRIES: [(Nav, &str, &str); 3] = [
+const ENTRIES: [(Nav, &str, &str); 4] = [
     (Nav::Dashboard, "/", "Dashboard"),
     (Nav::Integrations, "/integrations", "Integrations"),
+    (Nav::Log, "/log", "Log"),
     (Nav::Settings, "/settings", "Settings"),
 ];
 

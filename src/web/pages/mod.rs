@@ -3,6 +3,7 @@
 
 pub mod dashboard;
 pub mod integrations;
+pub mod log;
 pub mod login;
 pub mod settings;
 pub mod setup;
@@ -33,4 +34,8 @@ pub fn routes() -> Route {
             "/integrations/:id/remove",
             get(integrations::remove::confirm).post(integrations::remove::remove),
         )
+        .at("/log", get(log::list))
+        .at("/log/:id", get(log::delivery::show))
+        .at("/log/:id/email", get(log::delivery::email))
+        .at("/log/:id/resend", post(log::delivery::resend))
 }
