@@ -81,7 +81,11 @@ async fn the_log_filters_opens_a_delivery_and_resends_it() {
     browser.fill("Recipient", "ada@rosen.example").await;
     browser.click_button("Filter").await;
     browser.wait_for_text("Clear").await;
-    assert_eq!(browser.path().await, "/log?recipient=ada%40rosen.example");
+    let filtered = browser.path().await;
+    assert!(
+        filtered.starts_with("/log?") && filtered.contains("recipient=ada%40rosen.example"),
+        "{filtered}"
+    );
     let rows = browser
         .client
         .find_all(Locator::Css("table.log tbody tr"))
