@@ -1,7 +1,9 @@
 //! The delivery log at scale: fills a database (real schema, from the migrations) with a year of
 //! deliveries across 50 products, 200 plans and all 7 triggers, then times the log's queries
 //! through `db::deliveries::search` (what the CLI and the UI call) and prints each one's
-//! `EXPLAIN QUERY PLAN` from `db::deliveries::log_query`, the same SQL.
+//! `EXPLAIN QUERY PLAN` from `db::deliveries::log_query`, the same SQL. Then the log's pages
+//! themselves (`/log` with each filter, its first page and a page deep in the year, and one
+//! delivery's page) through real HTTP to the release binary serving that database, signed in.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,19 @@ pub struct LogScale {
     pub dashboard: Vec<crate::dashboard::Query>,
     /// What keeping the dashboard's counts costs the processor and the sender.
     pub upkeep: Option<crate::dashboard::Upkeep>,
+    /// The log's pages over HTTP on this database.
+    pub pages: Vec<PageTime>,
+}
+
+/// One page of the web UI timed over HTTP: request written → whole answer read, on one
+/// keep-alive loopback connection, so it is the server's time plus a loopback round trip.
+pub struct PageTime {
+    pub name: String,
+    pub rows: usize,
+    pub median: Duration,
+    pub max: Duration,
+    /// The same filter on a page from the middle of the year (`before=`), when it has one.
+    pub deep: Option<(usize, Duration, Duration)>,
 }
 
 pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
@@ -211,6 +226,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
 
     // The server itself on this database: does a big log slow its start?
     let startup = crate::startup::measure(b, &path, if b.smoke { 2 } else { 5 }, failures)?;
+    let pages = pages(b, &path, &newest, repeats, failures)?;
 
     let result = LogScale {
         rows,
@@ -221,9 +237,215 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
         startup: Some(startup),
         dashboard,
         upkeep: Some(upkeep),
+        pages,
     };
     print(&result);
     Ok(result)
+}
+
+/// The log's pages through the release binary: a session made in the database (the cookie a
+/// sign-in would set), then each filter's first page and its page from the middle of the year,
+/// and the newest delivery's page and email, each `repeats` times.
+fn pages(
+    b: &Bench,
+    path: &std::path::Path,
+    newest: &Delivery,
+    repeats: usize,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Vec<PageTime>> {
+    let token = mailmycustomer::manage::users::SessionToken::generate()?;
+    {
+        let conn = db::open(path, Duration::from_secs(5))?;
+        let now = db::now_unix();
+        conn.execute(
+            "INSERT INTO users (email, password_hash, created_at) VALUES ('bench@bench.example', 'unused', ?1)",
+            [now],
+        )?;
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at)
+             VALUES (?1, last_insert_rowid(), ?2, ?2)",
+            params![token.hash(), now],
+        )?;
+        // The delivery page shows attempts: two for the newest delivery, as a 451 then a 250.
+        conn.execute(
+            "INSERT INTO delivery_attempts (delivery_id, at, outcome, reply_code, reply, duration_ms)
+             VALUES (?1, ?2, 'retry', 451, 'RCPT TO rejected: 451 4.7.0 Try again later', 12),
+                    (?1, ?2 + 60, 'sent', 250, '250 2.0.0 Ok: queued as 4Bench', 9)",
+            params![newest.id, newest.created_at],
+        )?;
+    }
+    let log = path.with_extension("pages.log");
+    let (mut server, _) = crate::support::Server::start(&b.bin, path, None, &log)?;
+    let mut client = PageClient::open(server.addr, token.as_str())?;
+
+    let day = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .map(|t| t.strftime("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let recipient = newest.recipient.clone().unwrap_or_default();
+    let middle = newest.created_at - YEAR / 2;
+    let week = format!(
+        "from={}&to={}",
+        day(newest.created_at - 7 * 86_400),
+        day(newest.created_at)
+    );
+    let p0 = product_id(0);
+    let filters: Vec<(String, String)> = vec![
+        ("newest, no filter".into(), String::new()),
+        ("status = failed".into(), "status=failed".into()),
+        (
+            "trigger = payment_failed".into(),
+            "trigger=payment_failed".into(),
+        ),
+        ("product (busiest)".into(), format!("product={p0}")),
+        (
+            "product + trigger".into(),
+            format!("product={p0}&trigger=payment_failed"),
+        ),
+        ("plan".into(), format!("plan={}", plan_id(0))),
+        (
+            "plan + trigger".into(),
+            format!("plan={}&trigger=payment_received", plan_id(0)),
+        ),
+        ("recipient".into(), format!("recipient={recipient}")),
+        ("integration".into(), format!("integration={INTEGRATION}")),
+        ("last 7 days".into(), week.clone()),
+        (
+            "status = failed, last 7 days".into(),
+            format!("status=failed&{week}"),
+        ),
+        (
+            "status = failed + trigger (window)".into(),
+            "status=failed&trigger=refund_completed".into(),
+        ),
+        (
+            "status = failed + product (window)".into(),
+            format!("status=failed&product={p0}"),
+        ),
+        (
+            "integration + trigger (window)".into(),
+            format!("integration={INTEGRATION}&trigger=trial_ending"),
+        ),
+        (
+            "recipient + status (window)".into(),
+            format!("recipient={recipient}&status=sent"),
+        ),
+    ];
+    let mut times = Vec::new();
+    for (name, query) in filters {
+        let sep = if query.is_empty() { "?" } else { "&" };
+        let first = format!("/log?{query}");
+        let deep = format!("/log?{query}{sep}before={middle}:0");
+        let (rows, median_t, max_t) = time_page(&mut client, &first, repeats, failures)?;
+        let deep = match query.starts_with("recipient") || query.contains("from=") {
+            // A recipient's rows and the last week have no middle of the year.
+            true => None,
+            false => Some(time_page(&mut client, &deep, repeats, failures)?),
+        };
+        times.push(PageTime {
+            name,
+            rows,
+            median: median_t,
+            max: max_t,
+            deep,
+        });
+    }
+    for (name, path) in [
+        ("one delivery (`/log/{id}`)", format!("/log/{}", newest.id)),
+        (
+            "its email (`/log/{id}/email`)",
+            format!("/log/{}/email", newest.id),
+        ),
+    ] {
+        let (_, median_t, max_t) = time_page(&mut client, &path, repeats, failures)?;
+        times.push(PageTime {
+            name: name.into(),
+            rows: 1,
+            median: median_t,
+            max: max_t,
+            deep: None,
+        });
+    }
+    for error in server.logged_errors() {
+        failures.push(format!("log pages: the server logged: {error}"));
+    }
+    server.guard.stop(Duration::from_secs(10));
+    Ok(times)
+}
+
+/// Times `path` `repeats` times (after one warm-up); the rows a log page listed, median, max.
+fn time_page(
+    client: &mut PageClient,
+    path: &str,
+    repeats: usize,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<(usize, Duration, Duration)> {
+    let (status, body) = client.get(path)?;
+    if status != 200 {
+        failures.push(format!("log pages: {path} answered {status}"));
+    }
+    let rows = body.matches("<tr>").count().saturating_sub(1);
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t0 = Instant::now();
+        client.get(path)?;
+        times.push(t0.elapsed());
+    }
+    let max = times.iter().max().copied().unwrap_or_default();
+    Ok((rows, median(&mut times), max))
+}
+
+/// A keep-alive HTTP/1.1 client with the session cookie, blocking, for page timings.
+struct PageClient {
+    stream: std::net::TcpStream,
+    cookie: String,
+}
+
+impl PageClient {
+    fn open(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<PageClient> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(PageClient {
+            stream,
+            cookie: format!("mmc_session={token}"),
+        })
+    }
+
+    /// One GET; the status and the body (the answer must carry a Content-Length).
+    fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\n\r\n",
+            self.cookie
+        );
+        self.stream.write_all(request.as_bytes())?;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = self.stream.read(&mut chunk)?;
+            anyhow::ensure!(n > 0, "the server closed the connection on {path}");
+            buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status: u16 = head.get(9..12).unwrap_or("0").parse().unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("{path}: no Content-Length"))?;
+            while buf.len() < end + 4 + length {
+                let n = self.stream.read(&mut chunk)?;
+                anyhow::ensure!(n > 0, "the server closed the connection on {path}");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+            return Ok((status, body));
+        }
+    }
 }
 
 /// Every row returned matches the filter, newest first, within the limit.
@@ -574,6 +796,36 @@ fn print(r: &LogScale) {
         table.row(crate::startup::row(&format!("{} deliveries", r.rows), s));
         table.print();
     }
+    println!(
+        "The log's pages through HTTP to the server on this database (one keep-alive loopback \
+         connection, signed in; median and max of the repeats; `deep` is `before=` the middle \
+         of the year):\n"
+    );
+    let mut table = Table::new(&[
+        "page",
+        "rows",
+        "first page median",
+        "max",
+        "deep page rows",
+        "deep median",
+        "deep max",
+    ]);
+    for p in &r.pages {
+        let (deep_rows, deep_median, deep_max) = match p.deep {
+            Some((rows, median, max)) => (rows.to_string(), ms(median), ms(max)),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        table.row(vec![
+            p.name.clone(),
+            p.rows.to_string(),
+            ms(p.median),
+            ms(p.max),
+            deep_rows,
+            deep_median,
+            deep_max,
+        ]);
+    }
+    table.print();
     crate::dashboard::print_queries(&r.dashboard);
     if let Some(u) = &r.upkeep {
         crate::dashboard::print_upkeep(u);

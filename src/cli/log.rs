@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::{app, printable as p, runtime};
 use crate::config::Config;
-use crate::db::deliveries::{Delivery, LogFilter, Status};
+use crate::db::deliveries::{Attempt, Delivery, LogFilter, Status};
 use crate::db::events::StoredEvent;
 use crate::db::now_unix;
 use crate::manage::{self, deliveries::DeliveryDetail, deliveries::TestEmail};
@@ -38,7 +38,8 @@ pub struct LogArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LogAction {
-    /// One delivery in full: its event, template, attempts and errors.
+    /// One delivery in full: its event, template and version, From address, every attempt with
+    /// the relay's reply, and errors.
     Show { id: i64 },
     /// Queue a delivery again, as a new delivery (the old one stays in the log).
     Resend { id: i64 },
@@ -91,8 +92,8 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
                 plan_id: args.plan,
                 recipient: args.to,
                 since: args.since,
-                before: None,
                 limit: args.limit,
+                ..LogFilter::default()
             };
             let rows = runtime.block_on(manage::deliveries::search(&app, filter))?;
             println!(
@@ -120,9 +121,13 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
             }
         }
         Some(LogAction::Show { id }) => {
-            let DeliveryDetail { delivery: d, event } =
-                runtime.block_on(manage::deliveries::get(&app, id))?;
-            show(&d, event.as_ref());
+            let DeliveryDetail {
+                delivery: d,
+                event,
+                attempts,
+                ..
+            } = runtime.block_on(manage::deliveries::get(&app, id))?;
+            show(&d, event.as_ref(), &attempts);
         }
         Some(LogAction::Resend { id }) => {
             let new = runtime.block_on(manage::deliveries::resend(&app, id))?;
@@ -134,7 +139,7 @@ pub fn run(config: &Config, action: Option<LogAction>, args: LogArgs) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(d: &Delivery, event: Option<&StoredEvent>) {
+fn show(d: &Delivery, event: Option<&StoredEvent>, attempts: &[Attempt]) {
     let opt = |v: &Option<String>| p(v.as_deref().unwrap_or("-")).into_owned();
     println!("delivery {}: {}", d.id, d.status);
     println!("trigger:      {}", d.trigger);
@@ -149,12 +154,23 @@ fn show(d: &Delivery, event: Option<&StoredEvent>) {
             .map(|r| format!("<{}>", p(r)))
             .unwrap_or("-".into())
     );
+    println!(
+        "from:         {}",
+        d.from_address
+            .as_deref()
+            .map(p)
+            .unwrap_or("(the default sender, smtp.from_address)".into())
+    );
     println!("subject:      {}", opt(&d.subject));
     println!("product:      {}", opt(&d.product_id));
     println!("plan:         {}", opt(&d.plan_id));
     println!(
         "template:     {}",
-        d.template_id.map(|t| t.to_string()).unwrap_or("-".into())
+        match (d.template_id, d.template_version) {
+            (Some(t), Some(v)) => format!("{t}, version {v}"),
+            (Some(t), None) => t.to_string(),
+            (None, _) => "-".into(),
+        }
     );
     println!("business key: {}", p(&d.business_key));
     println!("created:      {}", when(d.created_at));
@@ -174,6 +190,17 @@ fn show(d: &Delivery, event: Option<&StoredEvent>) {
     }
     if let Some(of) = d.resend_of {
         println!("resend of:    {of}");
+    }
+    for a in attempts {
+        println!(
+            "  {}  {:<6} {}{}",
+            when(a.at),
+            a.outcome.as_str(),
+            p(&a.reply),
+            a.duration_ms
+                .map(|ms| format!(" ({ms} ms)"))
+                .unwrap_or_default()
+        );
     }
     match event {
         Some(e) => println!(

@@ -120,13 +120,20 @@ pub struct Delivery {
     pub resend_of: Option<i64>,
     /// The token of the claim holding a `sending` row (see `claim_due`).
     pub lease_owner: Option<i64>,
+    /// Why it was not sent, when the merchant can fix it.
+    pub reason: Option<Reason>,
+    /// The version of `template_id` it was rendered from (None before V10).
+    pub template_version: Option<i64>,
+    /// The From address: the integration's own when written, then the one the latest attempt
+    /// used (None: the default sender, not sent yet).
+    pub from_address: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
     product_id, plan_id, recipient, recipient_name, subject, html, text, status, attempts,
     next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of,
-    lease_owner";
+    lease_owner, reason, template_version, from_address";
 
 fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -154,6 +161,9 @@ fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
         sent_at: r.get(21)?,
         resend_of: r.get(22)?,
         lease_owner: r.get(23)?,
+        reason: r.get(24)?,
+        template_version: r.get(25)?,
+        from_address: r.get(26)?,
     })
 }
 
@@ -179,6 +189,10 @@ pub struct NewDelivery {
     pub note: Option<String>,
     /// Why it was not sent, when the merchant can fix it.
     pub reason: Option<Reason>,
+    /// The version of the template it is rendered from.
+    pub template_version: Option<i64>,
+    /// The integration's own From address, if it has one (else the default sender's is used).
+    pub from_address: Option<String>,
 }
 
 impl NewDelivery {
@@ -206,6 +220,8 @@ impl NewDelivery {
             reason: None,
             status: Status::Queued,
             note: None,
+            template_version: None,
+            from_address: None,
         }
     }
 }
@@ -219,15 +235,18 @@ pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted
         .prepare_cached(
             "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
                  template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
-                 status, next_attempt_at, last_error, created_at, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                 status, next_attempt_at, last_error, created_at, reason, template_version,
+                 from_address)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19, ?20)
              ON CONFLICT (integration_id, business_key) WHERE is_resend = 0 AND superseded_by IS NULL DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
                 new.integration_id, new.event_id, new.stripe_event_id, new.business_key, new.trigger,
                 new.template_id, new.product_id, new.plan_id, new.recipient, new.recipient_name,
-                new.subject, new.html, new.text, status, next, new.note, now, new.reason
+                new.subject, new.html, new.text, status, next, new.note, now, new.reason,
+                new.template_version, new.from_address
             ])
         })
         .map_err(classify_db_error)?;
@@ -455,87 +474,477 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
     conn.execute(
         "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
              template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
-             status, next_attempt_at, created_at, resend_of, is_resend)
+             status, next_attempt_at, created_at, resend_of, is_resend, template_version,
+             from_address)
          SELECT integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
              product_id, plan_id, recipient, recipient_name, subject, html, text,
-             'queued', ?2, ?2, id, 1 FROM deliveries WHERE id = ?1",
+             'queued', ?2, ?2, id, 1, template_version, from_address FROM deliveries WHERE id = ?1",
         params![id, now],
     )
     .map_err(classify_db_error)?;
     Ok(Some(conn.last_insert_rowid()))
 }
 
-/// The delivery log's filters. Each combination is served by an index ending in `created_at`.
+/// What one attempt at sending came to (`delivery_attempts.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The relay accepted the message.
+    Sent,
+    /// A transient failure: another attempt is scheduled.
+    Retry,
+    /// A permanent failure, or the last transient one: the delivery failed.
+    Failed,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 3] = [
+        AttemptOutcome::Sent,
+        AttemptOutcome::Retry,
+        AttemptOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AttemptOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AttemptOutcome::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown attempt outcome {s:?}: use sent, retry or failed"))
+    }
+}
+
+/// One row of `delivery_attempts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub at: i64,
+    pub outcome: AttemptOutcome,
+    pub reply_code: Option<i64>,
+    pub reply: String,
+    pub duration_ms: Option<i64>,
+}
+
+/// What the sender learnt from one attempt, to record on its leased row.
+#[derive(Debug, Clone)]
+pub struct AttemptResult<'a> {
+    pub id: i64,
+    /// The lease token the attempt was made under.
+    pub owner: i64,
+    pub outcome: Outcome<'a>,
+    /// The relay's reply (`250 2.0.0 Ok: queued as …`), or what went wrong without one; for a
+    /// retry or a failure it is also the row's `last_error`.
+    pub reply: &'a str,
+    pub reply_code: Option<u16>,
+    /// The From address the message went out with.
+    pub from_address: &'a str,
+    pub duration_ms: i64,
+    pub now: i64,
+}
+
+/// The outcome of an attempt, with what the row needs for it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    Sent { message_id: &'a str },
+    Retry { next_attempt_at: i64 },
+    Failed,
+}
+
+/// Records an attempt's outcome on its row (as `mark_sent`, `mark_retry` or `mark_failed`), the
+/// From address it used, and its `delivery_attempts` row, in one transaction: one commit per
+/// email, as before attempts were kept. False (and nothing written) when `owner` no longer holds
+/// the lease: the new holder's attempt is the one that counts.
+pub fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<bool, Error> {
+    let tx = conn.unchecked_transaction().map_err(classify_db_error)?;
+    let (held, outcome) = match a.outcome {
+        Outcome::Sent { message_id } => (
+            mark_sent(&tx, a.id, a.owner, message_id, a.now)?,
+            AttemptOutcome::Sent,
+        ),
+        Outcome::Retry { next_attempt_at } => (
+            mark_retry(&tx, a.id, a.owner, a.reply, next_attempt_at)?,
+            AttemptOutcome::Retry,
+        ),
+        Outcome::Failed => (
+            mark_failed(&tx, a.id, a.owner, a.reply)?,
+            AttemptOutcome::Failed,
+        ),
+    };
+    if !held {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE deliveries SET from_address = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![a.id, a.from_address]))
+        .map_err(classify_db_error)?;
+    tx.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_id, at, outcome, reply_code, reply, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.id,
+            a.now,
+            outcome.as_str(),
+            a.reply_code,
+            a.reply,
+            a.duration_ms
+        ])
+    })
+    .map_err(classify_db_error)?;
+    tx.commit().map_err(classify_db_error)?;
+    Ok(true)
+}
+
+/// A delivery's attempts, oldest first.
+pub fn attempts(conn: &Connection, delivery_id: i64) -> Result<Vec<Attempt>, Error> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, delivery_id, at, outcome, reply_code, reply, duration_ms
+             FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id",
+        )
+        .map_err(classify_db_error)?;
+    let rows = stmt
+        .query_map([delivery_id], |r| {
+            let outcome: String = r.get(3)?;
+            Ok(Attempt {
+                id: r.get(0)?,
+                delivery_id: r.get(1)?,
+                at: r.get(2)?,
+                outcome: outcome.parse().map_err(|e: String| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        3,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?,
+                reply_code: r.get(4)?,
+                reply: r.get(5)?,
+                duration_ms: r.get(6)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(classify_db_error)?;
+    Ok(rows)
+}
+
+/// The delivery log's filters and page. Every filter is an equality on an indexed column or a
+/// range of `created_at`; `log_query` reads one index ending in `(created_at, id)` in order.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub status: Option<Status>,
     pub trigger: Option<TriggerKind>,
     pub product_id: Option<String>,
     pub plan_id: Option<String>,
+    /// The whole address (stored lower-cased).
     pub recipient: Option<String>,
+    pub integration_id: Option<String>,
+    /// Only rows created at or after this (unix seconds).
     pub since: Option<i64>,
-    /// Paging: only rows older than this (created_at, id).
+    /// Only rows created before this (unix seconds).
+    pub until: Option<i64>,
+    /// Paging: only rows older than this (created_at, id), newest first.
     pub before: Option<(i64, i64)>,
+    /// Paging back: only rows newer than this (created_at, id); the page nearest to it.
+    pub after: Option<(i64, i64)>,
     pub limit: usize,
 }
 
-/// Newest first. Returns the SQL and its parameters so the benchmark can EXPLAIN the same query.
-pub fn log_query(filter: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut sql = format!("SELECT {COLUMNS} FROM deliveries WHERE 1 = 1");
-    let mut args: Vec<V> = Vec::new();
-    let mut eq = |column: &str, value: Option<String>, sql: &mut String| {
-        if let Some(v) = value {
-            args.push(V::Text(v));
-            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+/// How many index entries one page of the log reads at most when some filter is not part of
+/// the index it walks (e.g. status and trigger together): a rare combination is then searched
+/// among the newest this-many rows of the index, page by page, rather than through the whole log.
+pub const SEARCH_WINDOW: usize = 5_000;
+
+/// The index a filter walks, and which filters it answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Walk {
+    index: &'static str,
+    /// Equality columns that lead the index, in its order.
+    columns: &'static [&'static str],
+}
+
+impl LogFilter {
+    /// The most selective index for these filters: a recipient's rows are few, a plan's fewer
+    /// than its product's, a status (failed, skipped) rarer than an integration's or a trigger's.
+    fn walk(&self) -> Walk {
+        let walk = |index, columns| Walk { index, columns };
+        if self.recipient.is_some() {
+            walk("deliveries_recipient", &["recipient"][..])
+        } else if self.plan_id.is_some() && self.trigger.is_some() {
+            walk("deliveries_plan", &["plan_id", "trigger"][..])
+        } else if self.plan_id.is_some() {
+            walk("deliveries_plan_all", &["plan_id"][..])
+        } else if self.product_id.is_some() && self.trigger.is_some() {
+            walk("deliveries_product", &["product_id", "trigger"][..])
+        } else if self.product_id.is_some() {
+            walk("deliveries_product_all", &["product_id"][..])
+        } else if self.status.is_some() {
+            walk("deliveries_status", &["status"][..])
+        } else if self.integration_id.is_some() {
+            walk("deliveries_integration", &["integration_id"][..])
+        } else if self.trigger.is_some() {
+            walk("deliveries_trigger", &["trigger"][..])
+        } else {
+            walk("deliveries_created", &[][..])
         }
-    };
-    eq(
-        "status",
-        filter.status.map(|s| s.as_str().to_owned()),
-        &mut sql,
+    }
+
+    /// Every equality filter set, as (column, value).
+    fn equalities(&self) -> Vec<(&'static str, String)> {
+        let mut eq = Vec::new();
+        if let Some(v) = &self.recipient {
+            eq.push(("recipient", v.trim().to_lowercase()));
+        }
+        if let Some(v) = &self.plan_id {
+            eq.push(("plan_id", v.clone()));
+        }
+        if let Some(v) = &self.product_id {
+            eq.push(("product_id", v.clone()));
+        }
+        if let Some(v) = self.status {
+            eq.push(("status", v.as_str().to_owned()));
+        }
+        if let Some(v) = &self.integration_id {
+            eq.push(("integration_id", v.clone()));
+        }
+        if let Some(v) = self.trigger {
+            eq.push(("trigger", v.as_str().to_owned()));
+        }
+        eq
+    }
+
+    /// The same filter with only what its index answers (the window's walk).
+    fn walk_only(&self) -> LogFilter {
+        let columns = self.walk().columns;
+        let keep = |column: &str| columns.contains(&column);
+        LogFilter {
+            status: self.status.filter(|_| keep("status")),
+            trigger: self.trigger.filter(|_| keep("trigger")),
+            product_id: self.product_id.clone().filter(|_| keep("product_id")),
+            plan_id: self.plan_id.clone().filter(|_| keep("plan_id")),
+            recipient: self.recipient.clone().filter(|_| keep("recipient")),
+            integration_id: self
+                .integration_id
+                .clone()
+                .filter(|_| keep("integration_id")),
+            ..self.clone()
+        }
+    }
+
+    /// Whether some filter is checked row by row rather than answered by the index, so that a
+    /// page reads at most `SEARCH_WINDOW` index entries.
+    pub fn is_windowed(&self) -> bool {
+        let walk = self.walk();
+        self.equalities()
+            .iter()
+            .any(|(column, _)| !walk.columns.contains(column))
+    }
+}
+
+/// The statement for one page of the log (newest first; oldest first for `after`, which the
+/// caller reverses), reading `walk.index` in order, `limit` rows, no sort. With `bound`, only
+/// index entries up to that key (the end of the search window) are read.
+fn page_query(
+    filter: &LogFilter,
+    columns: &str,
+    bound: Option<(i64, i64)>,
+    limit: usize,
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let walk = filter.walk();
+    let mut sql = format!(
+        "SELECT {columns} FROM deliveries INDEXED BY {} WHERE 1 = 1",
+        walk.index
     );
-    eq(
-        "trigger",
-        filter.trigger.map(|t| t.as_str().to_owned()),
-        &mut sql,
-    );
-    eq("product_id", filter.product_id.clone(), &mut sql);
-    eq("plan_id", filter.plan_id.clone(), &mut sql);
-    eq(
-        "recipient",
-        filter.recipient.as_ref().map(|r| r.trim().to_lowercase()),
-        &mut sql,
-    );
+    let mut args: Vec<V> = Vec::new();
+    // The index's own columns first, then the rest: the planner reads the index either way,
+    // and the others are checked on each row it reaches.
+    let mut eq = filter.equalities();
+    eq.sort_by_key(|(column, _)| !walk.columns.contains(column));
+    for (column, value) in eq {
+        args.push(V::Text(value));
+        sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+    }
     if let Some(since) = filter.since {
         args.push(V::Integer(since));
         sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
     }
-    if let Some((created, id)) = filter.before {
+    if let Some(until) = filter.until {
+        args.push(V::Integer(until));
+        sql.push_str(&format!(" AND created_at < ?{}", args.len()));
+    }
+    let newer = filter.after.is_some() && filter.before.is_none();
+    let mut key = |op: &str, (created, id): (i64, i64), sql: &mut String| {
         args.push(V::Integer(created));
         args.push(V::Integer(id));
         sql.push_str(&format!(
-            " AND (created_at, id) < (?{}, ?{})",
+            " AND (created_at, id) {op} (?{}, ?{})",
             args.len() - 1,
             args.len()
         ));
+    };
+    match (filter.before, filter.after) {
+        (Some(before), _) => key("<", before, &mut sql),
+        (None, Some(after)) => key(">", after, &mut sql),
+        (None, None) => {}
     }
-    args.push(V::Integer(filter.limit.clamp(1, 1000) as i64));
+    if let Some(bound) = bound {
+        key(if newer { "<=" } else { ">=" }, bound, &mut sql);
+    }
+    args.push(V::Integer(limit as i64));
+    let order = if newer { "ASC" } else { "DESC" };
     sql.push_str(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT ?{}",
+        " ORDER BY created_at {order}, id {order} LIMIT ?{}",
         args.len()
     ));
     (sql, args)
 }
 
-pub fn search(conn: &Connection, filter: &LogFilter) -> Result<Vec<Delivery>, Error> {
-    let (sql, args) = log_query(filter);
+/// The SQL of one page for `filter` (up to `filter.limit` rows, at most 1000), as `search` runs
+/// it when the whole page lies within the search window; the benchmark and a test EXPLAIN it.
+pub fn log_query(filter: &LogFilter) -> (String, Vec<rusqlite::types::Value>) {
+    page_query(filter, COLUMNS, None, filter.limit.clamp(1, 1000))
+}
+
+/// The rows of the log as a page shows them: no bodies (a row's HTML is read only on its page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub id: i64,
+    pub integration_id: String,
+    pub trigger: TriggerKind,
+    pub product_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub recipient: Option<String>,
+    pub subject: Option<String>,
+    pub status: Status,
+    pub created_at: i64,
+}
+
+const ROW_COLUMNS: &str =
+    "id, integration_id, trigger, product_id, plan_id, recipient, subject, status, created_at";
+
+fn log_row(r: &Row) -> rusqlite::Result<LogRow> {
+    Ok(LogRow {
+        id: r.get(0)?,
+        integration_id: r.get(1)?,
+        trigger: r.get(2)?,
+        product_id: r.get(3)?,
+        plan_id: r.get(4)?,
+        recipient: r.get(5)?,
+        subject: r.get(6)?,
+        status: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+/// One page of the log, newest first, and where the pages beside it start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage<T> {
+    pub rows: Vec<T>,
+    /// `before` for the next older page, if there may be one.
+    pub older: Option<(i64, i64)>,
+    /// `after` for the next newer page, if there may be one.
+    pub newer: Option<(i64, i64)>,
+    /// The page was cut short by the search window: only `SEARCH_WINDOW` rows of the index were
+    /// read, and `older` (or `newer`, going back) goes on from where the search stopped.
+    pub window_ended: bool,
+}
+
+/// One page of the log for `filter`. At most `filter.limit` rows (1 to 1000); reads at most
+/// `SEARCH_WINDOW` index entries when some filter is checked row by row (`is_windowed`).
+pub fn log_page(conn: &Connection, filter: &LogFilter) -> Result<LogPage<LogRow>, Error> {
+    page(conn, filter, ROW_COLUMNS, log_row, |r| (r.created_at, r.id))
+}
+
+fn page<T>(
+    conn: &Connection,
+    filter: &LogFilter,
+    columns: &str,
+    from_row: fn(&Row) -> rusqlite::Result<T>,
+    key: fn(&T) -> (i64, i64),
+) -> Result<LogPage<T>, Error> {
+    let limit = filter.limit.clamp(1, 1000);
+    let newer = filter.after.is_some() && filter.before.is_none();
+    // The last index entry of the search window, when the window does not reach the end: read
+    // from the index alone (its entries hold created_at and id), never from the table.
+    let bound = match filter.is_windowed() {
+        true => {
+            let (sql, mut args) = page_query(&filter.walk_only(), "created_at, id", None, 1);
+            // The window's last entry: the query above with `LIMIT 1 OFFSET window - 1`, a
+            // skip over index entries only.
+            args.push(rusqlite::types::Value::Integer(SEARCH_WINDOW as i64 - 1));
+            let sql = format!("{sql} OFFSET ?{}", args.len());
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params_from_iter(args), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(classify_db_error)?
+        }
+        false => None,
+    };
+    let (sql, args) = page_query(filter, columns, bound, limit + 1);
     let mut stmt = conn.prepare_cached(&sql).map_err(classify_db_error)?;
-    let rows = stmt
+    let mut rows: Vec<T> = stmt
         .query_map(rusqlite::params_from_iter(args), from_row)
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
-    Ok(rows)
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let window_ended = !more && bound.is_some();
+    // Where the search goes on in the direction of reading: after the last row shown, or after
+    // the window's end when the window ended first.
+    let onward = match (more, bound) {
+        (true, _) => rows.last().map(key),
+        (false, Some(bound)) => Some(bound),
+        (false, None) => None,
+    };
+    if newer {
+        rows.reverse();
+        // Back towards older rows: from the oldest row shown, or from just past `after` when
+        // nothing was found (the row at `after` itself belongs to the older page).
+        let older = rows
+            .last()
+            .map(key)
+            .or(filter.after.map(|(c, id)| (c, id + 1)));
+        return Ok(LogPage {
+            rows,
+            older,
+            newer: onward,
+            window_ended,
+        });
+    }
+    let newer_start = match filter.before {
+        Some((c, id)) => rows.first().map(key).or(Some((c, id - 1))),
+        None => None,
+    };
+    Ok(LogPage {
+        rows,
+        older: onward,
+        newer: newer_start,
+        window_ended,
+    })
+}
+
+/// Deliveries matching `filter`, whole (bodies included), newest first: the CLI's `log`.
+pub fn search(conn: &Connection, filter: &LogFilter) -> Result<Vec<Delivery>, Error> {
+    Ok(page(conn, filter, COLUMNS, from_row, |d| (d.created_at, d.id))?.rows)
 }
 
 /// Counts per status, for the log summary and tests.
@@ -664,5 +1073,237 @@ mod tests {
         assert_eq!(pruned, 1);
         assert!(get(&conn, first).unwrap().unwrap().resend_of.is_none());
         assert_eq!(prune(&conn, 1000).unwrap().0, 2);
+    }
+
+    fn migrated() -> (Connection, String) {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let shop = integrations::insert(
+            &conn,
+            &NewIntegration {
+                name: "shop",
+                webhook_secret: "whsec_test",
+                api_key: None,
+                stripe_account: None,
+                from_address: None,
+            },
+        )
+        .unwrap()
+        .id;
+        (conn, shop)
+    }
+
+    /// Every filter the log offers, alone and in every combination, with every kind of page:
+    /// each statement reads the index `walk` picked, in order, never sorting and never a table
+    /// scan; the window's bound query reads the index alone.
+    #[test]
+    fn every_filter_combination_reads_its_index_in_order() {
+        let (conn, shop) = migrated();
+        let plan_of = |sql: &str, args: Vec<rusqlite::types::Value>| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            rows.join("; ")
+        };
+        for mask in 0..(1u32 << 8) {
+            let on = |bit: u32| mask & (1 << bit) != 0;
+            let base = LogFilter {
+                status: on(0).then_some(Status::Failed),
+                trigger: on(1).then_some(TriggerKind::PaymentFailed),
+                product_id: on(2).then(|| "prod_1".to_owned()),
+                plan_id: on(3).then(|| "price_1".to_owned()),
+                recipient: on(4).then(|| "jenny@example.com".to_owned()),
+                integration_id: on(5).then(|| shop.clone()),
+                since: on(6).then_some(100),
+                until: on(7).then_some(200),
+                limit: 50,
+                ..LogFilter::default()
+            };
+            for (before, after) in [(None, None), (Some((150, 7)), None), (None, Some((150, 7)))] {
+                let filter = LogFilter {
+                    before,
+                    after,
+                    ..base.clone()
+                };
+                let index = filter.walk().index;
+                for bound in [None, Some((120, 3))] {
+                    let (sql, args) = page_query(&filter, ROW_COLUMNS, bound, 51);
+                    let plan = plan_of(&sql, args);
+                    // A scan (no range on the index) only for the whole log, newest first,
+                    // which the LIMIT ends after one page.
+                    let whole_log = mask == 0 && before.is_none() && after.is_none();
+                    let read = match whole_log && bound.is_none() {
+                        true => format!("SCAN deliveries USING INDEX {index}"),
+                        false => format!("SEARCH deliveries USING INDEX {index} ("),
+                    };
+                    assert!(
+                        plan.contains(&read) && !plan.contains("TEMP B-TREE"),
+                        "{filter:?} {bound:?}: {plan}"
+                    );
+                }
+                if filter.is_windowed() {
+                    let (sql, args) = page_query(&filter.walk_only(), "created_at, id", None, 1);
+                    let plan = plan_of(&sql, args);
+                    assert!(
+                        plan.contains(&format!("SEARCH deliveries USING COVERING INDEX {index} ("))
+                            && !plan.contains("TEMP B-TREE"),
+                        "bound of {filter:?}: {plan}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A combination no index answers is searched `SEARCH_WINDOW` rows at a time: a match older
+    /// than the window is found on a later page, none is repeated, and the page says where the
+    /// search stopped.
+    #[test]
+    fn a_rare_combination_is_searched_window_by_window() {
+        let (conn, shop) = migrated();
+        let rows = SEARCH_WINDOW * 2 + 500;
+        let tx = conn.unchecked_transaction().unwrap();
+        for n in 0..rows {
+            // Failed payment_failed rows: the oldest, and one just inside the second window.
+            let rare = n == 0 || n == 1_000;
+            let mut new = NewDelivery::new(
+                &shop,
+                format!("evt_{n}"),
+                format!("key_{n}"),
+                if rare {
+                    TriggerKind::PaymentFailed
+                } else {
+                    TriggerKind::PaymentReceived
+                },
+            );
+            new.status = Status::Failed;
+            insert(&tx, &new, 1_000 + n as i64 / 10).unwrap();
+        }
+        tx.commit().unwrap();
+        let filter = LogFilter {
+            status: Some(Status::Failed),
+            trigger: Some(TriggerKind::PaymentFailed),
+            limit: 50,
+            ..LogFilter::default()
+        };
+        assert!(filter.is_windowed());
+        let mut found = Vec::new();
+        let mut pages = 0;
+        let mut next = Some(filter.clone());
+        while let Some(f) = next {
+            let page = log_page(&conn, &f).unwrap();
+            pages += 1;
+            found.extend(page.rows.iter().map(|r| r.id));
+            assert!(page
+                .rows
+                .iter()
+                .all(|r| r.trigger == TriggerKind::PaymentFailed));
+            next = page.older.map(|before| LogFilter {
+                before: Some(before),
+                ..filter.clone()
+            });
+            if page.older.is_some() {
+                assert!(page.window_ended || page.rows.len() == 50);
+            }
+        }
+        assert_eq!(found, [1_001, 1]);
+        // Three windows: the newest holds nothing, the second one match, the last the other.
+        assert_eq!(pages, 3);
+
+        // Back from the oldest match: Newer finds the other, then the newest window, empty.
+        let oldest = log_page(
+            &conn,
+            &LogFilter {
+                before: Some((1_000 + 1_000 / 10, 1_001)),
+                ..filter.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(oldest.rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1]);
+        let newer = log_page(
+            &conn,
+            &LogFilter {
+                after: oldest.newer,
+                ..filter.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(newer.rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1_001]);
+    }
+
+    /// An attempt is recorded with its outcome, only by the lease's holder, and goes with its
+    /// delivery when retention deletes that.
+    #[test]
+    fn attempts_are_recorded_by_the_lease_holder_and_pruned_with_their_delivery() {
+        let (conn, shop) = migrated();
+        let mut new = NewDelivery::new(&shop, "evt_1", "in_1:paid", TriggerKind::PaymentReceived);
+        new.recipient = Some("jenny@example.com".into());
+        new.subject = Some("Thanks".into());
+        let Inserted::New(id) = insert(&conn, &new, 100).unwrap() else {
+            panic!("new");
+        };
+        let claimed = claim_due(&conn, 100, 300, 10).unwrap();
+        let owner = claimed[0].lease_owner.unwrap();
+        let attempt = |owner: i64, outcome: Outcome<'static>, reply: &'static str| AttemptResult {
+            id,
+            owner,
+            outcome,
+            reply,
+            reply_code: reply.get(..3).and_then(|c| c.parse().ok()),
+            from_address: "billing@example.com",
+            duration_ms: 12,
+            now: 101,
+        };
+        assert!(!record_attempt(&conn, &attempt(owner + 1, Outcome::Failed, "550 no")).unwrap());
+        assert!(record_attempt(
+            &conn,
+            &attempt(
+                owner,
+                Outcome::Retry {
+                    next_attempt_at: 102
+                },
+                "451 later"
+            )
+        )
+        .unwrap());
+        let owner = claim_due(&conn, 102, 300, 10).unwrap()[0]
+            .lease_owner
+            .unwrap();
+        assert!(record_attempt(
+            &conn,
+            &attempt(
+                owner,
+                Outcome::Sent {
+                    message_id: "<1.100@example.com>"
+                },
+                "250 ok"
+            )
+        )
+        .unwrap());
+        let got: Vec<(AttemptOutcome, Option<i64>)> = attempts(&conn, id)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.outcome, a.reply_code))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (AttemptOutcome::Retry, Some(451)),
+                (AttemptOutcome::Sent, Some(250))
+            ]
+        );
+        let d = get(&conn, id).unwrap().unwrap();
+        assert_eq!(
+            (d.status, d.from_address.as_deref()),
+            (Status::Sent, Some("billing@example.com"))
+        );
+        assert_eq!(prune(&conn, 1_000).unwrap().0, 1);
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM delivery_attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }

@@ -1,21 +1,130 @@
-//! The delivery log: searching it, one delivery with its event, resending one; and the test
-//! email that checks the SMTP settings.
+//! The delivery log: searching it (a page at a time, with product and plan names), one
+//! delivery with its event and attempts, resending one; and the test email that checks the SMTP
+//! settings.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
 
 use crate::app::App;
-use crate::db::deliveries::{self, Delivery, LogFilter};
+use crate::db::deliveries::{self, Attempt, Delivery, LogFilter, LogPage, LogRow};
 use crate::db::events::{self, StoredEvent};
-use crate::db::now_unix;
+use crate::db::{catalog, integrations, now_unix};
 use crate::Error;
 
-/// A delivery and the event it came from (gone once retention pruned it).
+/// A delivery and what its page shows beside it.
 pub struct DeliveryDetail {
     pub delivery: Delivery,
+    /// The event it came from (gone once retention pruned it).
     pub event: Option<StoredEvent>,
+    /// Every attempt at sending it, oldest first.
+    pub attempts: Vec<Attempt>,
+    pub names: Names,
 }
 
-/// Deliveries matching `filter`, newest first.
+/// The names of a delivery's integration, product and plan, when known (the catalog holds
+/// product and plan names fetched from Stripe; an id it lacks stays an id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub integration: Option<String>,
+    pub product: Option<String>,
+    pub plan: Option<String>,
+}
+
+/// One row of the log page with its names.
+pub struct LogEntry {
+    pub row: LogRow,
+    pub names: Names,
+}
+
+/// Deliveries matching `filter`, whole, newest first (the CLI's `log`).
 pub async fn search(app: &App, filter: LogFilter) -> Result<Vec<Delivery>, Error> {
     app.db(move |c| deliveries::search(c, &filter)).await
+}
+
+/// One page of the log (see `deliveries::log_page`), each row with its names.
+pub async fn log_page(app: &App, filter: LogFilter) -> Result<LogPage<LogEntry>, Error> {
+    app.db(move |c| {
+        let page = deliveries::log_page(c, &filter)?;
+        let mut lookup = NameLookup::default();
+        let mut rows = Vec::with_capacity(page.rows.len());
+        for row in page.rows {
+            let names = lookup.names(
+                c,
+                &row.integration_id,
+                row.product_id.as_deref(),
+                row.plan_id.as_deref(),
+            )?;
+            rows.push(LogEntry { row, names });
+        }
+        Ok(LogPage {
+            rows,
+            older: page.older,
+            newer: page.newer,
+            window_ended: page.window_ended,
+        })
+    })
+    .await
+}
+
+/// Names looked up once per page: a page of 50 rows names a few products, each read once.
+#[derive(Default)]
+struct NameLookup {
+    integrations: Option<HashMap<String, String>>,
+    products: HashMap<(String, String), Option<String>>,
+    plans: HashMap<(String, String), Option<String>>,
+}
+
+impl NameLookup {
+    fn names(
+        &mut self,
+        c: &Connection,
+        integration: &str,
+        product: Option<&str>,
+        plan: Option<&str>,
+    ) -> Result<Names, Error> {
+        if self.integrations.is_none() {
+            let all = integrations::list(c)?;
+            self.integrations = Some(all.into_iter().map(|i| (i.id, i.name)).collect());
+        }
+        let integration_name = self
+            .integrations
+            .as_ref()
+            .and_then(|all| all.get(integration).cloned());
+        let product = match product {
+            Some(id) => {
+                let key = (integration.to_owned(), id.to_owned());
+                match self.products.get(&key) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name = catalog::product_name(c, integration, id)?;
+                        self.products.insert(key, name.clone());
+                        name
+                    }
+                }
+            }
+            None => None,
+        };
+        let plan = match plan {
+            Some(id) => {
+                let key = (integration.to_owned(), id.to_owned());
+                match self.plans.get(&key) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let name = catalog::plan(c, integration, id)?.map(|p| p.name);
+                        self.plans.insert(key, name.clone());
+                        name
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(Names {
+            integration: integration_name,
+            product,
+            plan,
+        })
+    }
 }
 
 pub async fn get(app: &App, id: i64) -> Result<DeliveryDetail, Error> {
@@ -28,8 +137,29 @@ pub async fn get(app: &App, id: i64) -> Result<DeliveryDetail, Error> {
                 Some(event_id) => events::get_by_id(c, event_id)?,
                 None => None,
             };
-            Ok(Some(DeliveryDetail { delivery, event }))
+            let attempts = deliveries::attempts(c, id)?;
+            let names = NameLookup::default().names(
+                c,
+                &delivery.integration_id,
+                delivery.product_id.as_deref(),
+                delivery.plan_id.as_deref(),
+            )?;
+            Ok(Some(DeliveryDetail {
+                delivery,
+                event,
+                attempts,
+                names,
+            }))
         })
+        .await?;
+    found.ok_or_else(|| not_found(id))
+}
+
+/// The HTML part of a delivery as it was sent (or is to be sent); None when it has none (a
+/// skipped or failed delivery that was never rendered).
+pub async fn email_html(app: &App, id: i64) -> Result<Option<String>, Error> {
+    let found = app
+        .db(move |c| Ok(deliveries::get(c, id)?.map(|d| d.html)))
         .await?;
     found.ok_or_else(|| not_found(id))
 }

@@ -1,5 +1,6 @@
 //! The sender: a few workers, each with its own reused SMTP connection, claim due deliveries,
-//! send them, and record each outcome on its row at once. A transient failure (relay down, 4xx)
+//! send them, and record each outcome on its row at once, with a row per attempt (when, the
+//! relay's reply, how long it took) in the same commit. A transient failure (relay down, 4xx)
 //! is retried with backoff until `outbox.max_retry_hours`; a permanent one (5xx, bad address)
 //! fails at once with the relay's reply. Claims are leases under a token of their own: only
 //! the worker holding a row's lease records its outcome, and it renews the lease while a slow
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{watch, Notify};
 
-use super::smtp::{Mailer, OutgoingEmail, SendError, SmtpConnection};
+use super::smtp::{reply_code, Mailer, OutgoingEmail, SendError, SmtpConnection};
 use crate::config::SmtpConfig;
-use crate::db::deliveries::{self, Delivery};
+use crate::db::deliveries::{self, AttemptResult, Delivery, Outcome};
 use crate::db::{self, integrations, now_unix, Pool};
 use crate::pipeline::WAITING_FOR_SMTP;
 use crate::{Config, Error};
@@ -45,6 +46,14 @@ pub struct Sender {
     pub retry_base: Duration,
     /// The next free send slot when rate limited.
     pub next_slot: Mutex<Option<Instant>>,
+}
+
+/// One attempt's result as the worker saw it: the Message-ID and the relay's reply, or why it
+/// failed; the From address it went out with; how long it took.
+struct Sent {
+    result: Result<(String, String), SendError>,
+    from: String,
+    took: Duration,
 }
 
 /// What the workers sending through one SMTP configuration share.
@@ -233,11 +242,19 @@ impl Sender {
                 .get(&delivery.integration_id)
                 .cloned()
                 .flatten();
+            let sending = Instant::now();
             match self
                 .send_leased(relay, smtp, &delivery, from.as_deref(), started)
                 .await
             {
-                Some(result) => self.record(&delivery, result).await,
+                Some(result) => {
+                    let sent = Sent {
+                        result,
+                        from: relay.mailer.from_address(from.as_deref()).to_owned(),
+                        took: sending.elapsed(),
+                    };
+                    self.record(&delivery, sent).await
+                }
                 // The conversation was dropped midway, in an unknown state.
                 None => *smtp = None,
             }
@@ -259,7 +276,7 @@ impl Sender {
         d: &Delivery,
         from: Option<&str>,
         claimed: Instant,
-    ) -> Option<Result<String, SendError>> {
+    ) -> Option<Result<(String, String), SendError>> {
         let send = self.send_one(relay, smtp, d, from);
         tokio::pin!(send);
         let every = self.lease / 2;
@@ -310,7 +327,7 @@ impl Sender {
         smtp: &mut Option<SmtpConnection>,
         d: &Delivery,
         from: Option<&str>,
-    ) -> Result<String, SendError> {
+    ) -> Result<(String, String), SendError> {
         let (Some(to), Some(subject)) = (d.recipient.as_deref(), d.subject.as_deref()) else {
             return Err(SendError::Permanent {
                 message: "the delivery has no recipient or subject".into(),
@@ -331,7 +348,7 @@ impl Sender {
             html: d.html.as_deref().unwrap_or_default(),
             text: d.text.as_deref().unwrap_or_default(),
         };
-        connection.send(&relay.mailer, &email).await
+        connection.send_replied(&relay.mailer, &email).await
     }
 
     async fn wait_for_rate_limit(&self, rate_limit: Option<u32>) {
@@ -348,7 +365,9 @@ impl Sender {
         tokio::time::sleep_until(slot.into()).await;
     }
 
-    async fn record(&self, d: &Delivery, result: Result<String, SendError>) {
+    /// Records what one attempt came to: the outcome on the row and its `delivery_attempts` row,
+    /// in one commit (`deliveries::record_attempt`).
+    async fn record(&self, d: &Delivery, sent: Sent) {
         let now = now_unix();
         let (id, attempts, created_at) = (d.id, d.attempts, d.created_at);
         let owner = d.lease_owner.unwrap_or_default();
@@ -356,33 +375,46 @@ impl Sender {
         let conn = self.conn.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().expect("sender connection");
-            match &result {
-                Ok(message_id) => deliveries::mark_sent(&conn, id, owner, message_id, now),
-                Err(SendError::Permanent { message }) => {
-                    deliveries::mark_failed(&conn, id, owner, message)
-                }
+            let Sent { result, from, took } = sent;
+            let gave_up;
+            let (outcome, reply) = match &result {
+                Ok((message_id, reply)) => (Outcome::Sent { message_id }, reply.as_str()),
+                Err(SendError::Permanent { message }) => (Outcome::Failed, message.as_str()),
                 Err(SendError::Transient { message }) => {
                     let age = Duration::from_secs((now - created_at).max(0) as u64);
                     if age >= max_retry {
-                        let note = format!(
+                        gave_up = format!(
                             "gave up after {attempts} attempts over {} h: {message}",
                             age.as_secs() / 3600
                         );
-                        deliveries::mark_failed(&conn, id, owner, &note)
+                        (Outcome::Failed, gave_up.as_str())
                     } else {
                         let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
                         let wait =
                             crate::backoff::delay(attempt, retry_base, Duration::from_secs(3600));
-                        deliveries::mark_retry(
-                            &conn,
-                            id,
-                            owner,
-                            message,
-                            now + wait.as_secs().max(1) as i64,
-                        )
+                        let next_attempt_at = now + wait.as_secs().max(1) as i64;
+                        (Outcome::Retry { next_attempt_at }, message.as_str())
                     }
                 }
-            }
+            };
+            // A relay's reply starts with its code; an error quotes it after ": ".
+            let reply_code = match &result {
+                Ok((_, reply)) => reply.get(..3).and_then(|c| c.parse().ok()),
+                Err(e) => reply_code(e.message()),
+            };
+            deliveries::record_attempt(
+                &conn,
+                &AttemptResult {
+                    id,
+                    owner,
+                    outcome,
+                    reply,
+                    reply_code,
+                    from_address: &from,
+                    duration_ms: took.as_millis().try_into().unwrap_or(i64::MAX),
+                    now,
+                },
+            )
             .map(|held| (held, result))
         })
         .await;
@@ -393,7 +425,9 @@ impl Sender {
                 sent = result.is_ok(),
                 "outbox: lost this delivery's lease before recording the outcome; left to its new holder"
             ),
-            Ok(Ok((true, Ok(message_id)))) => tracing::info!(delivery = id, %message_id, "sent"),
+            Ok(Ok((true, Ok((message_id, _))))) => {
+                tracing::info!(delivery = id, %message_id, "sent")
+            }
             Ok(Ok((true, Err(e)))) if e.is_permanent() => {
                 tracing::warn!(delivery = id, error = %e, "failed permanently")
             }

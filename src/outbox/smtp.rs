@@ -335,9 +335,13 @@ impl Mailer {
     }
 
     fn sender<'a>(&'a self, email: &OutgoingEmail<'a>) -> &'a str {
-        email
-            .from_address
-            .map(str::trim)
+        self.from_address(email.from_address)
+    }
+
+    /// The From address of an email whose integration has `own` (or none): that one, else
+    /// `smtp.from_address`.
+    pub fn from_address<'a>(&'a self, own: Option<&'a str>) -> &'a str {
+        own.map(str::trim)
             .filter(|a| !a.is_empty())
             .unwrap_or(self.inner.config.from_address.trim())
     }
@@ -559,9 +563,19 @@ impl SmtpConnection {
         mailer: &Mailer,
         email: &OutgoingEmail<'_>,
     ) -> Result<String, SendError> {
+        Ok(self.send_replied(mailer, email).await?.0)
+    }
+
+    /// As `send`, also returning the relay's reply to the message (`250 2.0.0 Ok: queued as …`),
+    /// which the delivery log keeps.
+    pub async fn send_replied(
+        &mut self,
+        mailer: &Mailer,
+        email: &OutgoingEmail<'_>,
+    ) -> Result<(String, String), SendError> {
         let message_id = mailer.message_id(email);
-        self.send_with_id(mailer, email, &message_id).await?;
-        Ok(message_id)
+        let reply = self.send_with_id(mailer, email, &message_id).await?;
+        Ok((message_id, reply))
     }
 
     /// Sends with the given Message-ID and returns the server's reply to the message.
@@ -825,7 +839,7 @@ fn reply_text(code: u16, esc: [u8; 3], text: &str) -> String {
 }
 
 /// The reply code in a message that quotes a reply: `reply_text` always follows ": ".
-fn reply_code(message: &str) -> Option<u16> {
+pub fn reply_code(message: &str) -> Option<u16> {
     message.match_indices(": ").find_map(|(i, _)| {
         let rest = &message[i + 2..];
         let digits = rest.get(..3)?;

@@ -295,6 +295,8 @@ impl Preparer {
         };
         let item = item_index.map(|i| facts.items[i].clone());
         delivery.template_id = Some(template.id);
+        delivery.template_version = Some(template.version);
+        delivery.from_address = integration.from_address.clone();
         delivery.product_id = item.as_ref().and_then(|i| i.product_id.clone());
         delivery.plan_id = item.as_ref().and_then(|i| i.price_id.clone());
 

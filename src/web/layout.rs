@@ -15,16 +15,18 @@ pub enum Nav {
     Dashboard,
     Integrations,
     Templates,
+    Log,
     Events,
     Settings,
     /// Pages outside the navigation (sign-in, setup, errors).
     None,
 }
 
-const ENTRIES: [(Nav, &str, &str); 5] = [
+const ENTRIES: [(Nav, &str, &str); 6] = [
     (Nav::Dashboard, "/", "Dashboard"),
     (Nav::Integrations, "/integrations", "Integrations"),
     (Nav::Templates, "/templates", "Templates"),
+    (Nav::Log, "/log", "Log"),
     (Nav::Events, "/events", "Events"),
     (Nav::Settings, "/settings", "Settings"),
 ];

@@ -15,6 +15,7 @@ mod hygiene;
 mod install;
 mod intake;
 mod integrations_ui;
+mod log_ui;
 mod pipeline;
 mod processor;
 mod recovery;

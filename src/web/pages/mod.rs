@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod dashboard;
 pub mod events;
 pub mod integrations;
+pub mod log;
 pub mod login;
 pub mod settings;
 pub mod setup;
@@ -55,4 +56,8 @@ pub fn routes() -> Route {
             "/templates/:id/remove",
             get(templates::actions::confirm_remove).post(templates::actions::remove),
         )
+        .at("/log", get(log::list))
+        .at("/log/:id", get(log::delivery::show))
+        .at("/log/:id/email", get(log::delivery::email))
+        .at("/log/:id/resend", post(log::delivery::resend))
 }

@@ -9,6 +9,7 @@
 
 mod catalog;
 mod flow;
+mod log;
 mod smoke;
 
 use std::io::{BufRead, BufReader};
