@@ -7,6 +7,7 @@
 pub mod dashboard;
 pub mod deliveries;
 pub mod integrations;
+pub mod preview;
 pub mod settings;
 pub mod templates;
 pub mod users;

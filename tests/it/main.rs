@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod delivery;
+mod editor_ui;
 mod facts;
 mod fake_stripe;
 mod fuzz_corpus;

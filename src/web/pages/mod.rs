@@ -6,6 +6,7 @@ pub mod integrations;
 pub mod login;
 pub mod settings;
 pub mod setup;
+pub mod templates;
 
 use poem::{get, post, Route};
 
@@ -32,5 +33,17 @@ pub fn routes() -> Route {
         .at(
             "/integrations/:id/remove",
             get(integrations::remove::confirm).post(integrations::remove::remove),
+        )
+        .at("/templates", post(templates::editor::create))
+        .at("/templates/new", get(templates::editor::new))
+        .at(
+            "/templates/preview",
+            post(templates::editor::render_preview),
+        )
+        .at("/templates/preview/:token", get(templates::editor::frame))
+        .at("/templates/test-email", post(templates::editor::test_email))
+        .at(
+            "/templates/:id",
+            get(templates::editor::edit).post(templates::editor::save),
         )
 }

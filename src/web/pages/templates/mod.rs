@@ -1,0 +1,3 @@
+//! The Templates pages: the editor of one template with its live preview (`editor`).
+
+pub mod editor;
