@@ -10,21 +10,32 @@ use clap::Subcommand;
 use super::{app, printable as p, printable_block, runtime};
 use crate::config::Config;
 use crate::db::deliveries::Status;
-use crate::db::templates::TemplateInput;
 use crate::manage;
+use crate::manage::templates::{Format, TemplateInput};
 use crate::pipeline::prepare::Outcome;
 use crate::templates::context;
 use crate::templates::files;
-use crate::templates::render::{validate, TemplateSource};
+use crate::templates::render::validate;
 use crate::trigger::TriggerKind;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateAction {
-    /// List templates: id, trigger, product, plan, enabled, subject.
-    List,
-    /// Add a template, or replace the one with the same trigger, product and plan. It is checked
-    /// against a sample event first; an unknown variable is refused with its line.
+    /// List templates: id, integration (shared: every one), trigger, product, plan, enabled,
+    /// subject.
+    List {
+        /// Only the templates that can answer for this integration: its own and the shared.
+        #[arg(long, value_name = "int_…")]
+        integration: Option<String>,
+    },
+    /// Add a template, or replace the one with the same integration, trigger, product and plan.
+    /// An MJML body is compiled to HTML; the template is checked against a sample event first,
+    /// and an unknown variable or broken MJML is refused with its line.
+    #[command(visible_alias = "add")]
     Set {
+        /// Only for this integration, where it beats a shared template of the same product and
+        /// plan; default: shared by every integration.
+        #[arg(long, value_name = "int_…")]
+        integration: Option<String>,
         /// One of subscription_created, subscription_cancelled, payment_failed,
         /// renewal_upcoming, trial_ending, payment_received, refund_completed.
         #[arg(long)]
@@ -38,9 +49,17 @@ pub enum TemplateAction {
         /// The subject line (a template too, e.g. "Welcome, {{ customer.name }}").
         #[arg(long)]
         subject: String,
-        /// The HTML body.
+        /// The HTML body; a file ending in .mjml is read as MJML.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "mjml_file",
+            conflicts_with = "mjml_file"
+        )]
+        html_file: Option<PathBuf>,
+        /// The body in MJML, compiled to responsive HTML when saved.
         #[arg(long, value_name = "FILE")]
-        html_file: PathBuf,
+        mjml_file: Option<PathBuf>,
         /// The plain-text body; default: derived from the HTML.
         #[arg(long, value_name = "FILE")]
         text_file: Option<PathBuf>,
@@ -59,57 +78,93 @@ pub enum TemplateAction {
     /// Write every template to DIR, one TOML file each (to keep them in git).
     Export { dir: PathBuf },
     /// Read every *.toml in DIR and save them; nothing is saved if any is invalid.
-    Import { dir: PathBuf },
+    Import {
+        dir: PathBuf,
+        /// Save every file as this integration's own template, whatever the file says.
+        #[arg(long, value_name = "int_…")]
+        integration: Option<String>,
+    },
 }
 
 pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> {
     let app = app(config)?;
     let runtime = runtime()?;
     match action {
-        TemplateAction::List => {
+        TemplateAction::List { integration } => {
+            let all = match &integration {
+                Some(id) => runtime.block_on(manage::templates::list_for(&app, id))?,
+                None => runtime.block_on(manage::templates::list(&app))?,
+            };
             println!(
-                "{:<4} {:<23} {:<24} {:<32} {:<8} SUBJECT",
-                "ID", "TRIGGER", "PRODUCT", "PLAN", "ENABLED"
+                "{:<4} {:<22} {:<23} {:<24} {:<32} {:<5} {:<8} SUBJECT",
+                "ID", "INTEGRATION", "TRIGGER", "PRODUCT", "PLAN", "BODY", "ENABLED"
             );
-            for t in runtime.block_on(manage::templates::list(&app))? {
+            for t in all {
                 println!(
-                    "{:<4} {:<23} {:<24} {:<32} {:<8} {}",
+                    "{:<4} {:<22} {:<23} {:<24} {:<32} {:<5} {:<8} {}",
                     t.id,
+                    p(t.integration_id.as_deref().unwrap_or("shared")),
                     t.trigger.as_str(),
                     p(t.product_id.as_deref().unwrap_or("any")),
                     p(t.plan_id.as_deref().unwrap_or("any")),
+                    t.format.as_str(),
                     if t.enabled { "yes" } else { "no" },
                     p(&t.source.subject)
                 );
             }
         }
         TemplateAction::Set {
+            integration,
             trigger,
             product,
             plan,
             subject,
             html_file,
+            mjml_file,
             text_file,
             disabled,
         } => {
-            let html = read(&html_file, "--html-file")?;
+            let (format, body_flag, body) = match (html_file, mjml_file) {
+                (_, Some(file)) => (Format::Mjml, "--mjml-file", read(&file, "--mjml-file")?),
+                (Some(file), None) if file.extension().is_some_and(|e| e == "mjml") => {
+                    (Format::Mjml, "--html-file", read(&file, "--html-file")?)
+                }
+                (Some(file), None) => (Format::Html, "--html-file", read(&file, "--html-file")?),
+                (None, None) => bail!("give the body with --html-file or --mjml-file"),
+            };
             let text = text_file
                 .as_deref()
                 .map(|file| read(file, "--text-file"))
                 .transpose()?;
             let input = TemplateInput {
+                id: None,
+                integration_id: integration,
                 trigger,
                 product_id: product,
                 plan_id: plan,
-                source: TemplateSource {
-                    subject,
-                    html,
-                    text,
-                },
+                subject,
+                format,
+                body,
+                text,
                 enabled: !disabled,
             };
-            let saved = runtime.block_on(manage::templates::save(&app, input))?;
-            println!("saved template {} ({})", saved.id, p(&saved.scope()));
+            // The body's flag is the one that was typed: --html-file or --mjml-file.
+            let saved = runtime
+                .block_on(manage::templates::save(&app, input))
+                .map_err(|e| match e {
+                    crate::Error::Invalid {
+                        field: "body",
+                        message,
+                    } => anyhow::anyhow!("{body_flag}: {message}"),
+                    other => other.into(),
+                })?;
+            println!(
+                "saved template {} ({}, {}, version {})",
+                saved.id,
+                p(&saved.scope()),
+                saved.format,
+                saved.version
+            );
         }
         TemplateAction::Show { id } => {
             let t = runtime.block_on(manage::templates::get(&app, id))?;
@@ -125,8 +180,9 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             );
             println!("subject: {}", p(&t.source.subject));
             println!(
-                "--- html ---\n{}",
-                printable_block(t.source.html.trim_end())
+                "--- {} ---\n{}",
+                t.format,
+                printable_block(t.body().trim_end())
             );
             if let Some(text) = &t.source.text {
                 println!("--- text ---\n{}", printable_block(text.trim_end()));
@@ -162,7 +218,7 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             }
             println!("exported {} templates to {}", all.len(), dir.display());
         }
-        TemplateAction::Import { dir } => {
+        TemplateAction::Import { dir, integration } => {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .with_context(|| format!("reading {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -180,7 +236,11 @@ pub fn run(config: &Config, action: TemplateAction) -> anyhow::Result<ExitCode> 
             if !unreadable.is_empty() {
                 bail!("nothing imported:\n  {}", unreadable.join("\n  "));
             }
-            let saved = runtime.block_on(manage::templates::import(&app, texts))?;
+            let saved = runtime.block_on(manage::templates::import(
+                &app,
+                texts,
+                integration.as_deref(),
+            ))?;
             println!("imported {saved} templates from {}", dir.display());
         }
     }

@@ -18,7 +18,7 @@ use crate::db::integrations::{Integration, Status as IntegrationStatus};
 use crate::db::{self, catalog, templates, Pool};
 use crate::stripe::api::{self, Credentials, StripeClient, StripeError};
 use crate::stripe::event::{text, Charge, Invoice, InvoiceLink};
-use crate::templates::choose::{choose, ItemScope};
+use crate::templates::choose::{choose, ItemScope, Occasion};
 use crate::templates::context::EmailFacts;
 use crate::templates::money::format_money;
 use crate::templates::render::Renderer;
@@ -318,8 +318,6 @@ impl Preparer {
         delivery.recipient_name = facts.customer.name.clone();
 
         let kind = facts.kind;
-        let candidates: Vec<&templates::Template> =
-            templates.iter().filter(|t| t.trigger == kind).collect();
         let scopes: Vec<ItemScope> = facts
             .items
             .iter()
@@ -328,7 +326,14 @@ impl Preparer {
                 plan_id: i.price_id.as_deref(),
             })
             .collect();
-        let Some((&template, item_index)) = choose(&candidates, &scopes) else {
+        let Some((template, item_index)) = choose(
+            templates,
+            Occasion {
+                integration_id: &integration.id,
+                trigger: kind,
+            },
+            &scopes,
+        ) else {
             let first = facts.items.first();
             let scope = templates::scope_text(
                 kind,

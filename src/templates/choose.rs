@@ -1,11 +1,22 @@
-//! Chooses the template for an event: the most specific enabled template whose product and plan
-//! match one of the event's items. Product+plan beats plan, plan beats product, product beats
-//! "any product". With several items (a multi-item subscription), the best match over all items
-//! wins; on a tie, the earlier item, then the older template.
+//! Chooses the template for an event: the most specific enabled template of its trigger whose
+//! integration, product and plan match one of the event's items. Product+plan beats plan, plan
+//! beats product, product beats "any product"; at the same specificity the integration's own
+//! template beats a shared one (no integration), and another integration's template never
+//! answers. With several items (a multi-item subscription), the best match over all items wins;
+//! on a tie, the earlier item, then the older template.
+//!
+//! This one function answers for the pipeline (which email an event gets), the template matrix
+//! (which template answers each product × plan × trigger cell) and the preview, so the three
+//! cannot disagree.
+
+use crate::trigger::TriggerKind;
 
 /// What choosing needs to know of a template.
 pub trait Scoped {
     fn template_id(&self) -> i64;
+    /// None: shared by every integration.
+    fn integration_id(&self) -> Option<&str>;
+    fn trigger(&self) -> TriggerKind;
     fn product_id(&self) -> Option<&str>;
     fn plan_id(&self) -> Option<&str>;
     fn enabled(&self) -> bool;
@@ -14,6 +25,12 @@ pub trait Scoped {
 impl<T: Scoped> Scoped for &T {
     fn template_id(&self) -> i64 {
         (**self).template_id()
+    }
+    fn integration_id(&self) -> Option<&str> {
+        (**self).integration_id()
+    }
+    fn trigger(&self) -> TriggerKind {
+        (**self).trigger()
     }
     fn product_id(&self) -> Option<&str> {
         (**self).product_id()
@@ -33,10 +50,18 @@ pub struct ItemScope<'a> {
     pub plan_id: Option<&'a str>,
 }
 
+/// The event being answered: which integration received it and which trigger it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occasion<'a> {
+    pub integration_id: &'a str,
+    pub trigger: TriggerKind,
+}
+
 /// The chosen template and the index of the item it matched (None: it matched as "any product"
 /// with no item, e.g. a one-off charge).
 pub fn choose<'t, T: Scoped>(
     templates: &'t [T],
+    occasion: Occasion,
     items: &[ItemScope],
 ) -> Option<(&'t T, Option<usize>)> {
     let no_item = [ItemScope {
@@ -49,11 +74,19 @@ pub fn choose<'t, T: Scoped>(
         (items, true)
     };
     let mut best: Option<(u8, usize, i64, &T)> = None;
-    for template in templates.iter().filter(|t| t.enabled()) {
+    let eligible = templates.iter().filter(|t| {
+        t.enabled()
+            && t.trigger() == occasion.trigger
+            && t.integration_id()
+                .is_none_or(|i| i == occasion.integration_id)
+    });
+    for template in eligible {
+        let own = u8::from(template.integration_id().is_some());
         for (index, item) in items.iter().enumerate() {
             let Some(score) = specificity(template, item) else {
                 continue;
             };
+            let score = score * 2 + own;
             let candidate = (score, index, template.template_id(), template);
             let better = match &best {
                 None => true,
@@ -94,6 +127,12 @@ mod tests {
         fn template_id(&self) -> i64 {
             self.0
         }
+        fn integration_id(&self) -> Option<&str> {
+            None
+        }
+        fn trigger(&self) -> TriggerKind {
+            TriggerKind::PaymentFailed
+        }
         fn product_id(&self) -> Option<&str> {
             self.1
         }
@@ -105,6 +144,11 @@ mod tests {
         }
     }
 
+    const OCCASION: Occasion = Occasion {
+        integration_id: "int_a",
+        trigger: TriggerKind::PaymentFailed,
+    };
+
     fn item(product: &'static str, plan: &'static str) -> ItemScope<'static> {
         ItemScope {
             product_id: Some(product),
@@ -113,7 +157,7 @@ mod tests {
     }
 
     fn chosen(templates: &[T], items: &[ItemScope]) -> Option<(i64, Option<usize>)> {
-        choose(templates, items).map(|(t, i)| (t.0, i))
+        choose(templates, OCCASION, items).map(|(t, i)| (t.0, i))
     }
 
     #[test]
@@ -183,5 +227,94 @@ mod tests {
             chosen(&[T(9, None, None, true)], &[item("a", "b"), item("c", "d")]),
             Some((9, Some(0)))
         );
+    }
+
+    /// A full template: integration, trigger, product, plan.
+    struct F(
+        i64,
+        Option<&'static str>,
+        TriggerKind,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    impl Scoped for F {
+        fn template_id(&self) -> i64 {
+            self.0
+        }
+        fn integration_id(&self) -> Option<&str> {
+            self.1
+        }
+        fn trigger(&self) -> TriggerKind {
+            self.2
+        }
+        fn product_id(&self) -> Option<&str> {
+            self.3
+        }
+        fn plan_id(&self) -> Option<&str> {
+            self.4
+        }
+        fn enabled(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn own_template_beats_shared_at_the_same_specificity_only() {
+        use TriggerKind::*;
+        let all = [
+            F(1, None, PaymentFailed, None, None),
+            F(2, Some("int_a"), PaymentFailed, None, None),
+            F(3, None, PaymentFailed, Some("prod_a"), None),
+            F(
+                4,
+                Some("int_b"),
+                PaymentFailed,
+                Some("prod_a"),
+                Some("price_a"),
+            ),
+            F(
+                5,
+                Some("int_a"),
+                PaymentReceived,
+                Some("prod_a"),
+                Some("price_a"),
+            ),
+        ];
+        let pick = |integration, trigger, items: &[ItemScope]| {
+            choose(
+                &all,
+                Occasion {
+                    integration_id: integration,
+                    trigger,
+                },
+                items,
+            )
+            .map(|(t, _)| t.0)
+        };
+        assert_eq!(
+            pick("int_a", PaymentFailed, &[]),
+            Some(2),
+            "own any beats shared any"
+        );
+        assert_eq!(
+            pick("int_c", PaymentFailed, &[]),
+            Some(1),
+            "others get the shared one"
+        );
+        // A shared product template is more specific than an own any-product one.
+        assert_eq!(
+            pick("int_a", PaymentFailed, &[item("prod_a", "price_a")]),
+            Some(3)
+        );
+        // Another integration's template never answers; nor does another trigger's.
+        assert_eq!(
+            pick("int_c", PaymentFailed, &[item("prod_a", "price_a")]),
+            Some(3)
+        );
+        assert_eq!(
+            pick("int_b", PaymentFailed, &[item("prod_a", "price_a")]),
+            Some(4)
+        );
+        assert_eq!(pick("int_c", PaymentReceived, &[]), None);
     }
 }

@@ -246,14 +246,15 @@ async fn non_ascii_subjects_and_names_are_encoded_and_decode_back() {
     db::templates::save(
         &conn,
         &db::templates::TemplateInput {
+            id: None,
+            integration_id: None,
             trigger: mailmycustomer::trigger::TriggerKind::SubscriptionCreated,
             product_id: None,
             plan_id: None,
-            source: mailmycustomer::templates::render::TemplateSource {
-                subject: "Willkommen, {{ customer.name }} — ça marche ✓".into(),
-                html: std::fs::read_to_string(&html).unwrap(),
-                text: None,
-            },
+            subject: "Willkommen, {{ customer.name }} — ça marche ✓".into(),
+            format: mailmycustomer::templates::body::Format::Html,
+            body: std::fs::read_to_string(&html).unwrap(),
+            text: None,
             enabled: true,
         },
     )

@@ -12,8 +12,8 @@ use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::db::{self, catalog, Pool};
 use mailmycustomer::pipeline::prepare::{Outcome, Preparer};
 use mailmycustomer::stripe::api::StripeClient;
+use mailmycustomer::templates::body::Format;
 use mailmycustomer::templates::context::variable_names;
-use mailmycustomer::templates::render::TemplateSource;
 use mailmycustomer::trigger::TriggerKind;
 use serde_json::{json, Value};
 
@@ -179,14 +179,15 @@ impl World {
         templates::save(
             &self.pool.get().unwrap(),
             &TemplateInput {
+                id: None,
+                integration_id: None,
                 trigger,
                 product_id: scope.0.map(Into::into),
                 plan_id: scope.1.map(Into::into),
-                source: TemplateSource {
-                    subject: subject.into(),
-                    html: "<p>{{ customer.name }}</p>".into(),
-                    text,
-                },
+                subject: subject.into(),
+                format: Format::Html,
+                body: "<p>{{ customer.name }}</p>".into(),
+                text,
                 enabled: true,
             },
         )
@@ -673,14 +674,15 @@ async fn through_the_server_refunds_declines_and_renames_reach_the_email() {
     templates::save(
         &conn,
         &TemplateInput {
+            id: None,
+            integration_id: None,
             trigger: TriggerKind::RefundCompleted,
             product_id: Some(PRODUCT.into()),
             plan_id: None,
-            source: TemplateSource {
-                subject: "Your {{ product.name }} refund: {{ refund.amount }}".into(),
-                html: "<p>Hi {{ name }}</p>".into(),
-                text: None,
-            },
+            subject: "Your {{ product.name }} refund: {{ refund.amount }}".into(),
+            format: Format::Html,
+            body: "<p>Hi {{ name }}</p>".into(),
+            text: None,
             enabled: true,
         },
     )

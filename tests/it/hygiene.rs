@@ -16,7 +16,7 @@ use mailmycustomer::db::deliveries::{self, NewDelivery, Status};
 use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::db::{self, integrations};
 use mailmycustomer::pipeline::prepare::Outcome;
-use mailmycustomer::templates::render::TemplateSource;
+use mailmycustomer::templates::body::Format;
 use mailmycustomer::trigger::TriggerKind;
 
 use crate::cli::{mmc, run};
@@ -41,14 +41,15 @@ async fn a_template_that_reuses_a_deleted_ones_id_renders_its_own_text() {
         templates::save(
             &s.pool.get().unwrap(),
             &TemplateInput {
+                id: None,
+                integration_id: None,
                 trigger: TriggerKind::PaymentReceived,
                 product_id: Some("prod_QXg1hqf4jFNsqG".into()),
                 plan_id: Some("price_1PgafmB7WZ01zgkW6dKueIc5".into()),
-                source: TemplateSource {
-                    subject: subject.into(),
-                    html: html.into(),
-                    text: None,
-                },
+                subject: subject.into(),
+                format: Format::Html,
+                body: html.into(),
+                text: None,
                 enabled: true,
             },
         )
@@ -270,14 +271,15 @@ fn cli_output_escapes_control_characters_from_the_database() {
     let template = templates::save(
         &conn,
         &TemplateInput {
+            id: None,
+            integration_id: None,
             trigger: TriggerKind::PaymentReceived,
             product_id: Some("prod_\u{1b}[31m".into()),
             plan_id: None,
-            source: TemplateSource {
-                subject: "Thanks\u{1b}]8;;https://evil.example\u{7} {{ name }}".into(),
-                html: "<p>Hi\u{1b}[2J</p>\r\n<p>{{ name }}</p>".into(),
-                text: Some("Hi\u{1b}[2J\n{{ name }}\u{9b}1m".into()),
-            },
+            subject: "Thanks\u{1b}]8;;https://evil.example\u{7} {{ name }}".into(),
+            format: Format::Html,
+            body: "<p>Hi\u{1b}[2J</p>\r\n<p>{{ name }}</p>".into(),
+            text: Some("Hi\u{1b}[2J\n{{ name }}\u{9b}1m".into()),
             enabled: true,
         },
     )

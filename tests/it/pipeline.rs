@@ -13,7 +13,7 @@ use mailmycustomer::db::templates::{self, TemplateInput};
 use mailmycustomer::db::{self, Pool};
 use mailmycustomer::pipeline::prepare::{Outcome, Preparer};
 use mailmycustomer::stripe::api::StripeClient;
-use mailmycustomer::templates::render::TemplateSource;
+use mailmycustomer::templates::body::Format;
 use mailmycustomer::trigger::TriggerKind;
 
 use crate::fake_stripe::FakeStripe;
@@ -55,14 +55,15 @@ pub async fn setup(api_key: Option<&str>) -> Setup {
             templates::save(
                 &conn,
                 &TemplateInput {
+                    id: None,
+                    integration_id: None,
                     trigger,
                     product_id: product.map(Into::into),
                     plan_id: plan.map(Into::into),
-                    source: TemplateSource {
-                        subject: subject.into(),
-                        html: html.into(),
-                        text: None,
-                    },
+                    subject: subject.into(),
+                    format: Format::Html,
+                    body: html.into(),
+                    text: None,
                     enabled,
                 },
             )
