@@ -75,7 +75,11 @@
   for (const name of ["subject", "body", "text"]) {
     form.elements[name].addEventListener("input", soon);
   }
-  form.elements.event.addEventListener("change", refresh);
+  // A new event to render with, or the body switched between HTML and MJML.
+  form.addEventListener("change", (event) => {
+    const name = event.target.name;
+    if (name === "event" || name === "format") refresh();
+  });
 
   // The field a variable goes into: the last one the cursor was in, the body at first.
   let target = form.elements.body;

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::db::deliveries::LogFilter;
 use crate::db::events;
 use crate::db::integrations::Integration;
-use crate::db::templates::Template;
+use crate::db::templates::{Template, TemplateInput};
 use crate::manage::deliveries::{test_relay, test_reply, TestEmail};
 use crate::manage::users::random_hex;
 use crate::outbox::smtp::{send_now, OutgoingEmail};
@@ -41,15 +41,6 @@ const MAX_SESSIONS: usize = 32;
 /// many events are offered.
 const SCANNED: usize = 60;
 const OFFERED: usize = 8;
-
-/// A template as typed in the editor, not saved.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub trigger: TriggerKind,
-    pub product_id: Option<String>,
-    pub plan_id: Option<String>,
-    pub source: TemplateSource,
-}
 
 /// Which facts a preview is rendered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +107,7 @@ struct Kept {
 }
 
 /// A real event resolved for a template scope (the scope picks the item whose plan is read).
-type FactsKey = (i64, Option<String>, Option<String>);
+type FactsKey = (i64, Option<String>, Option<String>, Option<String>);
 
 #[derive(Clone)]
 struct Resolved {
@@ -191,22 +182,21 @@ impl Previews {
     }
 }
 
-/// Renders `draft` with the facts `with` names and keeps its HTML for the frame. `integration`
-/// is the integration the editor speaks for (its name in the sample, its sender for a test);
-/// a real event speaks for its own. A part that does not render is `Error::Invalid` naming it
-/// (`subject`, `body`, `text`) with its line.
+/// Renders `draft` (a template as typed, not saved) with the facts `with` names and keeps its
+/// HTML for the frame. The draft is first checked as saving would check it (an MJML body
+/// compiled): a part that does not compile or render is `Error::Invalid` naming it (`subject`,
+/// `body`, `text`) with its line. The sample speaks for the draft's integration (its name).
 pub async fn render(
     app: &App,
     session: &str,
-    draft: &Draft,
+    draft: &TemplateInput,
     with: With,
-    integration: Option<&str>,
 ) -> Result<Preview, Error> {
-    let resolved = facts(app, session, draft, with, integration).await?;
+    let (source, resolved) = compile_and_resolve(app, session, draft, with).await?;
     let rendered = app
         .preparer
         .renderer
-        .render(None, &draft.source, draft.trigger, &resolved.facts)
+        .render(None, &source, draft.trigger, &resolved.facts)
         .map_err(invalid)?;
     let token = random_hex()?;
     let html: Arc<str> = Arc::from(rendered.html.as_str());
@@ -220,22 +210,33 @@ pub async fn render(
     })
 }
 
+/// The draft as it would render (MJML compiled), and the facts `with` names.
+async fn compile_and_resolve(
+    app: &App,
+    session: &str,
+    draft: &TemplateInput,
+    with: With,
+) -> Result<(TemplateSource, Resolved), Error> {
+    let checked = super::templates::check(draft)?;
+    let resolved = facts(app, session, draft, &checked.source, with).await?;
+    Ok((checked.source, resolved))
+}
+
 /// Renders `draft` as `render` does and sends it to `to` through the SMTP settings in effect,
-/// from the integration's sender. Nothing is recorded in the log.
+/// from the integration's sender (the event's, else the draft's). Nothing is recorded in the log.
 pub async fn send_test(
     app: &App,
     session: &str,
-    draft: &Draft,
+    draft: &TemplateInput,
     with: With,
-    integration: Option<&str>,
     to: &str,
 ) -> Result<TestEmail, Error> {
     let (smtp, to) = test_relay(app, to)?;
-    let resolved = facts(app, session, draft, with, integration).await?;
+    let (source, resolved) = compile_and_resolve(app, session, draft, with).await?;
     let rendered = app
         .preparer
         .renderer
-        .render(None, &draft.source, draft.trigger, &resolved.facts)
+        .render(None, &source, draft.trigger, &resolved.facts)
         .map_err(invalid)?;
     let subject = clean_text(&rendered.subject);
     let email = OutgoingEmail {
@@ -292,13 +293,13 @@ pub async fn recent_events(
 async fn facts(
     app: &App,
     session: &str,
-    draft: &Draft,
+    draft: &TemplateInput,
+    source: &TemplateSource,
     with: With,
-    integration: Option<&str>,
 ) -> Result<Resolved, Error> {
     let event_id = match with {
         With::Sample => {
-            let integration = match integration {
+            let integration = match &draft.integration_id {
                 Some(id) => super::integrations::get(app, id).await?,
                 None => super::templates::stand_in(),
             };
@@ -312,7 +313,12 @@ async fn facts(
         }
         With::Event(id) => id,
     };
-    let key = (event_id, draft.product_id.clone(), draft.plan_id.clone());
+    let key = (
+        event_id,
+        draft.integration_id.clone(),
+        draft.product_id.clone(),
+        draft.plan_id.clone(),
+    );
     if let Some(resolved) = app.previews.facts(session, &key) {
         return Ok(resolved);
     }
@@ -332,10 +338,13 @@ async fn facts(
     // this template's scope would answer for.
     let stand_in = [Template {
         id: 0,
+        integration_id: draft.integration_id.clone(),
         trigger: draft.trigger,
         product_id: draft.product_id.clone(),
         plan_id: draft.plan_id.clone(),
-        source: draft.source.clone(),
+        format: draft.format,
+        mjml: None,
+        source: source.clone(),
         enabled: true,
         builtin: false,
         version: 0,

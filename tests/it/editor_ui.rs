@@ -556,3 +556,62 @@ async fn a_test_email_of_the_draft_arrives_and_shows_the_relays_reply() {
     assert!(message.contains("Settings"), "{message}");
     server.stop().await;
 }
+
+/// An MJML body is compiled when saved (the MJML kept, the HTML it compiles to rendered), and
+/// previewed compiled; MJML that does not compile is refused beside the body with 422, as
+/// typed, and nothing is saved.
+#[tokio::test(flavor = "multi_thread")]
+async fn mjml_is_compiled_for_the_preview_and_refused_when_it_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = start(dir.path(), &fake, |_| {}).await;
+    let ui = signed_in(&server).await;
+    let mjml = "<mjml><mj-body><mj-section><mj-column>\n\
+        <mj-text>Hello {{ customer.name }}</mj-text>\n\
+        </mj-column></mj-section></mj-body></mjml>";
+    let mut form = draft("payment_failed", PRODUCT, "Hi {{ customer.name }}", mjml);
+    form.push(("format", "mjml"));
+
+    let (status, json) = post_json(&ui, "/templates/preview", &form).await;
+    assert_eq!(status, 200, "{json}");
+    let email = ui.get(json["frame"].as_str().unwrap()).await;
+    assert!(email.text.contains("Hello Jenny Rosen"), "{}", email.text);
+    assert!(!email.text.contains("<mj-text"), "compiled: {}", email.text);
+
+    let broken =
+        "<mjml><mj-body><mj-section><mj-column>\n<mj-text>Hi</mj-column>\n</mj-body></mjml>";
+    let mut bad = draft("payment_failed", PRODUCT, "Hi", broken);
+    bad.push(("format", "mjml"));
+    let refused = ui.post("/templates", &bad).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let field = select_one(&refused, ".field.invalid").expect("a field marked");
+    assert!(field.contains("name=\"body\""), "{field}");
+    assert!(field.contains("MJML"), "{field}");
+    assert!(
+        field.contains("&lt;mj-text&gt;Hi&lt;/mj-column&gt;"),
+        "as typed: {field}"
+    );
+    let checked = select_one(&refused, "input[name=format][checked]").unwrap();
+    assert!(checked.contains("value=\"mjml\""), "{checked}");
+    assert_eq!(stored_templates(&server).len(), 7, "nothing saved");
+    let (status, json) = post_json(&ui, "/templates/preview", &bad).await;
+    assert_eq!(
+        (status, json["error"]["field"].as_str()),
+        (422, Some("body"))
+    );
+
+    ui.post("/templates", &form).await.assert_redirect(&format!(
+        "/templates/{}",
+        template_for(&server, "payment_failed", Some(PRODUCT)).id
+    ));
+    let saved = template_for(&server, "payment_failed", Some(PRODUCT));
+    assert_eq!(saved.mjml.as_deref(), Some(mjml));
+    assert!(saved.source.html.contains("Hello {{ customer.name }}"));
+    let page = ui.get(&format!("/templates/{}", saved.id)).await;
+    let body = select_one(&page, "textarea[name=body]").unwrap();
+    assert!(
+        body.contains("&lt;mj-text&gt;"),
+        "the MJML is what is edited: {body}"
+    );
+    server.stop().await;
+}

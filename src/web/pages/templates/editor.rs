@@ -24,14 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::db::templates::{scope_text, TemplateInput};
 use crate::manage::deliveries::TestEmail;
-use crate::manage::preview::{self, Draft, EventChoice, Preview, With};
-use crate::manage::templates;
-use crate::templates::choose::{choose, ItemScope};
+use crate::manage::preview::{self, EventChoice, Preview, With};
+use crate::manage::templates::{self, Format, Scope, Template, TemplateInput};
 use crate::templates::context::variables;
-use crate::templates::defaults::builtin;
-use crate::templates::render::TemplateSource;
 use crate::trigger::TriggerKind;
 use crate::web::auth::SignedIn;
 use crate::web::components::{csrf_input, field_error, form_error, relative, Field, Input};
@@ -77,7 +73,10 @@ pub struct EditorForm {
     pub plan: String,
     #[serde(default)]
     pub subject: String,
-    /// The body as written (HTML).
+    /// `html` or `mjml`: what the body is written in.
+    #[serde(default)]
+    pub format: String,
+    /// The body as written.
     #[serde(default)]
     pub body: String,
     #[serde(default)]
@@ -93,42 +92,63 @@ pub struct EditorForm {
 }
 
 /// The fields an error can be shown beside; any other error is a banner above the form.
-const FIELDS: [&str; 5] = ["subject", "body", "text", "event", "to"];
+const FIELDS: [&str; 6] = ["subject", "format", "body", "text", "event", "to"];
 
 fn optional(value: &str) -> Option<String> {
     Some(value.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 impl EditorForm {
+    /// The form showing `input` as the merchant wrote it.
+    fn of(input: TemplateInput) -> EditorForm {
+        EditorForm {
+            id: input.id.map(|id| id.to_string()).unwrap_or_default(),
+            integration: input.integration_id.unwrap_or_default(),
+            trigger: input.trigger.as_str().to_owned(),
+            product: input.product_id.unwrap_or_default(),
+            plan: input.plan_id.unwrap_or_default(),
+            subject: input.subject,
+            format: input.format.as_str().to_owned(),
+            body: input.body,
+            text: input.text.unwrap_or_default(),
+            enabled: input.enabled.then(|| "1".to_owned()),
+            ..EditorForm::default()
+        }
+    }
+
     fn trigger(&self) -> Result<TriggerKind, Error> {
         self.trigger
             .parse()
             .map_err(|e: crate::trigger::UnknownTrigger| Error::invalid("trigger", e.to_string()))
     }
 
-    fn source(&self) -> TemplateSource {
-        TemplateSource {
-            subject: self.subject.clone(),
-            html: self.body.clone(),
-            text: optional(&self.text),
+    fn format(&self) -> Result<Format, Error> {
+        match self.format.trim() {
+            "" => Ok(Format::Html),
+            format => format
+                .parse()
+                .map_err(|e: String| Error::invalid("format", e)),
         }
     }
 
-    fn draft(&self) -> Result<Draft, Error> {
-        Ok(Draft {
+    /// The template as typed, for the scope the hidden fields name.
+    fn input(&self) -> Result<TemplateInput, Error> {
+        Ok(TemplateInput {
+            id: self.id(),
+            integration_id: optional(&self.integration),
             trigger: self.trigger()?,
             product_id: optional(&self.product),
             plan_id: optional(&self.plan),
-            source: self.source(),
+            subject: self.subject.clone(),
+            format: self.format()?,
+            body: self.body.clone(),
+            text: optional(&self.text),
+            enabled: self.enabled.is_some(),
         })
     }
 
     fn id(&self) -> Option<i64> {
         self.id.trim().parse().ok()
-    }
-
-    fn integration(&self) -> Option<&str> {
-        Some(self.integration.trim()).filter(|i| !i.is_empty())
     }
 }
 
@@ -158,8 +178,8 @@ pub async fn new(
     show(app, &signed_in, None, form, None, None).await
 }
 
-/// The form for a new template: its scope, and the text of the template that answers that
-/// scope today, else the built-in one.
+/// The form for a new template of exactly the query's scope, starting from the template that
+/// answers that scope today, else the built-in one.
 async fn new_form(app: &App, query: NewQuery) -> Result<EditorForm, Error> {
     let trigger: TriggerKind = query.trigger.trim().parse().map_err(|e| {
         Error::invalid(
@@ -167,32 +187,17 @@ async fn new_form(app: &App, query: NewQuery) -> Result<EditorForm, Error> {
             format!("{e}; open the editor from the Templates page"),
         )
     })?;
-    let integration = optional(&query.integration);
-    if let Some(id) = &integration {
+    let integration_id = optional(&query.integration);
+    if let Some(id) = &integration_id {
         crate::manage::integrations::get(app, id).await?;
     }
-    let (product, plan) = (optional(&query.product), optional(&query.plan));
-    let all = templates::list(app).await?;
-    let candidates: Vec<_> = all.iter().filter(|t| t.trigger == trigger).collect();
-    let item = [ItemScope {
-        product_id: product.as_deref(),
-        plan_id: plan.as_deref(),
-    }];
-    let source = match choose(&candidates, &item) {
-        Some((template, _)) => template.source.clone(),
-        None => builtin(trigger),
+    let scope = Scope {
+        integration_id,
+        trigger,
+        product_id: optional(&query.product),
+        plan_id: optional(&query.plan),
     };
-    Ok(EditorForm {
-        integration: integration.unwrap_or_default(),
-        trigger: trigger.as_str().to_owned(),
-        product: product.unwrap_or_default(),
-        plan: plan.unwrap_or_default(),
-        subject: source.subject,
-        body: source.html,
-        text: source.text.unwrap_or_default(),
-        enabled: Some("1".to_owned()),
-        ..EditorForm::default()
-    })
+    Ok(EditorForm::of(templates::draft(app, scope).await?))
 }
 
 #[handler]
@@ -206,17 +211,7 @@ pub async fn edit(
         Ok(template) => template,
         Err(e) => return page_error(&e, Some(signed_in.session())),
     };
-    let form = EditorForm {
-        id: id.to_string(),
-        trigger: template.trigger.as_str().to_owned(),
-        product: template.product_id.clone().unwrap_or_default(),
-        plan: template.plan_id.clone().unwrap_or_default(),
-        subject: template.source.subject.clone(),
-        body: template.source.html.clone(),
-        text: template.source.text.clone().unwrap_or_default(),
-        enabled: template.enabled.then(|| "1".to_owned()),
-        ..EditorForm::default()
-    };
+    let form = EditorForm::of(template.input());
     show(app, &signed_in, Flash::take(jar), form, None, None).await
 }
 
@@ -227,17 +222,8 @@ pub async fn create(
     signed_in: SignedIn,
     Form(form): Form<EditorForm>,
 ) -> Response {
-    let saved = match form.draft() {
-        Ok(draft) => {
-            let input = TemplateInput {
-                trigger: draft.trigger,
-                product_id: draft.product_id,
-                plan_id: draft.plan_id,
-                source: draft.source,
-                enabled: form.enabled.is_some(),
-            };
-            templates::save(app, input).await
-        }
+    let saved = match form.input() {
+        Ok(input) => templates::save(app, TemplateInput { id: None, ..input }).await,
         Err(e) => Err(e),
     };
     after_save(app, jar, &signed_in, form, saved).await
@@ -257,15 +243,13 @@ pub async fn save(
     };
     // The scope is the stored template's, whatever the hidden fields say.
     form.id = id.to_string();
+    form.integration = stored.integration_id.clone().unwrap_or_default();
     form.trigger = stored.trigger.as_str().to_owned();
     form.product = stored.product_id.clone().unwrap_or_default();
     form.plan = stored.plan_id.clone().unwrap_or_default();
-    let input = TemplateInput {
-        trigger: stored.trigger,
-        product_id: stored.product_id,
-        plan_id: stored.plan_id,
-        source: form.source(),
-        enabled: form.enabled.is_some(),
+    let input = match form.input() {
+        Ok(input) => input,
+        Err(e) => return after_save(app, jar, &signed_in, form, Err(e)).await,
     };
     let saved = templates::save(app, input).await;
     after_save(app, jar, &signed_in, form, saved).await
@@ -276,7 +260,7 @@ async fn after_save(
     jar: &CookieJar,
     signed_in: &SignedIn,
     form: EditorForm,
-    saved: Result<crate::db::templates::Template, Error>,
+    saved: Result<Template, Error>,
 ) -> Response {
     match saved {
         Ok(template) => {
@@ -319,10 +303,8 @@ pub async fn render_preview(
     signed_in: SignedIn,
     Form(form): Form<EditorForm>,
 ) -> Response {
-    let rendered = match (form.draft(), With::parse(&form.event)) {
-        (Ok(draft), Ok(with)) => {
-            preview::render(app, &signed_in.csrf, &draft, with, form.integration()).await
-        }
+    let rendered = match (form.input(), With::parse(&form.event)) {
+        (Ok(draft), Ok(with)) => preview::render(app, &signed_in.csrf, &draft, with).await,
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     if wants_json(req) {
@@ -375,17 +357,9 @@ pub async fn test_email(
     signed_in: SignedIn,
     Form(form): Form<EditorForm>,
 ) -> Response {
-    let sent = match (form.draft(), With::parse(&form.event)) {
+    let sent = match (form.input(), With::parse(&form.event)) {
         (Ok(draft), Ok(with)) => {
-            preview::send_test(
-                app,
-                &signed_in.csrf,
-                &draft,
-                with,
-                form.integration(),
-                &form.to,
-            )
-            .await
+            preview::send_test(app, &signed_in.csrf, &draft, with, &form.to).await
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
@@ -455,7 +429,7 @@ async fn page(
     let events = match preview::recent_events(
         app,
         trigger,
-        form.integration(),
+        optional(&form.integration).as_deref(),
         optional(&form.product).as_deref(),
     )
     .await
@@ -469,12 +443,10 @@ async fn page(
         (None, Some(_)) => None,
         (None, None) => {
             let with = With::parse(&form.event).unwrap_or(With::Sample);
-            match form.draft() {
-                Ok(draft) => {
-                    preview::render(app, &signed_in.csrf, &draft, with, form.integration())
-                        .await
-                        .ok()
-                }
+            match form.input() {
+                Ok(draft) => preview::render(app, &signed_in.csrf, &draft, with)
+                    .await
+                    .ok(),
                 Err(_) => None,
             }
         }
@@ -512,11 +484,6 @@ fn view(
         Some(id) => path(id),
         None => "/templates".to_owned(),
     };
-    let scope = scope_text(
-        shown.trigger,
-        optional(&form.product).as_deref(),
-        optional(&form.plan).as_deref(),
-    );
     html! {
         script src=(assets::url("editor.js")) defer {}
         p.back { a href="/templates" { "← All templates" } }
@@ -545,7 +512,6 @@ fn view(
                         @if shown.trigger == TriggerKind::RenewalUpcoming {
                             p.note { "Stripe sends this event only for billing periods longer than 7 days, as many days ahead as set in the Stripe Dashboard (Billing → Subscriptions and emails → Upcoming renewal events)." }
                         }
-                        p.help.scope-text { (scope) }
                     }
                     section.card aria-labelledby="content-heading" {
                         h2 #content-heading { "Content" }
@@ -554,8 +520,10 @@ fn view(
                             .required()
                             .autocomplete("off")
                             .render(error))
+                        (format_switch(form, error))
                         (textarea("Body", "body", &form.body, 18, error, html! {
-                            "Jinja: " code { "{{ customer.name }}" } ", " code { "{% if invoice.url %}…{% endif %}" } ". Values are HTML-escaped."
+                            "Jinja: " code { "{{ customer.name }}" } ", " code { "{% if invoice.url %}…{% endif %}" } ". Values are HTML-escaped. "
+                            "In MJML, put expressions inside " code { "mj-text" } ", " code { "mj-button" } " or attribute values, not between tags."
                         }))
                         (textarea("Text part", "text", &form.text, 8, error, html! {
                             "Optional: empty, it is made from the HTML."
@@ -578,6 +546,27 @@ fn view(
                     (variables_panel(shown.trigger))
                 }
             }
+        }
+    }
+}
+
+/// HTML or MJML: what the body is written in (MJML is compiled to HTML when saved).
+fn format_switch(form: &EditorForm, error: Option<&Error>) -> Markup {
+    let current = form.format().unwrap_or_default();
+    let message = field_error(error, "format");
+    html! {
+        fieldset.field.format-switch.invalid[message.is_some()] {
+            legend { "Body format" }
+            @for (format, label) in [(Format::Html, "HTML"), (Format::Mjml, "MJML")] {
+                label {
+                    input type="radio" name="format" value=(format.as_str()) checked[current == format];
+                    (label)
+                }
+            }
+            @if let Some(message) = message {
+                p.error { (message) }
+            }
+            p.help { "MJML is compiled to responsive HTML that holds up in mail clients, once, when saved." }
         }
     }
 }
