@@ -22,6 +22,8 @@ pub struct App {
     pub wake_processor: Arc<Notify>,
     /// Wakes the sender (a resend, a retry made due now, new SMTP settings).
     pub wake_sender: Arc<Notify>,
+    /// What the template editor keeps between requests (resolved events, rendered previews).
+    pub previews: crate::manage::preview::Previews,
     config: watch::Sender<Arc<Config>>,
 }
 
@@ -40,6 +42,7 @@ impl App {
             pool,
             wake_processor: Arc::new(Notify::new()),
             wake_sender: Arc::new(Notify::new()),
+            previews: Default::default(),
             config: watch::Sender::new(Arc::new(config)),
         })
     }

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use crate::app::App;
+use crate::config::SmtpConfig;
 use crate::db::deliveries::{self, Attempt, Delivery, LogFilter, LogPage, LogRow};
 use crate::db::events::{self, StoredEvent};
 use crate::db::{catalog, integrations, now_unix};
+use crate::outbox::smtp::SendError;
 use crate::Error;
 
 /// A delivery and what its page shows beside it.
@@ -190,6 +192,15 @@ pub enum TestEmail {
 /// Sends one short email to `to` with the SMTP settings in effect now and reports what the relay
 /// said. Without a relay configured, `Error::Invalid` of `smtp`.
 pub async fn send_test_email(app: &App, to: &str) -> Result<TestEmail, Error> {
+    let (smtp, to) = test_relay(app, to)?;
+    Ok(test_reply(
+        crate::outbox::smtp::send_test_email(&smtp, &to).await,
+    ))
+}
+
+/// The SMTP settings in effect and `to` trimmed, when a test email can be sent to it now:
+/// `Error::Invalid` of `to` for what is not an address, of `smtp` without a relay.
+pub(crate) fn test_relay(app: &App, to: &str) -> Result<(SmtpConfig, String), Error> {
     let to = to.trim().to_owned();
     if !crate::outbox::smtp::is_address(&to) {
         return Err(Error::invalid(
@@ -205,15 +216,18 @@ pub async fn send_test_email(app: &App, to: &str) -> Result<TestEmail, Error> {
              config, or MMC_SMTP__HOST) first",
         ));
     }
-    Ok(
-        match crate::outbox::smtp::send_test_email(&smtp, &to).await {
-            Ok(line) => TestEmail::Accepted(line),
-            Err((error, likely_fix)) => TestEmail::Refused {
-                error: error.message().to_owned(),
-                likely_fix,
-            },
+    Ok((smtp, to))
+}
+
+/// What the relay said to a test email, as the pages show it.
+pub(crate) fn test_reply(sent: Result<String, (SendError, Option<String>)>) -> TestEmail {
+    match sent {
+        Ok(line) => TestEmail::Accepted(line),
+        Err((error, likely_fix)) => TestEmail::Refused {
+            error: error.message().to_owned(),
+            likely_fix,
         },
-    )
+    }
 }
 
 fn not_found(id: i64) -> Error {

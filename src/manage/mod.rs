@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod events;
 pub mod integrations;
+pub mod preview;
 pub mod settings;
 pub mod templates;
 pub mod users;

@@ -436,7 +436,7 @@ pub async fn preview(
 }
 
 /// The shop a preview without an integration speaks for.
-fn stand_in() -> Integration {
+pub(crate) fn stand_in() -> Integration {
     Integration {
         id: "preview".into(),
         name: "Your shop".into(),

@@ -736,22 +736,6 @@ pub async fn send_test_email(
     config: &SmtpConfig,
     to: &str,
 ) -> Result<String, (SendError, Option<String>)> {
-    let with_hint = |e: SendError| {
-        let hint = e.hint(config);
-        (e, hint)
-    };
-    let mailer = Mailer::new(config).map_err(|e| (SendError::permanent(e.to_string()), None))?;
-    check_recipient(to).map_err(|e| (e.into(), None))?;
-
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random)
-        .map_err(|e| (SendError::transient(format!("no randomness: {e}")), None))?;
-    // Not an outbox row, so the Message-ID is random rather than derived from a delivery.
-    let message_id = format!(
-        "<test.{}@{}>",
-        hex::encode(random),
-        domain_of(&config.from_address)
-    );
     let text = format!(
         "This is a test email from MailMyCustomer.\n\nIt went through {} with security = {:?}.\nIf you can read this, emails to your customers can be sent.\n",
         host_port(&config.host, config.port),
@@ -773,14 +757,39 @@ pub async fn send_test_email(
         html: &html,
         text: &text,
     };
+    send_now(config, &email).await
+}
 
+/// Sends one email that is no outbox row (a test) on a connection of its own, and says what
+/// the relay replied, or why it failed with the likely fix.
+pub async fn send_now(
+    config: &SmtpConfig,
+    email: &OutgoingEmail<'_>,
+) -> Result<String, (SendError, Option<String>)> {
+    let with_hint = |e: SendError| {
+        let hint = e.hint(config);
+        (e, hint)
+    };
+    let mailer = Mailer::new(config).map_err(|e| (SendError::permanent(e.to_string()), None))?;
+    check_recipient(email.to).map_err(|e| (e.into(), None))?;
+
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random)
+        .map_err(|e| (SendError::transient(format!("no randomness: {e}")), None))?;
+    // Not an outbox row, so the Message-ID is random rather than derived from a delivery.
+    let message_id = format!(
+        "<test.{}@{}>",
+        hex::encode(random),
+        domain_of(email.from_address.unwrap_or(&config.from_address))
+    );
     let mut connection = mailer.connect().await.map_err(with_hint)?;
-    let reply = connection.send_with_id(&mailer, &email, &message_id).await;
+    let reply = connection.send_with_id(&mailer, email, &message_id).await;
     connection.quit().await;
     let reply = reply.map_err(with_hint)?;
     Ok(format!(
-        "{} accepted the test email to {to}: \"{reply}\", Message-ID {message_id}",
-        host_port(&config.host, config.port)
+        "{} accepted the test email to {}: \"{reply}\", Message-ID {message_id}",
+        host_port(&config.host, config.port),
+        email.to
     ))
 }
 

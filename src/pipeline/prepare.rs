@@ -190,15 +190,69 @@ impl Preparer {
         event_id: Option<i64>,
         payload: &str,
     ) -> Outcome {
+        let Resolved {
+            mut delivery,
+            template,
+            email,
+            notes,
+        } = match self
+            .resolve(integration, templates, event_id, payload)
+            .await
+        {
+            Ok(resolved) => resolved,
+            Err(outcome) => return outcome,
+        };
+        let kind = delivery.trigger;
+        match self
+            .renderer
+            .render(Some(template.id), &template.source, kind, &email)
+        {
+            Ok(rendered) => {
+                // A subject is a header: one line, whatever the template or the facts held.
+                delivery.subject = Some(clean_text(&rendered.subject));
+                if !notes.is_empty() {
+                    delivery.note = Some(notes.join("; "));
+                }
+                delivery.html = Some(rendered.html);
+                delivery.text = Some(rendered.text);
+                delivery.status = Status::Queued;
+                Outcome::Delivery(Box::new(delivery))
+            }
+            Err(e) => {
+                let note = format!(
+                    "template {} ({}) could not be rendered: {e}",
+                    template.id,
+                    template.scope()
+                );
+                delivery.status = Status::Failed;
+                delivery.note = Some(note);
+                Outcome::Delivery(Box::new(delivery))
+            }
+        }
+    }
+
+    /// Everything `prepare` does short of rendering: classify, look up what the payload lacks,
+    /// choose the template among `templates`, resolve its item's plan. The editor's preview
+    /// renders unsaved text with these facts, resolved once. `Err` is the outcome when the
+    /// event sends nothing (ignored, postponed, skipped or failed).
+    pub async fn resolve<'t>(
+        &self,
+        integration: &Integration,
+        templates: &'t [templates::Template],
+        event_id: Option<i64>,
+        payload: &str,
+    ) -> Result<Resolved<'t>, Outcome> {
         let event: Value = match serde_json::from_str(payload) {
             Ok(v) => v,
-            Err(e) => return Outcome::Ignore(format!("payload is not JSON: {e}")),
+            Err(e) => return Err(Outcome::Ignore(format!("payload is not JSON: {e}"))),
         };
         let mut facts = match classify(&event) {
-            Classification::Ignored { reason } => return Outcome::Ignore(reason),
-            Classification::Deauthorized { account } => return deauthorized(integration, account),
+            Classification::Ignored { reason } => return Err(Outcome::Ignore(reason)),
+            Classification::Deauthorized { account } => {
+                return Err(deauthorized(integration, account))
+            }
             Classification::Catalog(change) => {
-                return self.catalog_change(integration, change).await
+                return Err(self.catalog_change(integration, change).await)
             }
             Classification::Trigger(facts) => *facts,
         };
@@ -214,7 +268,7 @@ impl Preparer {
         let not_sent = |mut d: NewDelivery, status: Status, note: String| {
             d.status = status;
             d.note = Some(note);
-            Outcome::Delivery(Box::new(d))
+            Err(Outcome::Delivery(Box::new(d)))
         };
         if integration.status == IntegrationStatus::Disconnected {
             return not_sent(
@@ -230,9 +284,9 @@ impl Preparer {
         };
         let mut notes = Vec::new();
         match lookups.complete(&mut facts, &mut notes).await {
-            Ok(Some(reason)) => return Outcome::Ignore(reason),
+            Ok(Some(reason)) => return Err(Outcome::Ignore(reason)),
             Ok(None) => {}
-            Err(LookupError::Transient(reason)) => return Outcome::Retry(reason),
+            Err(LookupError::Transient(reason)) => return Err(Outcome::Retry(reason)),
             Err(LookupError::Permanent(reason)) => {
                 return not_sent(delivery, Status::Failed, reason)
             }
@@ -306,7 +360,7 @@ impl Preparer {
                 .await
             {
                 Ok(plan) => plan,
-                Err(LookupError::Transient(reason)) => return Outcome::Retry(reason),
+                Err(LookupError::Transient(reason)) => return Err(Outcome::Retry(reason)),
                 Err(LookupError::Permanent(reason)) => {
                     return not_sent(delivery, Status::Failed, reason)
                 }
@@ -341,31 +395,23 @@ impl Preparer {
             merchant_name: integration.name.clone(),
             event_created: event["created"].as_i64().unwrap_or(0),
         };
-        match self
-            .renderer
-            .render(Some(template.id), &template.source, kind, &email)
-        {
-            Ok(rendered) => {
-                // A subject is a header: one line, whatever the template or the facts held.
-                delivery.subject = Some(clean_text(&rendered.subject));
-                if !notes.is_empty() {
-                    delivery.note = Some(notes.join("; "));
-                }
-                delivery.html = Some(rendered.html);
-                delivery.text = Some(rendered.text);
-                delivery.status = Status::Queued;
-                Outcome::Delivery(Box::new(delivery))
-            }
-            Err(e) => {
-                let note = format!(
-                    "template {} ({}) could not be rendered: {e}",
-                    template.id,
-                    template.scope()
-                );
-                not_sent(delivery, Status::Failed, note)
-            }
-        }
+        Ok(Resolved {
+            delivery,
+            template,
+            email,
+            notes,
+        })
     }
+}
+
+/// An event resolved for its template: the delivery row so far, the template chosen, and the
+/// facts the email shows.
+pub struct Resolved<'t> {
+    pub delivery: NewDelivery,
+    pub template: &'t templates::Template,
+    pub email: EmailFacts,
+    /// What the email goes without, and why (the delivery's note).
+    pub notes: Vec<String>,
 }
 
 fn deauthorized(integration: &Integration, account: Option<String>) -> Outcome {

@@ -166,6 +166,66 @@ pub fn variable_names(kind: TriggerKind) -> Vec<String> {
     names
 }
 
+/// One variable as the editor lists it: its name, what it holds, and its value for the
+/// trigger's sample event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    pub meaning: &'static str,
+    pub example: String,
+}
+
+/// The variables of `kind` with their meaning and an example (empty when the sample lacks it).
+pub fn variables(kind: TriggerKind) -> Vec<Variable> {
+    let context = build(kind, &sample(kind));
+    variable_names(kind)
+        .into_iter()
+        .map(|name| {
+            let mut value = Some(context.clone());
+            for part in name.split('.') {
+                value = value.and_then(|v| v.get_attr(part).ok());
+            }
+            let example = value
+                .filter(|v| !v.is_none() && !v.is_undefined())
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            Variable {
+                meaning: meaning(&name),
+                name,
+                example,
+            }
+        })
+        .collect()
+}
+
+/// What a variable holds, in a few words.
+fn meaning(name: &str) -> &'static str {
+    match name {
+        "customer.name" | "name" => "The customer's name, when Stripe has one",
+        "customer.email" => "The customer's email address",
+        "product.id" => "The Stripe product's id",
+        "product.name" => "The product's name",
+        "plan.id" => "The Stripe price's id",
+        "plan.name" => "The plan's name (the price's nickname, else its amount)",
+        "plan.interval" => "How often the plan bills: day, week, month or year",
+        "amount" => "The amount, formatted in its currency",
+        "amount_raw" => "The amount in minor units (cents), for the money filter",
+        "currency" => "The currency code",
+        "merchant.name" => "Your integration's name",
+        "renewal_date" => "When the subscription renews (a date)",
+        "days_until_renewal" => "Days from the event to the renewal",
+        "trial_end" => "When the trial ends (a date)",
+        "failure.reason" | "failReason" => "Why the payment failed, as the bank said",
+        "next_attempt_at" => "When Stripe tries the payment again, if it will",
+        "invoice.url" => "The invoice's page, where the customer can pay or update the card",
+        "invoice.pdf" => "The invoice as a PDF",
+        "receipt_url" => "The receipt's page",
+        "refund.amount" | "amountRefunded" => "The amount refunded, formatted in its currency",
+        "refund.amount_raw" => "The amount refunded in minor units",
+        _ => "",
+    }
+}
+
 /// A realistic example of each trigger's facts: templates are checked against it when saved,
 /// and `template show` previews with it.
 pub fn sample(kind: TriggerKind) -> EmailFacts {
@@ -207,4 +267,25 @@ pub fn sample(kind: TriggerKind) -> EmailFacts {
         }
     }
     facts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The editor lists every variable with what it means and, where the sample has one, an
+    /// example.
+    #[test]
+    fn every_variable_has_a_meaning() {
+        for kind in TriggerKind::ALL {
+            for v in variables(kind) {
+                assert!(!v.meaning.is_empty(), "{kind}: {} has no meaning", v.name);
+            }
+        }
+        let failed = variables(TriggerKind::PaymentFailed);
+        let reason = failed.iter().find(|v| v.name == "failure.reason").unwrap();
+        assert_eq!(reason.example, "Your card was declined.");
+        let name = failed.iter().find(|v| v.name == "customer.name").unwrap();
+        assert_eq!(name.example, "Jenny Rosen");
+    }
 }

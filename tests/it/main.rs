@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod delivery;
 mod events_ui;
+mod editor_ui;
 mod facts;
 mod fake_stripe;
 mod fuzz_corpus;

@@ -42,7 +42,10 @@ pub fn routes() -> Route {
             "/integrations/:id/remove",
             get(integrations::remove::confirm).post(integrations::remove::remove),
         )
-        .at("/templates", get(templates::matrix::page))
+        .at(
+            "/templates",
+            get(templates::matrix::page).post(templates::editor::create),
+        )
         .at("/templates/import", post(templates::transfer::import))
         .at("/templates/:id/export", get(templates::transfer::export))
         .at("/templates/:id/enable", post(templates::actions::enable))
@@ -60,4 +63,15 @@ pub fn routes() -> Route {
         .at("/log/:id", get(log::delivery::show))
         .at("/log/:id/email", get(log::delivery::email))
         .at("/log/:id/resend", post(log::delivery::resend))
+        .at("/templates/new", get(templates::editor::new))
+        .at(
+            "/templates/preview",
+            post(templates::editor::render_preview),
+        )
+        .at("/templates/preview/:token", get(templates::editor::frame))
+        .at("/templates/test-email", post(templates::editor::test_email))
+        .at(
+            "/templates/:id",
+            get(templates::editor::edit).post(templates::editor::save),
+        )
 }

@@ -2,10 +2,11 @@
 //! plan × trigger today) with the plain list of every template (`matrix`), and what can be done
 //! to a template from there: switch it on or off, restore a built-in, copy it to another scope,
 //! remove it after saying what takes over (`actions`), download it as a TOML file or upload
-//! files to import (`transfer`). Writing one is the editor's. Every change goes through
+//! files to import (`transfer`), and write one with its live preview (`editor`). Every change goes through
 //! `manage::templates`; this module only reads forms and draws pages.
 
 pub mod actions;
+pub mod editor;
 pub mod matrix;
 pub mod transfer;
 
