@@ -7,6 +7,7 @@
 //! `target/screenshots/`. A missing Chromium or chromedriver fails the test with the fix (tests/run
 //! installs both), as a missing smtp-sink does: a skipped browser test would look like a pass.
 
+mod events;
 mod flow;
 mod smoke;
 
