@@ -9,6 +9,7 @@
 
 mod catalog;
 mod editor;
+mod events;
 mod flow;
 mod log;
 mod smoke;
