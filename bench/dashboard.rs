@@ -232,6 +232,11 @@ pub fn queries(
         &[&since],
     )?);
     out.push(plan_only(
+        "  (with it: failures processed again, subtracted)",
+        sql::FAILED_SUPERSEDED,
+        &[&since],
+    )?);
+    out.push(plan_only(
         "  (with it: the newest failure)",
         sql::FAILED_NEWEST,
         &[&since],

@@ -148,16 +148,25 @@ pub mod sql {
             status, last_error, created_at, sent_at
         FROM deliveries d INDEXED BY deliveries_status
         WHERE status = 'failed' AND created_at >= ?1 AND reason IS NULL
+          AND superseded_by IS NULL
           AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.resend_of = d.id)
         ORDER BY created_at DESC, id DESC LIMIT 1";
     /// `?1`: since (unix seconds).
     pub const FAILED_WITH_REASON: &str =
         "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_reason
-        WHERE reason IS NOT NULL AND created_at >= ?1 AND status = 'failed'";
+        WHERE reason IS NOT NULL AND created_at >= ?1 AND status = 'failed'
+          AND superseded_by IS NULL";
+    /// `?1`: since (unix seconds). Failures without a reason that an event processed again
+    /// replaced (and that were not resent too, which `FAILED_RESENT` counts).
+    pub const FAILED_SUPERSEDED: &str = "SELECT COUNT(*)
+        FROM deliveries d INDEXED BY deliveries_superseded
+        WHERE superseded_by IS NOT NULL AND status = 'failed' AND reason IS NULL
+          AND created_at >= ?1
+          AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.resend_of = d.id)";
     /// `?1`: since (unix seconds).
     pub const NOT_SENT: &str = "SELECT integration_id, reason, COUNT(*), MAX(created_at)
         FROM deliveries INDEXED BY deliveries_reason
-        WHERE reason IS NOT NULL AND created_at >= ?1
+        WHERE reason IS NOT NULL AND created_at >= ?1 AND superseded_by IS NULL
         GROUP BY integration_id, reason ORDER BY integration_id, reason";
     /// Each integration's newest event, as the event processor records it (migration V12).
     pub const ACTIVITY: &str = "SELECT id, last_event_at FROM integrations ORDER BY created_at, id";
@@ -210,6 +219,11 @@ pub fn failed_since(conn: &Connection, first_day: i64) -> Result<Failed, Error> 
         .prepare_cached(sql::FAILED_RESENT)
         .and_then(|mut s| s.query_row([since], |r| r.get(0)))
         .map_err(classify_db_error)?;
+    // Failures an event processed again has replaced need nothing more: few, and indexed.
+    let superseded: i64 = conn
+        .prepare_cached(sql::FAILED_SUPERSEDED)
+        .and_then(|mut s| s.query_row([since], |r| r.get(0)))
+        .map_err(classify_db_error)?;
     // Failures with a reason are brought up with that reason (`not_sent_since`), not here.
     let with_reason: i64 = conn
         .prepare_cached(sql::FAILED_WITH_REASON)
@@ -221,7 +235,7 @@ pub fn failed_since(conn: &Connection, first_day: i64) -> Result<Failed, Error> 
         .and_then(|mut s| s.query_row([since], row).optional())
         .map_err(classify_db_error)?;
     Ok(Failed {
-        count: failed - resent - with_reason,
+        count: failed - resent - superseded - with_reason,
         newest,
     })
 }
@@ -600,6 +614,48 @@ mod tests {
         assert_eq!(failed.count, 2, "a resent failure needs nothing more");
         assert_eq!(failed.newest.as_ref().map(|r| r.id), Some(ids[1]));
         assert_eq!(failed_since(&conn, day - 1).unwrap().count, 3);
+
+        // An event processed again replaced a failure (its row stays, pointing at the new one).
+        conn.execute(
+            "UPDATE deliveries SET superseded_by = 424242 WHERE id = ?1",
+            [ids[1]],
+        )
+        .unwrap();
+        let failed = failed_since(&conn, day).unwrap();
+        assert_eq!(failed.count, 1, "a replaced failure needs nothing more");
+        assert_eq!(failed.newest.as_ref().map(|r| r.id), Some(ids[0]));
+    }
+
+    #[test]
+    fn not_sent_leaves_out_what_was_processed_again() {
+        let conn = memory();
+        let a = integration(&conn, "a");
+        let now = 20_200 * DAY;
+        let mut ids = Vec::new();
+        for key in [1, 3] {
+            let skipped = NewDelivery {
+                reason: Some(Reason::NoTemplate),
+                ..new_delivery(&a, key, Status::Skipped)
+            };
+            let Inserted::New(id) = deliveries::insert(&conn, &skipped, now).unwrap() else {
+                panic!("a new fact")
+            };
+            ids.push(id);
+        }
+        let count = |conn: &Connection| -> i64 {
+            not_sent_since(conn, now - DAY)
+                .unwrap()
+                .iter()
+                .map(|n| n.count)
+                .sum()
+        };
+        assert_eq!(count(&conn), 2);
+        conn.execute(
+            "UPDATE deliveries SET superseded_by = 424242 WHERE id = ?1",
+            [ids[0]],
+        )
+        .unwrap();
+        assert_eq!(count(&conn), 1);
     }
 
     #[test]
