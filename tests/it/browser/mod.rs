@@ -9,6 +9,7 @@
 
 mod flow;
 mod smoke;
+mod templates;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
