@@ -299,29 +299,40 @@ fn matrix_rows(integration: &str, all: &[Template], catalog: Vec<CatalogEntry>) 
             }
         }
     }
+    // Each cell looks only at its trigger's templates (choose checks the trigger again).
+    let by_trigger: Vec<Vec<&Template>> = TriggerKind::ALL
+        .iter()
+        .map(|k| {
+            relevant
+                .iter()
+                .copied()
+                .filter(|t| t.trigger == *k)
+                .collect()
+        })
+        .collect();
     scopes
         .into_iter()
         .map(|s| {
             let items = item_of(s.product_id.as_deref(), s.plan_id.as_deref());
             let cells = TriggerKind::ALL
                 .into_iter()
-                .map(|trigger| {
+                .zip(&by_trigger)
+                .map(|(trigger, candidates)| {
                     let occasion = Occasion {
                         integration_id: integration,
                         trigger,
                     };
-                    let chosen = choose(&relevant, occasion, &items).map(|(t, _)| Chosen {
+                    let chosen = choose(candidates, occasion, &items).map(|(t, _)| Chosen {
                         id: t.id,
                         subject: t.source.subject.clone(),
                         product_id: t.product_id.clone(),
                         plan_id: t.plan_id.clone(),
                         shared: t.integration_id.is_none(),
                     });
-                    let exact = relevant
+                    let exact = candidates
                         .iter()
                         .find(|t| {
                             t.integration_id.as_deref() == Some(integration)
-                                && t.trigger == trigger
                                 && t.product_id == s.product_id
                                 && t.plan_id == s.plan_id
                         })

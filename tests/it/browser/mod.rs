@@ -13,6 +13,7 @@ mod events;
 mod flow;
 mod log;
 mod smoke;
+mod templates;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

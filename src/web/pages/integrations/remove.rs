@@ -94,9 +94,9 @@ pub fn view(session: Session, integration: &Integration, holdings: &Holdings) ->
                 }
             }
             p {
-                "Templates are shared by all integrations and stay. Stripe keeps sending to the \
-                 webhook URL until you delete the endpoint in the Stripe Dashboard \
-                 (Developers → Webhooks); this server will refuse those events."
+                "Its own templates go too; templates shared by all integrations stay. Stripe \
+                 keeps sending to the webhook URL until you delete the endpoint in the Stripe \
+                 Dashboard (Developers → Webhooks); this server will refuse those events."
             }
             form method="post" action={ (path(id)) "/remove" } {
                 (csrf_input(session.csrf))
