@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mailmycustomer::app::App;
 use mailmycustomer::db::{self, catalog, integrations, templates::TemplateInput};
-use mailmycustomer::templates::render::TemplateSource;
+use mailmycustomer::templates::body::Format;
 use mailmycustomer::trigger::TriggerKind;
 use scraper::{ElementRef, Html, Selector};
 
@@ -229,14 +229,15 @@ async fn a_rename_on_stripe_is_reported_and_nothing_is_deleted() {
         mailmycustomer::manage::templates::save(
             &app,
             TemplateInput {
+                id: None,
+                integration_id: None,
                 trigger: TriggerKind::PaymentFailed,
                 product_id: product.map(str::to_owned),
                 plan_id: plan.map(str::to_owned),
-                source: TemplateSource {
-                    subject: "Your payment failed".into(),
-                    html: "<p>Please update your card.</p>".into(),
-                    text: None,
-                },
+                subject: "Your payment failed".into(),
+                format: Format::Html,
+                body: "<p>Please update your card.</p>".into(),
+                text: None,
                 enabled: true,
             },
         )
@@ -569,14 +570,15 @@ async fn the_next_email_after_a_refresh_uses_the_new_names() {
     mailmycustomer::manage::templates::save(
         &app,
         TemplateInput {
+            id: None,
+            integration_id: None,
             trigger: TriggerKind::PaymentReceived,
             product_id: None,
             plan_id: None,
-            source: TemplateSource {
-                subject: "{{ product.name }} / {{ plan.name }}".into(),
-                html: "<p>Thank you.</p>".into(),
-                text: None,
-            },
+            subject: "{{ product.name }} / {{ plan.name }}".into(),
+            format: Format::Html,
+            body: "<p>Thank you.</p>".into(),
+            text: None,
             enabled: true,
         },
     )
