@@ -90,7 +90,7 @@ pub async fn show(app: &App, integration: &str, after: Option<&str>) -> Result<C
         false => None,
     };
 
-    let (for_product, for_plan) = template_counts(app).await?;
+    let (for_product, for_plan) = template_counts(app, integration).await?;
     let entry = |plan: StoredPlan| PlanEntry {
         templates: for_plan.get(&plan.plan.id).copied().unwrap_or(0),
         plan,
@@ -117,13 +117,15 @@ pub async fn show(app: &App, integration: &str, after: Option<&str>) -> Result<C
     })
 }
 
-/// How many templates are made for each product and for each plan.
+/// How many templates that can answer this integration's events (its own and the shared
+/// ones) are made for each product and for each plan.
 async fn template_counts(
     app: &App,
+    integration: &str,
 ) -> Result<(HashMap<String, usize>, HashMap<String, usize>), Error> {
     let mut for_product = HashMap::new();
     let mut for_plan = HashMap::new();
-    for template in templates::list(app).await? {
+    for template in templates::list_for(app, integration).await? {
         if let Some(product) = template.product_id {
             *for_product.entry(product).or_default() += 1;
         }

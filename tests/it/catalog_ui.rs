@@ -245,6 +245,33 @@ async fn a_rename_on_stripe_is_reported_and_nothing_is_deleted() {
         .unwrap();
     }
 
+    // Another shop's own template for the same product does not count here.
+    let other = integrations::insert(
+        &server.db(),
+        &integrations::NewIntegration {
+            name: "Other shop",
+            webhook_secret: SECRET,
+            api_key: None,
+            stripe_account: None,
+            from_address: None,
+        },
+    )
+    .unwrap();
+    mailmycustomer::manage::templates::save(
+        &app,
+        TemplateInput {
+            integration_id: Some(other.id),
+            product_id: Some("prod_cat_007".into()),
+            ..TemplateInput::html(
+                TriggerKind::PaymentFailed,
+                "Other shop's subject",
+                "<p>Other shop.</p>",
+            )
+        },
+    )
+    .await
+    .unwrap();
+
     let page = refresh(&ui, &server).await;
     let (message, error) = flash(&page);
     assert!(!error, "{message}");
