@@ -351,12 +351,38 @@ fn pages(
             deep,
         });
     }
+    let newest_event: i64 = {
+        let conn = db::open(path, Duration::from_secs(5))?;
+        conn.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))?
+    };
     for (name, path) in [
         ("one delivery (`/log/{id}`)", format!("/log/{}", newest.id)),
         (
             "its email (`/log/{id}/email`)",
             format!("/log/{}/email", newest.id),
         ),
+        // The other pages, on the same database.
+        ("dashboard (`/`)", "/".to_owned()),
+        ("integrations (`/integrations`)", "/integrations".to_owned()),
+        (
+            "an integration (`/integrations/{id}`)",
+            format!("/integrations/{INTEGRATION}"),
+        ),
+        (
+            "its products and plans",
+            format!("/integrations/{INTEGRATION}/catalog"),
+        ),
+        (
+            "template matrix (`/templates`)",
+            format!("/templates?integration={INTEGRATION}"),
+        ),
+        ("events, newest (`/events`)", "/events".to_owned()),
+        ("events, skipped", "/events?outcome=skipped".to_owned()),
+        (
+            "one event (`/events/{id}`)",
+            format!("/events/{newest_event}"),
+        ),
+        ("settings (`/settings`)", "/settings".to_owned()),
     ] {
         let (_, median_t, max_t) = time_page(&mut client, &path, repeats, failures)?;
         times.push(PageTime {
