@@ -133,13 +133,13 @@ async fn typing_changes_the_preview_variables_insert_and_a_test_email_arrives() 
     );
 }
 
-async fn frame_src(browser: &Browser) -> String {
+pub(super) async fn frame_src(browser: &Browser) -> String {
     let frame = browser.wait_for(Locator::Id("preview-frame")).await;
     frame.attr("src").await.unwrap().unwrap_or_default()
 }
 
 /// Waits until the preview frame loads something other than `old`; returns its address.
-async fn wait_for_new_frame(browser: &Browser, old: &str) -> String {
+pub(super) async fn wait_for_new_frame(browser: &Browser, old: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = frame_src(browser).await;
@@ -156,7 +156,7 @@ async fn wait_for_new_frame(browser: &Browser, old: &str) -> String {
 }
 
 /// The text the preview frame shows once it contains `expected` (read inside the frame).
-async fn frame_showing(browser: &Browser, expected: &str) -> String {
+pub(super) async fn frame_showing(browser: &Browser, expected: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let frame = browser.wait_for(Locator::Id("preview-frame")).await;

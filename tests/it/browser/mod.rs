@@ -12,6 +12,7 @@ mod editor;
 mod events;
 mod flow;
 mod log;
+mod merchant;
 mod smoke;
 mod templates;
 
