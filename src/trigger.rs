@@ -382,6 +382,29 @@ pub fn refund_matching_total(refunds: &[Value], amount_refunded: i64) -> Option<
     None
 }
 
+/// The event types a webhook endpoint the program creates subscribes to, and the catch-up
+/// lists: each of the 7 triggers' events once (not the aliases that repeat a fact:
+/// `invoice.payment_succeeded`, `charge.refunded`, `charge.refund.updated`, whose facts the
+/// business keys would only dedupe), and the catalog's updates. A pasted-secret endpoint may send
+/// the aliases too; `classify` takes them all.
+pub const SUBSCRIBED_EVENTS: &[&str] = &[
+    "customer.subscription.created",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.upcoming",
+    "charge.succeeded",
+    "refund.created",
+    "refund.updated",
+    "product.created",
+    "product.updated",
+    "product.deleted",
+    "price.created",
+    "price.updated",
+    "price.deleted",
+];
+
 /// `billing_reason`s of invoices a subscription raised by itself: renewals, the first invoice,
 /// prorations from a plan change and usage thresholds (`subscription` is the pre-2018 name for
 /// all of them). A failure of any of these is an automatic charge the customer did not witness;

@@ -45,17 +45,113 @@ impl std::str::FromStr for Status {
     }
 }
 
-/// `Debug` shows the secret and the key as `[redacted]`.
-#[derive(Debug, Clone)]
+/// How events reach an integration (`integrations.connection`, migration V13).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ConnectedBy {
+    /// The merchant made the endpoint (or runs `stripe listen`) and pasted its signing secret.
+    #[default]
+    SigningSecret,
+    /// The program created its own endpoint (`endpoint`) with the merchant's API key.
+    ApiKey,
+    /// A Connect account through OAuth: its events come to the platform's Connect endpoint and
+    /// are routed by their `account`; it has no signing secret of its own.
+    OAuth,
+}
+
+impl ConnectedBy {
+    pub const ALL: [ConnectedBy; 3] = [
+        ConnectedBy::SigningSecret,
+        ConnectedBy::ApiKey,
+        ConnectedBy::OAuth,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectedBy::SigningSecret => "signing_secret",
+            ConnectedBy::ApiKey => "api_key",
+            ConnectedBy::OAuth => "oauth",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ConnectedBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ConnectedBy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown connection {s:?}: use signing_secret, api_key or oauth")
+            })
+    }
+}
+
+/// The webhook endpoint the program created on the merchant's account, as Stripe last
+/// described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `we_…`
+    pub id: String,
+    /// `enabled`, or `disabled` (by Stripe after repeated failures, or by the merchant); `None`
+    /// until first read back.
+    pub status: Option<String>,
+    pub checked_at: Option<i64>,
+}
+
+/// The last successful catch-up through `GET /v1/events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CatchUp {
+    /// When it last succeeded, unix seconds; `None`: never.
+    pub at: Option<i64>,
+    /// The `created` time that run reached back to; the next run starts before it by a margin.
+    pub from: Option<i64>,
+    /// Events that run stored because no webhook had brought them.
+    pub recovered_last: i64,
+    pub recovered_total: i64,
+}
+
+/// When and why an integration stopped listening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnected {
+    pub at: i64,
+    pub reason: String,
+}
+
+/// `Debug` shows the secrets, the key and the tokens as `[redacted]`.
+#[derive(Debug, Clone, Default)]
 pub struct Integration {
     pub id: String,
     pub name: String,
+    /// Empty when it has none: a Connect (OAuth) integration, or one disconnected.
     pub webhook_secret: Secret,
     pub api_key: Option<Secret>,
     pub stripe_account: Option<String>,
     pub status: Status,
     pub created_at: i64,
     pub from_address: Option<String>,
+    pub connected_by: ConnectedBy,
+    pub endpoint: Option<Endpoint>,
+    /// The account's name as `GET /v1/account` gave it.
+    pub account_name: Option<String>,
+    /// Whether the key or token is for live mode; `None` when never learned.
+    pub livemode: Option<bool>,
+    pub oauth_access_token: Option<Secret>,
+    pub oauth_refresh_token: Option<Secret>,
+    pub catch_up: CatchUp,
+    pub disconnected: Option<Disconnected>,
+}
+
+impl Integration {
+    /// Whether its own webhook URL takes events: a disconnected one answers 410.
+    pub fn is_listening(&self) -> bool {
+        self.status == Status::Active
+    }
 }
 
 pub struct NewIntegration<'a> {
@@ -67,8 +163,10 @@ pub struct NewIntegration<'a> {
     pub from_address: Option<&'a str>,
 }
 
-const COLUMNS: &str =
-    "id, name, webhook_secret, api_key, stripe_account, status, created_at, from_address";
+const COLUMNS: &str = "id, name, webhook_secret, api_key, stripe_account, status, created_at, \
+     from_address, connection, endpoint_id, endpoint_status, endpoint_checked_at, account_name, \
+     livemode, oauth_access_token, oauth_refresh_token, caught_up_at, caught_up_from, \
+     recovered_last, recovered_total, disconnected_at, disconnect_reason";
 
 fn from_row(row: &Row) -> rusqlite::Result<Integration> {
     Ok(Integration {
@@ -80,6 +178,32 @@ fn from_row(row: &Row) -> rusqlite::Result<Integration> {
         status: row.get(5)?,
         created_at: row.get(6)?,
         from_address: row.get(7)?,
+        connected_by: row.get(8)?,
+        endpoint: match row.get::<_, Option<String>>(9)? {
+            Some(id) => Some(Endpoint {
+                id,
+                status: row.get(10)?,
+                checked_at: row.get(11)?,
+            }),
+            None => None,
+        },
+        account_name: row.get(12)?,
+        livemode: row.get(13)?,
+        oauth_access_token: row.get(14)?,
+        oauth_refresh_token: row.get(15)?,
+        catch_up: CatchUp {
+            at: row.get(16)?,
+            from: row.get(17)?,
+            recovered_last: row.get(18)?,
+            recovered_total: row.get(19)?,
+        },
+        disconnected: match row.get::<_, Option<i64>>(20)? {
+            Some(at) => Some(Disconnected {
+                at,
+                reason: row.get::<_, Option<String>>(21)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -296,14 +420,100 @@ pub fn holdings(conn: &Connection, id: &str) -> Result<Holdings, Error> {
     .map_err(classify_db_error)
 }
 
-/// Marks an integration connected or disconnected (e.g. on `account.application.deauthorized`).
-pub fn set_status(conn: &Connection, id: &str, status: Status) -> Result<(), Error> {
+/// How an integration is connected, as `set_link` stores it in one go.
+#[derive(Debug, Default)]
+pub struct Link<'a> {
+    pub connected_by: ConnectedBy,
+    /// Empty for a Connect (OAuth) integration.
+    pub webhook_secret: &'a str,
+    pub api_key: Option<&'a str>,
+    pub stripe_account: Option<&'a str>,
+    pub endpoint_id: Option<&'a str>,
+    pub endpoint_status: Option<&'a str>,
+    pub account_name: Option<&'a str>,
+    pub livemode: Option<bool>,
+    pub oauth_access_token: Option<&'a str>,
+    pub oauth_refresh_token: Option<&'a str>,
+}
+
+/// Connects (or reconnects) an integration as `link` says, replacing how it was connected
+/// before: it listens again, and its name, sender, templates and log stay. `None` when there is
+/// no such integration.
+pub fn set_link(conn: &Connection, id: &str, link: &Link) -> Result<Option<Integration>, Error> {
     conn.execute(
-        "UPDATE integrations SET status = ?2 WHERE id = ?1",
-        params![id, status],
+        "UPDATE integrations SET connection = ?2, webhook_secret = ?3, api_key = ?4,
+             stripe_account = ?5, endpoint_id = ?6, endpoint_status = ?7,
+             endpoint_checked_at = CASE WHEN ?7 IS NULL THEN NULL ELSE ?12 END,
+             account_name = ?8, livemode = ?9, oauth_access_token = ?10,
+             oauth_refresh_token = ?11, status = 'active', disconnected_at = NULL,
+             disconnect_reason = NULL
+         WHERE id = ?1",
+        params![
+            id,
+            link.connected_by,
+            link.webhook_secret,
+            link.api_key,
+            link.stripe_account,
+            link.endpoint_id,
+            link.endpoint_status,
+            link.account_name,
+            link.livemode,
+            link.oauth_access_token,
+            link.oauth_refresh_token,
+            super::now_unix(),
+        ],
+    )
+    .map_err(classify_db_error)?;
+    get(conn, id)
+}
+
+/// Records the endpoint's status as Stripe just reported it (`enabled`, `disabled`).
+pub fn note_endpoint_status(conn: &Connection, id: &str, status: &str) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE integrations SET endpoint_status = ?2, endpoint_checked_at = ?3 WHERE id = ?1",
+        params![id, status, super::now_unix()],
     )
     .map_err(classify_db_error)?;
     Ok(())
+}
+
+/// Records a successful catch-up that reached back to `from` and stored `recovered` events.
+pub fn note_catch_up(conn: &Connection, id: &str, from: i64, recovered: i64) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE integrations SET caught_up_at = ?2, caught_up_from = ?3, recovered_last = ?4,
+             recovered_total = recovered_total + ?4
+         WHERE id = ?1",
+        params![id, super::now_unix(), from, recovered],
+    )
+    .map_err(classify_db_error)?;
+    Ok(())
+}
+
+/// The integration connected to Connect account `account` (`acct_…`), if any.
+pub fn by_account(conn: &Connection, account: &str) -> Result<Option<Integration>, Error> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM integrations WHERE stripe_account = ?1 ORDER BY status, created_at LIMIT 1"),
+        [account],
+        from_row,
+    )
+    .optional()
+    .map_err(classify_db_error)
+}
+
+/// Stops listening: forgets the signing secret, the API key, the tokens and the endpoint, and
+/// records when and why. Its events, deliveries, catalog and templates stay (see `remove`).
+/// `None` when there is no such integration.
+pub fn disconnect(conn: &Connection, id: &str, reason: &str) -> Result<Option<Integration>, Error> {
+    conn.execute(
+        "UPDATE integrations SET status = 'disconnected', webhook_secret = '', api_key = NULL,
+             oauth_access_token = NULL, oauth_refresh_token = NULL, endpoint_id = NULL,
+             endpoint_status = NULL, endpoint_checked_at = NULL,
+             disconnected_at = ?2, disconnect_reason = ?3
+         WHERE id = ?1",
+        params![id, super::now_unix(), reason],
+    )
+    .map_err(classify_db_error)?;
+    get(conn, id)
 }
 
 /// Removes an integration with its deliveries, events and catalog. Returns whether it existed.
@@ -432,6 +642,53 @@ mod tests {
         ] {
             assert!(!is_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_link_replaces_how_it_is_connected_and_a_disconnect_forgets_every_secret() {
+        let conn = database();
+        let id = add(&conn, "shop");
+        let linked = set_link(
+            &conn,
+            &id,
+            &Link {
+                connected_by: ConnectedBy::ApiKey,
+                webhook_secret: "whsec_from_the_endpoint",
+                api_key: Some("rk_test_0123456789"),
+                endpoint_id: Some("we_123"),
+                endpoint_status: Some("enabled"),
+                account_name: Some("Rosen Goods"),
+                stripe_account: Some("acct_123"),
+                livemode: Some(false),
+                ..Link::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(linked.connected_by, ConnectedBy::ApiKey);
+        assert_eq!(linked.endpoint.as_ref().unwrap().id, "we_123");
+        assert!(linked.endpoint.as_ref().unwrap().checked_at.is_some());
+        assert_eq!(by_account(&conn, "acct_123").unwrap().unwrap().id, id);
+
+        note_catch_up(&conn, &id, 1_000, 3).unwrap();
+        note_catch_up(&conn, &id, 2_000, 2).unwrap();
+        let caught = get(&conn, &id).unwrap().unwrap().catch_up;
+        assert_eq!(
+            (caught.from, caught.recovered_last, caught.recovered_total),
+            (Some(2_000), 2, 5)
+        );
+
+        let gone = disconnect(&conn, &id, "disconnected by you")
+            .unwrap()
+            .unwrap();
+        assert!(!gone.is_listening());
+        assert_eq!(gone.webhook_secret.expose(), "");
+        assert!(gone.api_key.is_none() && gone.endpoint.is_none());
+        assert_eq!(gone.disconnected.unwrap().reason, "disconnected by you");
+        assert_eq!(gone.catch_up.recovered_total, 5, "history stays");
+        assert!(disconnect(&conn, "int_0000000000000000", "x")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 
 use super::deliveries::{Reason, Status as DeliveryStatus};
 use super::events::Processing;
-use super::integrations::Status as IntegrationStatus;
+use super::integrations::{ConnectedBy, Status as IntegrationStatus};
 use crate::trigger::TriggerKind;
 
 /// `ToSql` / `FromSql` through the type's `as_str` and `FromStr`.
@@ -35,6 +35,7 @@ stored_as_text!(
     DeliveryStatus,
     Processing,
     IntegrationStatus,
+    ConnectedBy,
     TriggerKind,
     Reason
 );
@@ -73,6 +74,7 @@ mod tests {
         round_trip(&conn, &DeliveryStatus::ALL, |s| s.as_str());
         round_trip(&conn, &Processing::ALL, |s| s.as_str());
         round_trip(&conn, &IntegrationStatus::ALL, |s| s.as_str());
+        round_trip(&conn, &ConnectedBy::ALL, |s| s.as_str());
         round_trip(&conn, &TriggerKind::ALL, |s| s.as_str());
         round_trip(&conn, &Reason::ALL, |s| s.as_str());
     }

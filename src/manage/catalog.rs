@@ -262,7 +262,7 @@ fn listing(names: impl Iterator<Item = String>) -> String {
 /// the permission to read products or prices, is `Error::Invalid` naming the fix.
 pub async fn refresh(app: &App, integration: &str) -> Result<Refreshed, Error> {
     let found = integrations::get(app, integration).await?;
-    let Some(key) = &found.api_key else {
+    let Some(creds) = Credentials::of(&found) else {
         return Err(Error::invalid(
             "stripe",
             format!(
@@ -272,10 +272,6 @@ pub async fn refresh(app: &App, integration: &str) -> Result<Refreshed, Error> {
                 found.name
             ),
         ));
-    };
-    let creds = Credentials {
-        api_key: key.expose(),
-        account: found.stripe_account.as_deref(),
     };
     // Names are stored as known when the reading began: an event about a product that Stripe
     // sends while the pages are read is newer, and wins.

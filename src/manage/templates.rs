@@ -457,6 +457,7 @@ pub(crate) fn stand_in() -> Integration {
         status: integrations::Status::Active,
         created_at: 0,
         from_address: None,
+        ..Default::default()
     }
 }
 

@@ -680,11 +680,7 @@ fn record(
                 log_outcome(&event, Processing::Ignored, &reason);
             }
             Outcome::Disconnect(reason) => {
-                integrations::set_status(
-                    &tx,
-                    &event.integration_id,
-                    integrations::Status::Disconnected,
-                )?;
+                integrations::disconnect(&tx, &event.integration_id, &reason)?;
                 events::finish(&tx, event.id, Processing::Ignored, &reason, now)?;
                 tracing::warn!(integration = %event.integration_id, "{reason}");
             }

@@ -434,10 +434,7 @@ struct Lookups<'a> {
 
 impl Lookups<'_> {
     fn credentials(&self) -> Option<Credentials<'_>> {
-        Some(Credentials {
-            api_key: self.integration.api_key.as_ref()?.expose(),
-            account: self.integration.stripe_account.as_deref(),
-        })
+        Credentials::of(self.integration)
     }
 
     fn no_key(&self, what: &str) -> LookupError {

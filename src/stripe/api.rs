@@ -25,6 +25,7 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::db::integrations::{ConnectedBy, Integration};
 use crate::stripe::event::{expandable_id, integer, text};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +53,25 @@ pub struct StripeClient {
 pub struct Credentials<'a> {
     pub api_key: &'a str,
     pub account: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    /// What reads an integration's Stripe data: its API key, or for a Connect (OAuth)
+    /// integration its access token, with its connected account; `None` without either.
+    pub fn of(integration: &'a Integration) -> Option<Credentials<'a>> {
+        let key = match integration.connected_by {
+            ConnectedBy::OAuth => integration.oauth_access_token.as_ref(),
+            ConnectedBy::SigningSecret | ConnectedBy::ApiKey => integration.api_key.as_ref(),
+        };
+        Some(Credentials {
+            api_key: key?.expose(),
+            account: match integration.connected_by {
+                // The token is the account's own; a Stripe-Account header is for platform keys.
+                ConnectedBy::OAuth => None,
+                _ => integration.stripe_account.as_deref(),
+            },
+        })
+    }
 }
 
 impl fmt::Debug for Credentials<'_> {
@@ -444,16 +464,67 @@ impl StripeClient {
         Ok(url)
     }
 
+    /// `GET url`, with the client's retries.
     async fn send(
         &self,
         creds: &Credentials<'_>,
         url: Url,
         resource: &str,
     ) -> Result<Value, StripeError> {
+        self.call(creds, &Call::get(url), resource).await
+    }
+
+    /// `POST {api_base}/v1/{segments…}` with `form` as the body (Stripe's
+    /// `application/x-www-form-urlencoded`, repeated keys for arrays: `enabled_events[]`).
+    /// Every attempt carries the same `Idempotency-Key`, so a retry after a lost answer
+    /// cannot create a second object.
+    pub async fn post(
+        &self,
+        creds: &Credentials<'_>,
+        segments: &[&str],
+        form: &[(&str, &str)],
+    ) -> Result<Value, StripeError> {
+        let call = Call {
+            method: reqwest::Method::POST,
+            url: self.url(segments)?,
+            form: form
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            idempotency_key: idempotency_key(),
+        };
+        self.call(creds, &call, segments.first().copied().unwrap_or_default())
+            .await
+    }
+
+    /// `DELETE {api_base}/v1/{segments…}` (deleting twice is harmless on Stripe's side: the
+    /// second answers 404, which the caller may take as done).
+    pub async fn delete(
+        &self,
+        creds: &Credentials<'_>,
+        segments: &[&str],
+    ) -> Result<Value, StripeError> {
+        let call = Call {
+            method: reqwest::Method::DELETE,
+            url: self.url(segments)?,
+            form: Vec::new(),
+            idempotency_key: None,
+        };
+        self.call(creds, &call, segments.first().copied().unwrap_or_default())
+            .await
+    }
+
+    async fn call(
+        &self,
+        creds: &Credentials<'_>,
+        call: &Call,
+        resource: &str,
+    ) -> Result<Value, StripeError> {
+        let url = &call.url;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (error, hint) = match self.attempt(creds, &url, resource, attempts).await {
+            let (error, hint) = match self.attempt(creds, call, resource, attempts).await {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
@@ -481,15 +552,22 @@ impl StripeClient {
     async fn attempt(
         &self,
         creds: &Credentials<'_>,
-        url: &Url,
+        call: &Call,
         resource: &str,
         attempts: u32,
     ) -> Result<Value, (StripeError, RetryHint)> {
+        let url = &call.url;
         let mut request = self
             .http
-            .get(url.clone())
+            .request(call.method.clone(), url.clone())
             .bearer_auth(creds.api_key)
             .header(ACCEPT, "application/json");
+        if call.method == reqwest::Method::POST {
+            request = request.form(&call.form);
+        }
+        if let Some(key) = &call.idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         if let Some(account) = creds.account.filter(|a| !a.is_empty()) {
             request = request.header("Stripe-Account", account);
         }
@@ -550,6 +628,33 @@ impl StripeClient {
         };
         Err((failure.classify(creds.api_key), hint))
     }
+}
+
+/// One request as the client sends it, the same on every attempt.
+struct Call {
+    method: reqwest::Method,
+    url: Url,
+    form: Vec<(String, String)>,
+    idempotency_key: Option<String>,
+}
+
+impl Call {
+    fn get(url: Url) -> Call {
+        Call {
+            method: reqwest::Method::GET,
+            url,
+            form: Vec::new(),
+            idempotency_key: None,
+        }
+    }
+}
+
+/// A fresh `Idempotency-Key`: 16 random bytes in hex. Should the system's random source fail,
+/// the request goes without one (it is then only as safe as a plain POST).
+fn idempotency_key() -> Option<String> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).ok()?;
+    Some(format!("mmc-{}", hex::encode(random)))
 }
 
 /// What a failed answer's headers say about retrying it.

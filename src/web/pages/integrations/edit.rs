@@ -313,6 +313,7 @@ mod tests {
             status: Status::Active,
             created_at: 0,
             from_address: None,
+            ..Default::default()
         }
     }
 
