@@ -7,6 +7,7 @@
 //! The database holds Stripe keys, webhook secrets and customers' addresses, so whichever
 //! command creates it (serve, the CLI, migrate) creates it readable by its owner only.
 
+pub mod backup;
 pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;

@@ -1,6 +1,7 @@
 //! The one integration-test crate: real servers on loopback ports, real HTTP, Stripe's own JSON.
 
 mod accounts;
+mod backup;
 mod browser;
 mod catalog_ui;
 mod cli;
