@@ -28,4 +28,5 @@ mod smtp_server;
 mod stripe_api;
 mod support;
 mod templates_ui;
+mod upgrade;
 mod web;
