@@ -17,6 +17,7 @@ mod hygiene;
 mod install;
 mod intake;
 mod integrations_ui;
+mod litestream;
 mod log_ui;
 mod pipeline;
 mod processor;
