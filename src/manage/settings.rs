@@ -60,7 +60,7 @@ pub fn with_saved(config: Config, conn: &rusqlite::Connection) -> Result<Config,
 /// a saved value the config no longer accepts is an error here, so `config check` reports it.
 /// `config` itself when there is no database yet.
 pub fn effective_offline(config: Config) -> Result<Config, Error> {
-    match db::settings::load_read_only(&config.database.path)? {
+    match db::settings::load_read_only(&config)? {
         Some(saved) if !saved.is_empty() => config.with_saved(&saved).map_err(|e| {
             Error::invalid(
                 e.field().unwrap_or("settings"),
