@@ -512,7 +512,7 @@ async fn the_password_never_appears_in_the_page() {
             .get("smtp.password")
             .map(String::as_str),
         Some(PASSWORD),
-        "stored as it is (sealing secrets at rest comes later)"
+        "read back unsealed"
     );
 
     let failed = ui
