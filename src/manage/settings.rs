@@ -3,7 +3,7 @@
 //! start, DKIM key included), stores them, and publishes the new effective config, which the
 //! sender follows at once. A key set by the environment or a flag cannot be changed here.
 //!
-//! The SMTP password is stored in the database as it is, as the config file would hold it.
+//! The SMTP password is stored in the database sealed (`crate::seal`).
 
 use std::collections::BTreeMap;
 
