@@ -288,6 +288,11 @@ fn to_sql_error(err: Error) -> rusqlite::Error {
 /// anything, the file is rewritten (VACUUM) and the WAL emptied, so no plain copy stays in free
 /// space or in old WAL frames.
 fn seal_secrets(conn: &mut Connection) -> Result<usize, Error> {
+    // Read first: every later start (and CLI command beside a busy server) must not wait for
+    // the write lock only to find the step done.
+    if sealing_row(conn).map_err(classify_db_error)? {
+        return Ok(0);
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(classify_db_error)?;
