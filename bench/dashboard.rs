@@ -72,7 +72,7 @@ fn one_round(
     let dir = b.tempdir("counts")?;
     let path = dir.path().join("counts.db");
     {
-        let mut conn = db::open(&path, Duration::from_secs(5))?;
+        let mut conn = db::open(&db::Options::at(&path)?)?;
         db::migrate(&mut conn)?;
         if !counts {
             conn.execute_batch(
@@ -85,7 +85,7 @@ fn one_round(
             [],
         )?;
     }
-    let mut conn = db::open_background(&path, Duration::from_secs(5))?;
+    let mut conn = db::open_background(&db::Options::at(&path)?)?;
     let now = db::now_unix();
     let html = "<p>".to_owned() + &"Thank you for your payment. ".repeat(70) + "</p>";
     let text = "Thank you for your payment. ".repeat(22);
@@ -162,7 +162,7 @@ pub fn queries(
     newest: i64,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Query>> {
-    let conn = db::open(path, Duration::from_secs(5))?;
+    let conn = db::open(&db::Options::at(path)?)?;
     let today = dashboard::day_of(newest);
     let week = newest - 7 * DAY;
     let repeats = if b.smoke { 3 } else { 25 };

@@ -200,7 +200,7 @@ fn raw_sqlite(
     per_tx: usize,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<f64> {
-    let mut conn = db::open(path, Duration::from_secs(5))?;
+    let mut conn = db::open(&db::Options::at(path)?)?;
     db::migrate(&mut conn)?;
     conn.execute(
         "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES ('int_raw', 'raw', 'whsec_raw', 0)",

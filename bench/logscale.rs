@@ -66,7 +66,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
     let newest = fill(&path, rows)?;
     let fill_time = started.elapsed();
     {
-        let mut conn = db::open(&path, Duration::from_secs(5))?;
+        let mut conn = db::open(&db::Options::at(&path)?)?;
         conn.execute_batch("PRAGMA synchronous = OFF;")?;
         fill_events(&mut conn, rows, newest.created_at)?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
@@ -74,7 +74,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<LogScale> {
     let db_bytes = std::fs::metadata(&path)?.len();
 
     // A fresh connection with the pool's settings, as the server's readers have.
-    let conn = db::open(&path, Duration::from_secs(5))?;
+    let conn = db::open(&db::Options::at(&path)?)?;
     let stored: i64 = conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))?;
     if stored != rows as i64 {
         failures.push(format!("log: {rows} deliveries generated, {stored} stored"));
@@ -255,7 +255,7 @@ fn pages(
 ) -> anyhow::Result<Vec<PageTime>> {
     let token = mailmycustomer::manage::users::SessionToken::generate()?;
     {
-        let conn = db::open(path, Duration::from_secs(5))?;
+        let conn = db::open(&db::Options::at(path)?)?;
         let now = db::now_unix();
         conn.execute(
             "INSERT INTO users (email, password_hash, created_at) VALUES ('bench@bench.example', 'unused', ?1)",
@@ -352,7 +352,7 @@ fn pages(
         });
     }
     let newest_event: i64 = {
-        let conn = db::open(path, Duration::from_secs(5))?;
+        let conn = db::open(&db::Options::at(path)?)?;
         conn.query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))?
     };
     for (name, path) in [
@@ -584,7 +584,7 @@ fn bodies(name: &str, amount: &str, product: &str) -> (String, String) {
 
 /// Fills `path` with `rows` deliveries in time order over the last year; returns the newest.
 fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
-    let mut conn = db::open(path, Duration::from_secs(5))?;
+    let mut conn = db::open(&db::Options::at(path)?)?;
     db::migrate(&mut conn)?;
     // Only the fill is sped up; the queries run on a fresh connection with the usual settings.
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;

@@ -6,7 +6,6 @@
 //! published here, and the sender, which holds a receiver, reconnects with it at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
@@ -33,8 +32,13 @@ pub const READ_POOL_SIZE: u32 = 4;
 impl App {
     /// Builds the shared state on an already migrated database.
     pub fn new(config: Config) -> Result<App, Error> {
-        let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
-        let pool = db::pool(&config.database.path, busy_timeout, READ_POOL_SIZE)?;
+        let options = db::Options::new(&config)?;
+        App::with_options(config, &options)
+    }
+
+    /// As `new`, on a database whose `Options` (and so key) the caller found already.
+    pub fn with_options(config: Config, options: &db::Options) -> Result<App, Error> {
+        let pool = db::pool(options, READ_POOL_SIZE)?;
         let config = crate::manage::settings::with_saved(config, &*pool.get()?)?;
         let stripe = StripeClient::new(&config.stripe.api_base);
         Ok(App {

@@ -149,6 +149,9 @@ pub struct DatabaseConfig {
     /// How long a connection waits for a lock held by another connection or process before
     /// giving up (webhooks then get 503 and Stripe retries).
     pub busy_timeout_ms: u64,
+    /// The key the database's secrets are sealed with (32 random bytes as 64 hex digits or
+    /// base64). Empty: the key file beside the database, `<path>.key` (`crate::seal`).
+    pub secret_key: Secret,
 }
 
 impl Default for DatabaseConfig {
@@ -156,6 +159,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             path: PathBuf::from("./mailmycustomer.db"),
             busy_timeout_ms: 5000,
+            secret_key: Secret::default(),
         }
     }
 }
@@ -697,14 +701,16 @@ impl Config {
         }
     }
 
-    /// The config as TOML with secrets redacted. (Stripe keys and webhook secrets live in the
-    /// database, not in the config.)
+    /// The config as TOML with secrets (the SMTP password, the database's key) redacted. (Stripe
+    /// keys and webhook secrets live in the database, sealed, not in the config.)
     /// It opens with comment lines naming the keys that come from the settings page, the
     /// environment or a flag, since the values alone do not say which layer won.
     pub fn dump(&self) -> String {
         let mut shown = self.clone();
-        if !shown.smtp.password.is_empty() {
-            shown.smtp.password = Secret("[redacted]".to_owned());
+        for secret in [&mut shown.smtp.password, &mut shown.database.secret_key] {
+            if !secret.is_empty() {
+                *secret = Secret("[redacted]".to_owned());
+            }
         }
         let mut out = String::from(
             "# The effective configuration: defaults < config file < settings page < environment < flags.\n",

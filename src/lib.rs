@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod manage;
 pub mod outbox;
 pub mod pipeline;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod stripe;

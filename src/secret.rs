@@ -1,7 +1,8 @@
 //! `Secret`: a string that must not leak through logs or listings (the SMTP password, an
 //! integration's webhook signing secret and Stripe API key). `Debug` never shows it, so a
 //! `{:?}` of a config or an integration is safe to log; reading it takes `expose`, which makes
-//! each use visible. It is stored in SQLite and TOML as the plain string it wraps.
+//! each use visible. It binds to SQL as the plain string it wraps; the queries that store one
+//! seal it (`seal()`, see `crate::seal`).
 
 use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};

@@ -47,15 +47,17 @@ pub async fn serve_split(
     admin: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
-    let path = config.database.path.clone();
-    let (_lock, writer_conn, processor_conn, schema_version) =
+    let opening = config.clone();
+    let (_lock, writer_conn, processor_conn, schema_version, options) =
         tokio::task::spawn_blocking(move || {
-            let mut conn = db::open(&path, busy_timeout)?;
+            // The key is found (and checked against the database) first: a wrong one stops
+            // the start here, before anything else happens.
+            let options = db::Options::new(&opening)?;
+            let mut conn = db::open(&options)?;
             // Held until serve returns. With it, no other live process is sending, so rows
             // still marked `sending` belong to a server that died: they go out again at once
             // instead of waiting for their lease.
-            let lock = ServeLock::acquire(&path)?;
+            let lock = ServeLock::acquire(&options.path)?;
             let version = db::migrate(&mut conn)?;
             let handed_back = deliveries::hand_back_orphans(&conn, db::now_unix())?;
             if handed_back > 0 {
@@ -64,12 +66,12 @@ pub async fn serve_split(
                     "deliveries a stopped server was sending are due again now"
                 );
             }
-            let background = db::open_background(&path, busy_timeout)?;
-            Ok::<_, Error>((lock, conn, background, version))
+            let background = db::open_background(&options)?;
+            Ok::<_, Error>((lock, conn, background, version, options))
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let app = Arc::new(App::new(config)?);
+    let app = Arc::new(App::with_options(config, &options)?);
     // With the values saved on the settings page.
     let config = Config::clone(&app.config());
     // A broken SMTP setting (say, an unreadable DKIM key) stops the start, before anything runs.
@@ -95,11 +97,10 @@ pub async fn serve_split(
     let retention = match config.outbox.retention_days {
         0 => None,
         days => {
-            let (path, keep) = (config.database.path.clone(), days * 86_400);
-            let conn =
-                tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
-                    .await
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let (background, keep) = (options.clone(), days * 86_400);
+            let conn = tokio::task::spawn_blocking(move || db::open_background(&background))
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
             let retention = Retention {
                 conn: Arc::new(Mutex::new(conn)),
                 keep: Duration::from_secs(keep),
@@ -107,7 +108,7 @@ pub async fn serve_split(
             Some(tokio::spawn(retention.run(stopped.clone())))
         }
     };
-    let sender = start_sender(&config, &app, stopped).await?;
+    let sender = start_sender(&config, &options, &app, stopped).await?;
 
     let address = listener.local_addr()?;
     let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
@@ -184,12 +185,12 @@ pub async fn serve_split(
 /// with why.
 async fn start_sender(
     config: &Config,
+    options: &db::Options,
     app: &App,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let path = config.database.path.clone();
-    let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
-    let conn = tokio::task::spawn_blocking(move || db::open_background(&path, busy_timeout))
+    let options = options.clone();
+    let conn = tokio::task::spawn_blocking(move || db::open_background(&options))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let sender = Arc::new(Sender {

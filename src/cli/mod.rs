@@ -425,10 +425,7 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn open_db(config: &Config) -> anyhow::Result<rusqlite::Connection> {
-    let mut conn = db::open(
-        &config.database.path,
-        Duration::from_millis(config.database.busy_timeout_ms),
-    )?;
+    let mut conn = db::open(&db::Options::new(config)?)?;
     db::migrate(&mut conn)?;
     Ok(conn)
 }

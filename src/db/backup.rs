@@ -255,7 +255,7 @@ mod tests {
 
     fn database(dir: &Path) -> PathBuf {
         let path = dir.join("live.db");
-        let mut conn = crate::db::open(&path, Duration::from_secs(1)).unwrap();
+        let mut conn = crate::db::open(&crate::db::Options::at(&path).unwrap()).unwrap();
         crate::db::migrate(&mut conn).unwrap();
         conn.execute(
             "INSERT INTO integrations (id, name, webhook_secret, created_at)
@@ -313,7 +313,7 @@ mod tests {
         let dest = dir.path().join("copy.db");
         copy(&live, &dest).unwrap();
         // A change after the backup, left in the WAL by a connection still open.
-        let conn = crate::db::open(&live, Duration::from_secs(1)).unwrap();
+        let conn = crate::db::open(&crate::db::Options::at(&live).unwrap()).unwrap();
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .unwrap();
         conn.execute(

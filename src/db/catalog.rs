@@ -335,7 +335,7 @@ mod tests {
     use crate::db::integrations::{insert, NewIntegration};
 
     fn database() -> (Connection, String) {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         let id = insert(
             &conn,

@@ -309,8 +309,7 @@ mod tests {
     use crate::db::integrations::{self, NewIntegration};
 
     fn memory() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         conn
     }
@@ -497,7 +496,7 @@ mod tests {
     /// A database that had deliveries before V7 gets its counts (and reasons) from the migration.
     #[test]
     fn the_migration_backfills_existing_deliveries() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = crate::db::memory().unwrap();
         super::super::embedded::migrations::runner()
             .set_target(refinery::Target::Version(6))
             .run(&mut conn)

@@ -1034,8 +1034,7 @@ mod tests {
 
     #[test]
     fn a_delivery_resent_twice_can_be_pruned() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         let shop = integrations::insert(
             &conn,
@@ -1076,8 +1075,7 @@ mod tests {
     }
 
     fn migrated() -> (Connection, String) {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         let shop = integrations::insert(
             &conn,

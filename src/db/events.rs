@@ -653,8 +653,7 @@ mod tests {
     use crate::trigger::TriggerKind;
 
     fn memory() -> (Connection, String) {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         let id = integrations::insert(
             &conn,

@@ -163,10 +163,13 @@ pub struct NewIntegration<'a> {
     pub from_address: Option<&'a str>,
 }
 
-const COLUMNS: &str = "id, name, webhook_secret, api_key, stripe_account, status, created_at, \
-     from_address, connection, endpoint_id, endpoint_status, endpoint_checked_at, account_name, \
-     livemode, oauth_access_token, oauth_refresh_token, caught_up_at, caught_up_from, \
-     recovered_last, recovered_total, disconnected_at, disconnect_reason";
+/// The secrets are stored sealed (`crate::seal`): read through `unseal()` here, written
+/// through `seal()` in every statement that sets them.
+const COLUMNS: &str = "id, name, unseal(webhook_secret), unseal(api_key), stripe_account, status, \
+     created_at, from_address, connection, endpoint_id, endpoint_status, endpoint_checked_at, \
+     account_name, livemode, unseal(oauth_access_token), unseal(oauth_refresh_token), \
+     caught_up_at, caught_up_from, recovered_last, recovered_total, disconnected_at, \
+     disconnect_reason";
 
 fn from_row(row: &Row) -> rusqlite::Result<Integration> {
     Ok(Integration {
@@ -247,7 +250,7 @@ pub fn insert_with_id(
     }
     conn.execute(
         "INSERT INTO integrations (id, name, webhook_secret, api_key, stripe_account, created_at, from_address)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, seal(?3), seal(?4), ?5, ?6, ?7)",
         params![
             id,
             new.name,
@@ -279,7 +282,8 @@ pub fn update(conn: &Connection, id: &str, change: &Update) -> Result<Option<Int
     };
     let name = change.name.unwrap_or(&current.name);
     conn.execute(
-        "UPDATE integrations SET name = ?2, webhook_secret = ?3, api_key = ?4, from_address = ?5
+        "UPDATE integrations SET name = ?2, webhook_secret = seal(?3), api_key = seal(?4),
+             from_address = ?5
          WHERE id = ?1",
         params![
             id,
@@ -441,11 +445,11 @@ pub struct Link<'a> {
 /// no such integration.
 pub fn set_link(conn: &Connection, id: &str, link: &Link) -> Result<Option<Integration>, Error> {
     conn.execute(
-        "UPDATE integrations SET connection = ?2, webhook_secret = ?3, api_key = ?4,
+        "UPDATE integrations SET connection = ?2, webhook_secret = seal(?3), api_key = seal(?4),
              stripe_account = ?5, endpoint_id = ?6, endpoint_status = ?7,
              endpoint_checked_at = CASE WHEN ?7 IS NULL THEN NULL ELSE ?12 END,
-             account_name = ?8, livemode = ?9, oauth_access_token = ?10,
-             oauth_refresh_token = ?11, status = 'active', disconnected_at = NULL,
+             account_name = ?8, livemode = ?9, oauth_access_token = seal(?10),
+             oauth_refresh_token = seal(?11), status = 'active', disconnected_at = NULL,
              disconnect_reason = NULL
          WHERE id = ?1",
         params![
@@ -565,7 +569,7 @@ mod tests {
     use super::*;
 
     fn database() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         conn
     }

@@ -5,7 +5,9 @@
 //! single group-committing writer in `writer`.
 //!
 //! The database holds Stripe keys, webhook secrets and customers' addresses, so whichever
-//! command creates it (serve, the CLI, migrate) creates it readable by its owner only.
+//! command creates it (serve, the CLI, migrate) creates it readable by its owner only. The
+//! secrets are also sealed (`crate::seal`): every connection gets the SQL functions `seal(text)`
+//! and `unseal(text)` under the key its `Options` carry, and checks that key before any use.
 
 pub mod backup;
 pub mod catalog;
@@ -23,13 +25,17 @@ pub mod writer;
 
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::error::{classify_db_error, Error};
+use crate::seal::{self, Sealer};
+use crate::Config;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -37,22 +43,62 @@ mod embedded {
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
+/// How to open the database: where it is, how long a connection waits for a lock, and the
+/// key its secrets are sealed with. Made once per process (`serve`, each CLI command) and
+/// shared by every connection, so all of them seal and unseal alike.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+    pub sealer: Arc<Sealer>,
+}
+
+impl Options {
+    /// `config`'s database, with its key found (or, for a database with nothing sealed yet,
+    /// made) by the one rule of `Sealer::for_config`.
+    pub fn new(config: &Config) -> Result<Options, Error> {
+        Ok(Options {
+            path: config.database.path.clone(),
+            busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+            sealer: Arc::new(Sealer::for_config(config)?),
+        })
+    }
+
+    /// The database at `path` with the default settings, and so the key file beside it.
+    pub fn at(path: &Path) -> Result<Options, Error> {
+        let mut config = Config::default();
+        config.database.path = path.to_owned();
+        Options::new(&config)
+    }
+
+    pub fn with_busy_timeout(self, busy_timeout: Duration) -> Options {
+        Options {
+            busy_timeout,
+            ..self
+        }
+    }
+}
+
 /// Applied to every connection. `synchronous=FULL` makes each commit durable (fsync of the WAL)
 /// before a webhook is answered 2xx; see ARCHITECTURE.md for why NORMAL is not enough here.
-fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
-    conn.busy_timeout(busy_timeout)?;
+fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;",
-    )
+    )?;
+    register_sealing(conn, &options.sealer)
 }
 
-/// Opens one connection with the project's settings.
-pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
+/// Opens one connection with the project's settings; a key that does not open the database's
+/// secrets stops it here, before anything else is read or written.
+pub fn open(options: &Options) -> Result<Connection, Error> {
+    let path = &options.path;
     create_private(path)?;
     let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
-    configure(&conn, busy_timeout).map_err(|e| open_error(path, e))?;
+    configure(&conn, options).map_err(|e| open_error(path, e))?;
+    check_key(&conn, options)?;
     Ok(conn)
 }
 
@@ -60,30 +106,252 @@ pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
 /// sender. `synchronous=NORMAL` skips the fsync per commit; a commit lost to a power cut leaves
 /// an event pending (processed again, deduplicated by its business key) or a message unmarked
 /// (sent again), never a lost email. Intake keeps FULL: its 2xx is a promise to Stripe.
-pub fn open_background(path: &Path, busy_timeout: Duration) -> Result<Connection, Error> {
-    let conn = open(path, busy_timeout)?;
+pub fn open_background(options: &Options) -> Result<Connection, Error> {
+    let conn = open(options)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL;")
-        .map_err(|e| open_error(path, e))?;
+        .map_err(|e| open_error(&options.path, e))?;
+    Ok(conn)
+}
+
+/// A connection that reads an existing database without creating, migrating or changing it
+/// (`config check`), with the sealing functions and the key checked.
+pub fn open_read_only(options: &Options) -> Result<Connection, Error> {
+    let path = &options.path;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|c| {
+        c.busy_timeout(options.busy_timeout)?;
+        register_sealing(&c, &options.sealer)?;
+        Ok(c)
+    })
+    .map_err(|e| open_error(path, e))?;
+    check_key(&conn, options)?;
     Ok(conn)
 }
 
 /// A pool of reader connections, opened with the same settings.
-pub fn pool(path: &Path, busy_timeout: Duration, size: u32) -> Result<Pool, Error> {
-    create_private(path)?;
-    let manager =
-        SqliteConnectionManager::file(path).with_init(move |c| configure(c, busy_timeout));
+pub fn pool(options: &Options, size: u32) -> Result<Pool, Error> {
+    create_private(&options.path)?;
+    // A wrong key is refused here at once rather than as a pool timeout.
+    drop(open(options)?);
+    let init = options.clone();
+    let manager = SqliteConnectionManager::file(&options.path).with_init(move |c| {
+        configure(c, &init)?;
+        check_key(c, &init).map_err(to_sql_error)
+    });
     Ok(r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(5))
         .build(manager)?)
 }
 
+/// An empty in-memory database with the project's settings, under a fresh random key (tests:
+/// migrate it, or migrate it to an old version to test a migration).
+pub fn memory() -> Result<Connection, Error> {
+    let options = Options {
+        path: PathBuf::from(":memory:"),
+        busy_timeout: Duration::from_secs(5),
+        sealer: Arc::new(Sealer::from_text(&seal::new_key_text()?, "a test key")?),
+    };
+    let conn = Connection::open_in_memory().map_err(classify_db_error)?;
+    configure(&conn, &options).map_err(classify_db_error)?;
+    Ok(conn)
+}
+
+/// What the seal step seals into `sealing.check_value` (V14): a key that opens it to this text
+/// is the key the database's secrets were sealed with.
+const CHECK_TEXT: &str = "MailMyCustomer: this key opens this database's secrets";
+
+/// The secret columns of `integrations`, sealed by `seal()` in every write and read through
+/// `unseal()` (`db::integrations`).
+const INTEGRATION_SECRETS: [&str; 4] = [
+    "webhook_secret",
+    "api_key",
+    "oauth_access_token",
+    "oauth_refresh_token",
+];
+
+/// The `seal(text)` and `unseal(text)` SQL functions, closing over the key; NULL stays NULL.
+/// Direct-only: no trigger or view in the file can call them. `seal` is not deterministic
+/// (a fresh nonce each call).
+fn register_sealing(conn: &Connection, sealer: &Arc<Sealer>) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+    let sealing = sealer.clone();
+    conn.create_scalar_function("seal", 1, flags, move |ctx| {
+        ctx.get::<Option<String>>(0)?
+            .map(|plain| sealing.seal(&plain))
+            .transpose()
+            .map_err(to_sql_error)
+    })?;
+    let unsealing = sealer.clone();
+    conn.create_scalar_function("unseal", 1, flags, move |ctx| {
+        let Some(stored) = ctx.get::<Option<String>>(0)? else {
+            return Ok(None);
+        };
+        // Plain text is only asked about when met: before the seal step (an old database being
+        // migrated) or never again.
+        let plain_allowed = !seal::is_sealed(&stored) && !seal_step_ran(ctx)?;
+        unsealing
+            .unseal(&stored, plain_allowed)
+            .map(Some)
+            .map_err(to_sql_error)
+    })
+}
+
+/// Whether the database the function runs in has had its seal step (the `sealing` row).
+fn seal_step_ran(ctx: &Context) -> rusqlite::Result<bool> {
+    // SAFETY: the handle is the connection running this very statement; the reference is only
+    // used on this thread, for two reads, and dropped before the function returns. SQLite
+    // allows an application-defined function to run statements on its own connection.
+    let conn = unsafe { ctx.get_connection()? };
+    sealing_row(&conn)
+}
+
+/// Whether `conn`'s database has a `sealing` row (V14's table, written by the seal step).
+fn sealing_row(conn: &Connection) -> rusqlite::Result<bool> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sealing')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(false);
+    }
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM sealing)", [], |r| r.get(0))
+}
+
+/// Whether the database at `path` has been through the seal step, read without creating or
+/// changing it and without the key: a sealed database must never get a new key.
+pub fn is_sealed(path: &Path) -> Result<bool, Error> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        sealing_row(&conn)
+    })
+    .map_err(|e| open_error(path, e))
+}
+
+/// Refuses a key that does not open the check value the seal step left: the error names where
+/// the key came from, before any secret is read (or written under the wrong key).
+fn check_key(conn: &Connection, options: &Options) -> Result<(), Error> {
+    let check: Option<String> = match sealing_row(conn).map_err(classify_db_error)? {
+        false => None,
+        true => conn
+            .query_row("SELECT check_value FROM sealing WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(classify_db_error)?,
+    };
+    let opens = check.is_none_or(|check| {
+        options
+            .sealer
+            .unseal(&check, false)
+            .is_ok_and(|text| text == CHECK_TEXT)
+    });
+    match opens {
+        true => Ok(()),
+        false => Err(Error::Config(format!(
+            "the key from {} does not open the secrets of the database {}: it is not the key \
+             they were sealed with. Give that key (database.secret_key, MMC_DATABASE__SECRET_KEY \
+             or MMC_DATABASE__SECRET_KEY_FILE; or, when none is set, the key file {})",
+            options.sealer.location(),
+            options.path.display(),
+            seal::key_file(&options.path).display()
+        ))),
+    }
+}
+
+/// An error of ours as SQLite reports a failed function: its message kept whole, with a code
+/// that no caller takes for a constraint violation.
+fn to_sql_error(err: Error) -> rusqlite::Error {
+    let message = match err {
+        Error::Config(message) => message,
+        other => other.to_string(),
+    };
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+        Some(message),
+    )
+}
+
+/// The one-time seal step, right after the migrations (SQL cannot encrypt): every secret still
+/// in plain text (from before V14) is sealed in one transaction, which also records the step
+/// with its check value. It runs once; later starts find the row and do nothing. When it sealed
+/// anything, the file is rewritten (VACUUM) and the WAL emptied, so no plain copy stays in free
+/// space or in old WAL frames.
+fn seal_secrets(conn: &mut Connection) -> Result<usize, Error> {
+    // Read first: every later start (and CLI command beside a busy server) must not wait for
+    // the write lock only to find the step done.
+    if sealing_row(conn).map_err(classify_db_error)? {
+        return Ok(0);
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(classify_db_error)?;
+    if sealing_row(&tx).map_err(classify_db_error)? {
+        return Ok(0);
+    }
+    let unsealed = |column: &str| {
+        format!(
+            "{column} <> '' AND substr({column}, 1, {}) <> '{}'",
+            seal::PREFIX.len(),
+            seal::PREFIX
+        )
+    };
+    let mut sealed = 0;
+    for column in INTEGRATION_SECRETS {
+        sealed += tx
+            .execute(
+                &format!(
+                    "UPDATE integrations SET {column} = seal({column}) WHERE {}",
+                    unsealed(column)
+                ),
+                [],
+            )
+            .map_err(classify_db_error)?;
+    }
+    sealed += tx
+        .execute(
+            &format!(
+                "UPDATE saved_settings SET value = seal(value)
+                 WHERE key IN ({}) AND {}",
+                settings::SECRET_KEYS_SQL,
+                unsealed("value")
+            ),
+            [],
+        )
+        .map_err(classify_db_error)?;
+    tx.execute(
+        "INSERT INTO sealing (id, sealed_at, sealed_values, check_value)
+         VALUES (1, ?1, ?2, seal(?3))",
+        params![now_unix(), sealed as i64, CHECK_TEXT],
+    )
+    .map_err(classify_db_error)?;
+    tx.commit().map_err(classify_db_error)?;
+    if sealed > 0 {
+        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(classify_db_error)?;
+        tracing::info!(sealed, "sealed the secrets stored in plain text before");
+    }
+    Ok(sealed)
+}
+
 /// Applies the embedded migrations that this database lacks, seeds the built-in templates on a
-/// new database, and returns the schema version.
+/// new database, runs the one-time seal step, and returns the schema version.
 pub fn migrate(conn: &mut Connection) -> Result<i64, Error> {
     refuse_newer_schema(conn)?;
     embedded::migrations::runner().run(conn)?;
     templates::seed_builtins(conn)?;
+    seal_secrets(conn)?;
     schema_version(conn)
 }
 
@@ -162,18 +430,8 @@ where
 /// mode, so all three end up 0600 whatever the umask. A missing directory is created 0700.
 /// An existing file keeps the mode its owner gave it.
 fn create_private(path: &Path) -> Result<(), Error> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                Error::Config(format!(
-                    "cannot create the database directory {}: {e}",
-                    dir.display()
-                ))
-            })?,
-        _ => {}
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
     }
     let created = OpenOptions::new()
         .write(true)
@@ -192,6 +450,23 @@ fn create_private(path: &Path) -> Result<(), Error> {
             path.display()
         ))
     })
+}
+
+/// Creates the database's directory, mode 0700, when it does not exist yet.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    if dir.exists() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot create the database directory {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 fn open_error(path: &Path, err: rusqlite::Error) -> Error {

@@ -1,5 +1,7 @@
 //! The `saved_settings` table: config values saved on the settings page, by key (`smtp.host`). What
 //! they mean and where they sit among the config's layers is `Config::with_saved`'s business.
+//! The secret ones (the SMTP password) are stored sealed: written through `seal()`, read through
+//! `unseal()` (`crate::seal`).
 
 use std::collections::BTreeMap;
 
@@ -7,10 +9,16 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::error::{classify_db_error, Error};
 
+/// The saved keys whose values are secrets, as an SQL list.
+pub(crate) const SECRET_KEYS_SQL: &str = "'smtp.password'";
+
 /// Every saved value, by key.
 pub fn load(conn: &Connection) -> Result<BTreeMap<String, String>, Error> {
     let mut statement = conn
-        .prepare_cached("SELECT key, value FROM saved_settings")
+        .prepare_cached(&format!(
+            "SELECT key, CASE WHEN key IN ({SECRET_KEYS_SQL}) THEN unseal(value) ELSE value END
+             FROM saved_settings"
+        ))
         .map_err(classify_db_error)?;
     let rows = statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -19,18 +27,13 @@ pub fn load(conn: &Connection) -> Result<BTreeMap<String, String>, Error> {
         .map_err(classify_db_error)
 }
 
-/// The saved values in the database at `path`, read without creating, migrating or locking it
+/// The saved values in `config`'s database, read without creating, migrating or locking it
 /// for writes: None when there is no database there yet, or it predates the settings page.
-pub fn load_read_only(path: &std::path::Path) -> Result<Option<BTreeMap<String, String>>, Error> {
-    use rusqlite::OpenFlags;
-    if !path.exists() {
+pub fn load_read_only(config: &crate::Config) -> Result<Option<BTreeMap<String, String>>, Error> {
+    if !config.database.path.exists() {
         return Ok(None);
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(classify_db_error)?;
+    let conn = super::open_read_only(&super::Options::new(config)?)?;
     let has_table: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'saved_settings')",
@@ -57,8 +60,12 @@ pub fn replace(conn: &Connection, saved: &BTreeMap<String, String>, now: i64) ->
     }
     for (key, value) in saved.iter().filter(|(k, v)| old.get(*k) != Some(*v)) {
         tx.execute(
-            "INSERT INTO saved_settings (key, value, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            &format!(
+                "INSERT INTO saved_settings (key, value, updated_at)
+                 VALUES (?1, CASE WHEN ?1 IN ({SECRET_KEYS_SQL}) THEN seal(?2) ELSE ?2 END, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                     updated_at = excluded.updated_at"
+            ),
             params![key, value, now],
         )
         .map_err(classify_db_error)?;

@@ -49,7 +49,8 @@ mod tests {
     use super::*;
 
     fn migrated(dir: &tempfile::TempDir) -> Connection {
-        let mut conn = crate::db::open(&dir.path().join("t.db"), Default::default()).unwrap();
+        let options = crate::db::Options::at(&dir.path().join("t.db")).unwrap();
+        let mut conn = crate::db::open(&options.with_busy_timeout(Default::default())).unwrap();
         crate::db::migrate(&mut conn).unwrap();
         conn
     }

@@ -3,7 +3,7 @@
 //! start, DKIM key included), stores them, and publishes the new effective config, which the
 //! sender follows at once. A key set by the environment or a flag cannot be changed here.
 //!
-//! The SMTP password is stored in the database as it is, as the config file would hold it.
+//! The SMTP password is stored in the database sealed (`crate::seal`).
 
 use std::collections::BTreeMap;
 
@@ -60,7 +60,7 @@ pub fn with_saved(config: Config, conn: &rusqlite::Connection) -> Result<Config,
 /// a saved value the config no longer accepts is an error here, so `config check` reports it.
 /// `config` itself when there is no database yet.
 pub fn effective_offline(config: Config) -> Result<Config, Error> {
-    match db::settings::load_read_only(&config.database.path)? {
+    match db::settings::load_read_only(&config)? {
         Some(saved) if !saved.is_empty() => config.with_saved(&saved).map_err(|e| {
             Error::invalid(
                 e.field().unwrap_or("settings"),

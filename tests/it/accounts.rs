@@ -4,7 +4,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -13,7 +12,10 @@ use crate::support::ui::{self, PASSWORD};
 use crate::support::*;
 
 fn db_at(dir: &Path) -> rusqlite::Connection {
-    mailmycustomer::db::open(&dir.join("mailmycustomer.db"), Duration::from_secs(5)).unwrap()
+    mailmycustomer::db::open(
+        &mailmycustomer::db::Options::at(&dir.join("mailmycustomer.db")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn password_file(dir: &Path, name: &str, password: &str) -> String {

@@ -21,7 +21,7 @@ const KEY: &str = "rk_test_51CatalogReadKey00000000wXyZ";
 async fn serve(dir: &std::path::Path, fake: &FakeStripe, key: Option<&str>) -> TestServer {
     let mut config = test_config(dir);
     config.stripe.api_base = fake.base_url.clone();
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let id = integrations::insert(
         &conn,

@@ -155,8 +155,9 @@ async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
 
     // The event survived the process: the default database is in the working directory.
     let conn = mailmycustomer::db::open(
-        &dir.path().join("mailmycustomer.db"),
-        Duration::from_secs(1),
+        &mailmycustomer::db::Options::at(&dir.path().join("mailmycustomer.db"))
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(1)),
     )
     .unwrap();
     assert_eq!(
@@ -654,8 +655,10 @@ fn log_resend_queues_a_copy_and_refuses_a_skipped_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (integration, _) = add_integration_cli(d, &["--name", "shop", "--webhook-secret", SECRET]);
-    let conn =
-        mailmycustomer::db::open(&d.join("mailmycustomer.db"), Duration::from_secs(5)).unwrap();
+    let conn = mailmycustomer::db::open(
+        &mailmycustomer::db::Options::at(&d.join("mailmycustomer.db")).unwrap(),
+    )
+    .unwrap();
     let insert = |key: &str, status: Status, email: bool| {
         let new = NewDelivery {
             recipient: email.then(|| "jenny.rosen@example.com".to_owned()),

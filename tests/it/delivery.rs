@@ -40,7 +40,7 @@ async fn start(dir: &Path, fake: &FakeStripe, smtp_port: Option<u16>) -> TestSer
 }
 
 fn add_keyed_integration(config: &Config) -> String {
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     integrations::insert(
         &conn,
@@ -479,7 +479,7 @@ async fn without_smtp_settings_mail_waits_then_goes_out_once_configured() {
 async fn wait_count(db_path: &Path, sql: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let conn = db::open(db_path, Duration::from_secs(5)).unwrap();
+        let conn = db::open(&db::Options::at(db_path).unwrap()).unwrap();
         let got: i64 = conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0);
         if got >= n {
             return;
@@ -606,7 +606,7 @@ async fn sigkill_right_after_a_burst_then_restart_emails_every_event_exactly_onc
         })
         .collect();
     assert_eq!(ids.len(), EVENTS, "no message sent twice");
-    let conn = db::open(&db_path, Duration::from_secs(5)).unwrap();
+    let conn = db::open(&db::Options::at(&db_path).unwrap()).unwrap();
     let (rows, events): (i64, i64) = conn
         .query_row("SELECT (SELECT COUNT(*) FROM deliveries), (SELECT COUNT(*) FROM events WHERE processing = 'queued')", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();
@@ -782,7 +782,7 @@ async fn an_integration_can_send_from_its_own_address() {
     let mut config = test_config(dir.path());
     config.stripe.api_base = fake.base_url.clone();
     smtp_config(&mut config, sink.port);
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let id = integrations::insert(
         &conn,
@@ -813,7 +813,7 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let id = add_keyed_integration(&config);
-    let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     let (old, recent) = (1_000_000, 2_000_000);
     let add = |n: i64, created: i64, status: &str| {
         conn.execute(
@@ -873,7 +873,12 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
 fn every_log_filter_reads_an_index_in_order() {
     use mailmycustomer::db::deliveries::{log_query, LogFilter, Status};
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("log.db"), Duration::from_secs(1)).unwrap();
+    let mut conn = db::open(
+        &db::Options::at(&dir.path().join("log.db"))
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
     db::migrate(&mut conn).unwrap();
     let some = |s: &str| Some(s.to_owned());
     let payment_failed = Some(TriggerKind::PaymentFailed);
@@ -940,7 +945,12 @@ fn every_log_filter_reads_an_index_in_order() {
 #[test]
 fn claiming_due_deliveries_reads_one_index_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("due.db"), Duration::from_secs(1)).unwrap();
+    let mut conn = db::open(
+        &db::Options::at(&dir.path().join("due.db"))
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
     db::migrate(&mut conn).unwrap();
     let plan: Vec<String> = conn
         .prepare(

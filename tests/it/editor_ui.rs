@@ -23,7 +23,7 @@ async fn start(dir: &Path, fake: &FakeStripe, configure: impl FnOnce(&mut Config
     let mut config = test_config(dir);
     config.stripe.api_base = fake.base_url.clone();
     configure(&mut config);
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(
         &conn,

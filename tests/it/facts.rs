@@ -82,7 +82,7 @@ struct World {
 async fn world(shape: Shape, refunded: Refunded, api_key: Option<&str>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mmc.db");
-    let mut conn = db::open(&path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(
         &conn,
@@ -98,7 +98,7 @@ async fn world(shape: Shape, refunded: Refunded, api_key: Option<&str>) -> World
     let fake = FakeStripe::start().await;
     stock(&fake, shape, refunded);
 
-    let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
+    let pool = db::pool(&db::Options::at(&path).unwrap(), 2).unwrap();
     let preparer = Preparer::new(
         pool.clone(),
         StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
@@ -658,7 +658,7 @@ async fn through_the_server_refunds_declines_and_renames_reach_the_email() {
     let mut config = test_config(dir.path());
     config.stripe.api_base = fake.base_url.clone();
     relay_to(&mut config, sink.port);
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(
         &conn,

@@ -105,7 +105,7 @@ async fn a_customer_with_a_256_character_non_latin_name_gets_the_email() {
     let mut config = test_config(dir.path());
     config.stripe.api_base = fake.base_url.clone();
     relay_to(&mut config, sink.port);
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let id = integrations::insert(
         &conn,
@@ -177,7 +177,7 @@ fn raw_controls(out: &str) -> Vec<char> {
 #[test]
 fn debug_output_of_an_integration_or_the_config_shows_no_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("t.db"), Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&dir.path().join("t.db")).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let (secret, key) = ("whsec_debugDEBUGdebug1234", "rk_live_debugDEBUGdebugWXYZ");
     let added = integrations::insert(
@@ -229,11 +229,8 @@ fn debug_output_of_an_integration_or_the_config_shows_no_secret() {
 #[test]
 fn cli_output_escapes_control_characters_from_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(
-        &dir.path().join("mailmycustomer.db"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let mut conn =
+        db::open(&db::Options::at(&dir.path().join("mailmycustomer.db")).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(
         &conn,

@@ -416,7 +416,12 @@ async fn shutdown_finishes_requests_in_flight() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     server.wait_stopped().await;
 
-    let conn = db::open(&config.database.path, Duration::from_secs(1)).unwrap();
+    let conn = db::open(
+        &db::Options::at(&config.database.path)
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
     assert_eq!(db::events::count(&conn, None).unwrap(), 1);
     assert!(
         std::net::TcpStream::connect(addr).is_err(),

@@ -14,7 +14,9 @@ use crate::support::*;
 
 /// The integration as the database holds it now.
 fn stored(config: &mailmycustomer::Config, id: &str) -> integrations::Integration {
-    let conn = mailmycustomer::db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let conn =
+        mailmycustomer::db::open(&mailmycustomer::db::Options::at(&config.database.path).unwrap())
+            .unwrap();
     integrations::get(&conn, id)
         .unwrap()
         .expect("the integration exists")

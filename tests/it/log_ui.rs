@@ -31,7 +31,7 @@ async fn start(dir: &Path, fake: &FakeStripe, relay: Option<u16>) -> TestServer 
         config.smtp.pool_size = 1;
         config.outbox.retry_base_secs = 1;
     }
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let id = integrations::insert(
         &conn,

@@ -22,6 +22,7 @@ mod log_ui;
 mod pipeline;
 mod processor;
 mod recovery;
+mod sealed;
 mod settings;
 mod sink;
 mod smtp;

@@ -37,7 +37,7 @@ pub struct Setup {
 pub async fn setup(api_key: Option<&str>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mmc.db");
-    let mut conn = db::open(&path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(
         &conn,
@@ -105,7 +105,7 @@ pub async fn setup(api_key: Option<&str>) -> Setup {
     let fake = FakeStripe::start().await;
     populate(&fake);
 
-    let pool = db::pool(&path, Duration::from_secs(5), 2).unwrap();
+    let pool = db::pool(&db::Options::at(&path).unwrap(), 2).unwrap();
     let preparer = Preparer::new(
         pool.clone(),
         StripeClient::new(&fake.base_url).with_retry_policy(1, Duration::from_millis(5)),
@@ -432,7 +432,12 @@ async fn connect_integrations_send_the_stripe_account_header() {
 #[test]
 fn due_events_are_read_from_partial_indexes_without_sorting() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = db::open(&dir.path().join("q.db"), Duration::from_secs(1)).unwrap();
+    let mut conn = db::open(
+        &db::Options::at(&dir.path().join("q.db"))
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
     db::migrate(&mut conn).unwrap();
     let plan = |sql: &str| -> String {
         conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

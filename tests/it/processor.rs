@@ -30,7 +30,7 @@ fn smtp_config(config: &mut Config, port: u16, connections: usize) {
 }
 
 fn add(config: &Config, name: &str, secret: &str, api_key: Option<&str>) -> String {
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     integrations::insert(
         &conn,
@@ -420,7 +420,7 @@ async fn post_signed(addr: &str, integration: &str, body: Vec<u8>) {
 }
 
 fn processing_of(db_path: &Path, stripe_id: &str) -> Option<(String, String)> {
-    let conn = db::open(db_path, Duration::from_secs(5)).unwrap();
+    let conn = db::open(&db::Options::at(db_path).unwrap()).unwrap();
     conn.query_row(
         "SELECT processing, IFNULL(processing_detail, '') FROM events WHERE stripe_event_id = ?1",
         [stripe_id],
@@ -534,7 +534,12 @@ fn the_order_key_is_the_customer_else_the_object_and_blockers_come_from_an_index
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let integration = add(&config, "Shop", SECRET, None);
-    let conn = db::open(&config.database.path, Duration::from_secs(1)).unwrap();
+    let conn = db::open(
+        &db::Options::at(&config.database.path)
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
     let store = |id: &str, created: i64, object: serde_json::Value| {
         let body = serde_json::json!({
             "id": id, "object": "event", "type": "test.event", "created": created,

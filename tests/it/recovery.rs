@@ -97,7 +97,7 @@ fn only_the_worker_holding_a_lease_records_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let integration = add_integration(&config, "shop", SECRET);
-    let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     deliveries::insert(
         &conn,
         &deliveries::NewDelivery {
@@ -271,7 +271,12 @@ async fn a_slow_relay_conversation_renews_its_lease_and_the_email_goes_once() {
 /// Adds `n` finished deliveries and their events, created at `at`, each the size of a real one
 /// (Stripe's 6 KB `invoice.paid` payload, a rendered HTML and text email, its own recipient).
 fn add_history(path: &Path, integration: &str, n: usize, at: i64) {
-    let conn = db::open(path, Duration::from_secs(30)).unwrap();
+    let conn = db::open(
+        &db::Options::at(path)
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
     let payload = String::from_utf8(fixture("invoice.paid.json")).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/email");
     let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
@@ -302,7 +307,12 @@ fn add_history(path: &Path, integration: &str, n: usize, at: i64) {
 }
 
 fn count(path: &Path, sql: &str) -> i64 {
-    let conn = db::open(path, Duration::from_secs(30)).unwrap();
+    let conn = db::open(
+        &db::Options::at(path)
+            .unwrap()
+            .with_busy_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -484,7 +494,7 @@ fn retention_in_batches_keeps_exactly_what_must_stay() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let id = add_integration(&config, "shop", SECRET);
-    let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     let old = 1_000_000;
     conn.execute_batch("BEGIN").unwrap();
     for n in 0..3_000 {

@@ -268,7 +268,7 @@ fn saved_settings(server: &TestServer) -> BTreeMap<String, String> {
 async fn start_without_smtp(dir: &Path, fake: &FakeStripe) -> TestServer {
     let mut config = test_config(dir);
     config.stripe.api_base = fake.base_url.clone();
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let integration = integrations::insert(
         &conn,
@@ -512,7 +512,7 @@ async fn the_password_never_appears_in_the_page() {
             .get("smtp.password")
             .map(String::as_str),
         Some(PASSWORD),
-        "stored as it is (sealing secrets at rest comes later)"
+        "read back unsealed"
     );
 
     let failed = ui
@@ -768,7 +768,7 @@ async fn config_dump_and_check_include_what_the_page_saved() {
     assert!(ok, "{out}{err}");
 
     // A value saved by an older version that this one refuses.
-    let conn = db::open(&database, Duration::from_secs(5)).unwrap();
+    let conn = db::open(&db::Options::at(&database).unwrap()).unwrap();
     db::settings::replace(&conn, &saved(&[("smtp.port", "seventy")]), 0).unwrap();
     drop(conn);
     let (ok, out, err) = run(mmc(dir.path(), &["--database", db_flag, "config", "check"]));

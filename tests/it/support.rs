@@ -172,7 +172,7 @@ impl TestServer {
     }
 
     pub fn db(&self) -> rusqlite::Connection {
-        db::open(&self.config.database.path, Duration::from_secs(5)).unwrap()
+        db::open(&db::Options::new(&self.config).unwrap()).unwrap()
     }
 
     pub fn stored_events(&self) -> i64 {
@@ -227,7 +227,7 @@ impl Reply {
 }
 
 pub fn add_integration(config: &Config, name: &str, secret: &str) -> String {
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::new(config).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     integrations::insert(
         &conn,

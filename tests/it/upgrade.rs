@@ -11,7 +11,7 @@ use crate::support::*;
 /// The schema as the first release shipped it, with an integration and two events that arrived
 /// before the pipeline existed (so they are still waiting to be emailed).
 fn first_release_database(config: &mailmycustomer::Config) -> String {
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::new(config).unwrap()).unwrap();
     mailmycustomer::db::migrate_to(&mut conn, 1).unwrap();
     let id = "int_0123456789abcdef";
     conn.execute(
@@ -88,7 +88,7 @@ fn a_database_from_a_newer_release_is_refused_with_what_to_do() {
     .unwrap();
     drop(conn);
 
-    let mut conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+    let mut conn = db::open(&db::Options::new(&config).unwrap()).unwrap();
     let err = db::migrate(&mut conn).unwrap_err().to_string();
     assert!(
         err.contains("newer than this binary") && err.contains("restore a backup"),

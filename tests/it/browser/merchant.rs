@@ -32,7 +32,7 @@ async fn a_product_template_made_from_the_matrix_emails_that_product_and_is_rese
     let integration = add_integration(&config, "Rosen Goods", SECRET);
     {
         // The product's name, as a catalog refresh or an earlier event would have stored it.
-        let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
+        let conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
         catalog::put_product(&conn, &integration, PRODUCT, "T-shirt", now()).unwrap();
     }
     let app = App::new(config.clone()).unwrap();
