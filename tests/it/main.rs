@@ -3,6 +3,7 @@
 mod accounts;
 mod browser;
 mod catalog_ui;
+mod catchup;
 mod cli;
 mod dashboard;
 mod delivery;
