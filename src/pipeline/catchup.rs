@@ -279,6 +279,14 @@ impl CatchUps {
         {
             let started = Instant::now();
             match catch_up(&self.app, &self.writer, integration).await {
+                // A run that found nothing missing is the usual case: not worth a line an hour.
+                Ok(caught) if caught.stored + caught.unreadable == 0 => tracing::debug!(
+                    integration = %integration.id,
+                    from = caught.from,
+                    listed = caught.listed,
+                    ms = started.elapsed().as_millis() as u64,
+                    "caught up with Stripe's events: none was missing",
+                ),
                 Ok(caught) => tracing::info!(
                     integration = %integration.id,
                     from = caught.from,
@@ -286,7 +294,7 @@ impl CatchUps {
                     recovered = caught.stored,
                     unreadable = caught.unreadable,
                     ms = started.elapsed().as_millis() as u64,
-                    "caught up with Stripe's events",
+                    "caught up with Stripe's events: stored those no webhook brought",
                 ),
                 Err(e) => tracing::warn!(
                     integration = %integration.id,

@@ -215,12 +215,17 @@ async fn the_window_starts_the_margin_before_the_last_catch_up() {
     // Created long before the last run, which covered it.
     fake.put_event(paid("covered", 1, last_run - 2 * MARGIN_SECS));
 
+    // Stripe's rate limit refuses the first request; the client tries again.
+    fake.fail_next("/v1/events", 429, 1);
+
     let server = TestServer::start_with(config, id.clone()).await;
     let caught = wait_catch_up(&db_path, &id, |c| c.at > Some(last_run)).await;
     assert_eq!(caught.from, Some(last_run - MARGIN_SECS));
     assert_eq!(caught.recovered_last, 1);
     let requests = fake.event_requests();
-    assert_eq!(created_gte(&requests[0]), last_run - MARGIN_SECS);
+    assert_eq!(requests.len(), 2, "the 429, then the page");
+    assert_eq!(requests[0], requests[1], "the same page asked again");
+    assert_eq!(created_gte(&requests[1]), last_run - MARGIN_SECS);
     assert_eq!(stored_ids(&db_path, &id), ids(&[late]));
     server.stop().await;
 }
