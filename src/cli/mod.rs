@@ -5,6 +5,7 @@
 //! text) goes through `printable` or `printable_block` first: it came from customers, Stripe,
 //! relays and merchants, and a terminal obeys the escape sequences in what it is given.
 
+mod backup;
 mod catalog;
 mod catchup;
 mod events;
@@ -74,6 +75,18 @@ pub enum Command {
     },
     /// Apply the database migrations this binary carries (serve does it too).
     Migrate,
+    /// Copy the database to FILE while the server runs, check the copy and say what it holds.
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Put a backup in place of the database (only while no server uses it); the database it
+    /// replaces is kept aside.
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Exit 0 when the server answers /healthz, 1 otherwise (for systemd, Docker, monitors).
     Healthcheck {
         /// URL to check; default: /healthz on server.listen.
@@ -255,6 +268,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             let result = match command {
                 Command::Serve { .. } => serve(config, cli.config.is_some()),
                 Command::Migrate => migrate(&config),
+                Command::Backup { file } => backup::backup(&config, &file),
+                Command::Restore { file } => backup::restore(&config, &file),
                 Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
                 Command::Integration { action } => integration::run(&config, action),
                 Command::Catalog { action } => catalog::run(&config, action),

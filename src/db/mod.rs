@@ -7,6 +7,7 @@
 //! The database holds Stripe keys, webhook secrets and customers' addresses, so whichever
 //! command creates it (serve, the CLI, migrate) creates it readable by its owner only.
 
+pub mod backup;
 pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;
@@ -80,9 +81,44 @@ pub fn pool(path: &Path, busy_timeout: Duration, size: u32) -> Result<Pool, Erro
 /// Applies the embedded migrations that this database lacks, seeds the built-in templates on a
 /// new database, and returns the schema version.
 pub fn migrate(conn: &mut Connection) -> Result<i64, Error> {
+    refuse_newer_schema(conn)?;
     embedded::migrations::runner().run(conn)?;
     templates::seed_builtins(conn)?;
     schema_version(conn)
+}
+
+/// Applies the embedded migrations up to `version` only, nothing else: how tests build the
+/// database an older release left behind.
+pub fn migrate_to(conn: &mut Connection, version: i32) -> Result<i64, Error> {
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run(conn)?;
+    schema_version(conn)
+}
+
+/// A database a newer release has migrated cannot be run by this one: its tables have columns
+/// and meanings this binary does not know. Said plainly, before refinery would say a migration
+/// "is missing from the filesystem".
+fn refuse_newer_schema(conn: &Connection) -> Result<(), Error> {
+    let has_history: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'refinery_schema_history')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(classify_db_error)?;
+    if !has_history {
+        return Ok(());
+    }
+    let (found, latest) = (schema_version(conn)?, latest_embedded_version());
+    if found > latest {
+        return Err(Error::Config(format!(
+            "the database is at schema version {found}, newer than this binary's {latest}: a \
+             newer mailmycustomer has upgraded it. Run that version again (an older binary \
+             cannot undo an upgrade), or restore a backup made before it"
+        )));
+    }
+    Ok(())
 }
 
 /// The newest applied migration, as recorded by refinery.

@@ -1,5 +1,9 @@
 //! `GET /healthz`: answers 200 when the database is reachable, with the schema version, so
 //! `mailmycustomer healthcheck`, systemd and load balancers can tell a live server.
+//!
+//! `GET /readyz`: answers 200 only when the server can take webhooks and keep its promise: the
+//! schema is this binary's (no migration pending or running), the database takes writes, and its
+//! disk has room. A load balancer or an upgrade script waits on it; a monitor alerts on it.
 
 use std::sync::Arc;
 
@@ -10,6 +14,12 @@ use poem::{handler, Response};
 use crate::app::App;
 use crate::db;
 use crate::web::json_response;
+use crate::Error;
+
+/// Below this much free space on the database's filesystem the server is not ready: SQLite
+/// needs room for the WAL and for each transaction's pages, and a webhook refused with 503 for
+/// a full disk is retried by Stripe, while one that fails halfway is not better.
+const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 #[handler]
 pub async fn healthz(Data(app): Data<&Arc<App>>) -> Response {
@@ -26,4 +36,66 @@ pub async fn healthz(Data(app): Data<&Arc<App>>) -> Response {
             )
         }
     }
+}
+
+#[handler]
+pub async fn readyz(Data(app): Data<&Arc<App>>) -> Response {
+    let path = app.config().database.path.clone();
+    let checked = app
+        .db(move |conn| {
+            let version = db::schema_version(conn)?;
+            let latest = db::latest_embedded_version();
+            if version != latest {
+                return Ok(Err(format!(
+                    "the schema is at version {version}, this binary's is {latest}: a migration \
+                     is pending or running"
+                )));
+            }
+            // Takes the write lock and gives it back at once: a read-only file or directory,
+            // or a lock nobody releases, fails here.
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+                let _ = conn.execute_batch("ROLLBACK;");
+                return Ok(Err(format!("the database takes no writes: {e}")));
+            }
+            Ok(match free_bytes(&path) {
+                Some(free) if free < MIN_FREE_BYTES => Err(format!(
+                    "{} MB free on the database's disk, under {} MB: free some space",
+                    free / 1_000_000,
+                    MIN_FREE_BYTES / 1_000_000
+                )),
+                free => Ok((version, free)),
+            })
+        })
+        .await;
+    match checked {
+        Ok(Ok((version, free))) => json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "ready",
+                "schema_version": version,
+                "free_disk_bytes": free,
+            }),
+        ),
+        Ok(Err(reason)) => not_ready(&reason),
+        Err(err) => not_ready(&Error::public_message(&err)),
+    }
+}
+
+fn not_ready(reason: &str) -> Response {
+    tracing::warn!(reason, "not ready");
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({ "status": "not_ready", "reason": reason }),
+    )
+}
+
+/// Free space for unprivileged writers on the filesystem holding `database`; `None` when the
+/// system cannot say.
+fn free_bytes(database: &std::path::Path) -> Option<u64> {
+    let dir = match database.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -47,7 +47,9 @@ pub fn routes(
     auth: Arc<Auth>,
     serves: Serves,
 ) -> impl Endpoint {
-    let mut route = Route::new().at("/healthz", get(health::healthz));
+    let mut route = Route::new()
+        .at("/healthz", get(health::healthz))
+        .at("/readyz", get(health::readyz));
     if serves != Serves::Admin {
         route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
     }

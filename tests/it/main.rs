@@ -1,6 +1,7 @@
 //! The one integration-test crate: real servers on loopback ports, real HTTP, Stripe's own JSON.
 
 mod accounts;
+mod backup;
 mod browser;
 mod catalog_ui;
 mod catchup;
@@ -17,6 +18,7 @@ mod hygiene;
 mod install;
 mod intake;
 mod integrations_ui;
+mod litestream;
 mod log_ui;
 mod pipeline;
 mod processor;
@@ -28,4 +30,5 @@ mod smtp_server;
 mod stripe_api;
 mod support;
 mod templates_ui;
+mod upgrade;
 mod web;

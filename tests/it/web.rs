@@ -186,3 +186,50 @@ async fn a_page_request_body_is_bounded_in_size_and_time() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     server.stop().await;
 }
+
+/// `/readyz` is 200 with the schema version and free disk while the database takes writes, and
+/// 503 with the reason while it does not (here: another process holds the write lock longer
+/// than the server waits), then 200 again.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_says_whether_the_database_takes_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.database.busy_timeout_ms = 300;
+    let id = add_integration(&config, "shop", SECRET);
+    let server = TestServer::start_with(config, id).await;
+    let ready = |server: &TestServer| {
+        let (client, url) = (server.client.clone(), server.url("/readyz"));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = ready(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["schema_version"],
+        mailmycustomer::db::latest_embedded_version()
+    );
+    assert!(body["free_disk_bytes"].as_u64().unwrap() > 0, "{body}");
+
+    let holder = server.db();
+    holder.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let (status, body) = ready(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("takes no writes"),
+        "{body}"
+    );
+    // Health is about being alive, not about writes: still 200.
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    holder.execute_batch("ROLLBACK;").unwrap();
+    assert_eq!(ready(&server).await.0, 200);
+    server.stop().await;
+}

@@ -1,0 +1,198 @@
+//! `backup` while the server takes webhooks, and `restore` while it does not: the real binary,
+//! real HTTP, the copy read back with SQLite.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::cli::{add_integration_cli, mmc, run, spawn_serve, Spawned};
+use crate::support::*;
+
+/// The Stripe event ids stored in the database at `path`.
+fn stored_ids(path: &Path) -> BTreeSet<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn.prepare("SELECT stripe_event_id FROM events").unwrap();
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids
+}
+
+fn stop(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, _) = add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let Spawned { child, addr } = spawn_serve(dir.path(), &[]);
+    let url = format!("http://{addr}/webhooks/stripe/{id}");
+
+    // Webhooks keep arriving, before, during and after the backup; each acknowledged id is noted.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let template: serde_json::Value =
+        serde_json::from_slice(&fixture("invoice.paid.json")).unwrap();
+    let load = {
+        let (acknowledged, running, url) = (acknowledged.clone(), running.clone(), url.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut n = 0;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let mut event = template.clone();
+                let event_id = format!("evt_backup_{n:06}");
+                event["id"] = event_id.clone().into();
+                let body = serde_json::to_vec(&event).unwrap();
+                let response = client
+                    .post(&url)
+                    .header("Stripe-Signature", sign_now(&body, SECRET))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                acknowledged.lock().unwrap().push(event_id);
+            }
+        })
+    };
+    while acknowledged.lock().unwrap().len() < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before_backup: Vec<String> = acknowledged.lock().unwrap().clone();
+
+    let copy = dir.path().join("backup.db");
+    let backup_dir = dir.path().to_owned();
+    let copy_arg = copy.to_str().unwrap().to_owned();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || run(mmc(&backup_dir, &["backup", &copy_arg])))
+            .await
+            .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("integrity check ok") && out.contains("stay sealed"),
+        "{out}"
+    );
+    // Some webhooks after the backup, then stop.
+    let during = acknowledged.lock().unwrap().len();
+    while acknowledged.lock().unwrap().len() < during + 20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    let all: Vec<String> = acknowledged.lock().unwrap().clone();
+
+    let in_copy = stored_ids(&copy);
+    let missing: Vec<&String> = before_backup
+        .iter()
+        .filter(|e| !in_copy.contains(*e))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged before the backup, not in it: {missing:?}"
+    );
+    assert!(
+        in_copy.len() < all.len(),
+        "the copy is a moment, not the end"
+    );
+    assert!(
+        !dir.path().join("backup.db-wal").exists(),
+        "a backup is one file"
+    );
+
+    // A second backup to the same file is refused; the first stays whole.
+    let (ok, _, err) = run(mmc(dir.path(), &["backup", copy.to_str().unwrap()]));
+    assert!(!ok && err.contains("never overwrites"), "{err}");
+
+    // Restore refuses while the server runs, and changes nothing.
+    let (ok, _, err) = run(mmc(dir.path(), &["restore", copy.to_str().unwrap()]));
+    assert!(!ok && err.contains("already serving"), "{err}");
+    stop(child);
+    let live = dir.path().join("mailmycustomer.db");
+    assert_eq!(stored_ids(&live).len(), all.len());
+
+    let (ok, out, err) = run(mmc(dir.path(), &["restore", copy.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    let aside = out
+        .lines()
+        .find_map(|l| l.strip_prefix("The database it replaced is kept at "))
+        .and_then(|l| l.split(" (").next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert_eq!(stored_ids(&live), in_copy, "the backup's events are back");
+    assert_eq!(
+        // The default database path is relative to the working directory, and so is this one.
+        stored_ids(&dir.path().join(&aside)).len(),
+        all.len(),
+        "nothing lost aside"
+    );
+
+    // The restored database serves: a webhook sent again is a duplicate, a new one is stored.
+    let Spawned { child, addr } = spawn_serve(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let mut event = template_event(&before_backup[0]);
+    let body = serde_json::to_vec(&event).unwrap();
+    let answer: serde_json::Value = client
+        .post(format!("http://{addr}/webhooks/stripe/{id}"))
+        .header("Stripe-Signature", sign_now(&body, SECRET))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["duplicate"], true, "{answer}");
+    event["id"] = "evt_after_restore".into();
+    let body = serde_json::to_vec(&event).unwrap();
+    let status = client
+        .post(format!("http://{addr}/webhooks/stripe/{id}"))
+        .header("Stripe-Signature", sign_now(&body, SECRET))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    stop(child);
+}
+
+fn template_event(id: &str) -> serde_json::Value {
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&fixture("invoice.paid.json")).unwrap();
+    event["id"] = id.into();
+    event
+}
+
+#[test]
+fn restore_refuses_what_is_not_a_backup_and_keeps_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "shopping list").unwrap();
+    let (ok, _, err) = run(mmc(dir.path(), &["restore", junk.to_str().unwrap()]));
+    assert!(
+        !ok && err.contains("not a MailMyCustomer database"),
+        "{err}"
+    );
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(ok && out.contains("shop"), "{out}");
+    let (ok, _, err) = run(mmc(dir.path(), &["backup", "/nonexistent-dir/x.db"]));
+    assert!(
+        !ok && err.contains("cannot create the backup file"),
+        "{err}"
+    );
+}
