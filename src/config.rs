@@ -169,6 +169,9 @@ impl Default for DatabaseConfig {
 pub struct StripeConfig {
     pub api_base: String,
     pub webhook_tolerance_secs: u64,
+    /// How often, in minutes, integrations that can read events (`GET /v1/events`) list the
+    /// ones no webhook brought (`pipeline::catchup`); also once at start. 0: never.
+    pub catch_up_interval_minutes: u64,
 }
 
 impl Default for StripeConfig {
@@ -176,6 +179,7 @@ impl Default for StripeConfig {
         StripeConfig {
             api_base: "https://api.stripe.com".to_owned(),
             webhook_tolerance_secs: 300,
+            catch_up_interval_minutes: 60,
         }
     }
 }

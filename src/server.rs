@@ -1,6 +1,6 @@
 //! `serve(config, listener, shutdown)`: opens and migrates the database, builds the `App`,
-//! starts the event writer, the processor, retention and the sender, and serves HTTP until
-//! `shutdown` resolves, finishing requests in flight; then stops the background work.
+//! starts the event writer, the processor, retention, the catch-up and the sender, and serves
+//! HTTP until `shutdown` resolves, finishing requests in flight; then stops the background work.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use crate::db::lock::ServeLock;
 use crate::db::{self, deliveries, writer::EventWriter};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
-use crate::pipeline::{retention::Retention, Processor};
+use crate::pipeline::{catchup::CatchUps, retention::Retention, Processor};
 use crate::web::auth::{self, Auth};
 use crate::web::listener::{self, Limits};
 use crate::web::webhook::Intake;
@@ -108,6 +108,19 @@ pub async fn serve_split(
             Some(tokio::spawn(retention.run(stopped.clone())))
         }
     };
+    // It shares intake's writer (a clone is a handle on the same queue), so a listed event is
+    // stored exactly as a webhook's would be.
+    let catch_up = match config.stripe.catch_up_interval_minutes {
+        0 => None,
+        minutes => {
+            let catch_ups = CatchUps {
+                app: app.clone(),
+                writer: writer.clone(),
+                every: Duration::from_secs(minutes.saturating_mul(60)),
+            };
+            Some(tokio::spawn(catch_ups.run(stopped.clone())))
+        }
+    };
     let sender = start_sender(&config, &options, &app, stopped).await?;
 
     let address = listener.local_addr()?;
@@ -165,6 +178,11 @@ pub async fn serve_split(
     if let Some(retention) = retention {
         if let Err(e) = retention.await {
             tracing::error!(error = %e, "retention panicked");
+        }
+    }
+    if let Some(catch_up) = catch_up {
+        if let Err(e) = catch_up.await {
+            tracing::error!(error = %e, "the catch-up panicked");
         }
     }
     if let Err(e) = sender.await {

@@ -101,6 +101,7 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             println!("{}", describe(config, &updated));
             println!("The webhook URL, templates and delivery log are unchanged.");
         }
+        IntegrationAction::CatchUp { id } => return super::catchup::run(&app, &runtime, &id),
         IntegrationAction::Remove { id } => {
             runtime.block_on(manage::integrations::remove(&app, &id))?;
             println!("removed integration {id}");

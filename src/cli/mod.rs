@@ -7,6 +7,7 @@
 
 mod backup;
 mod catalog;
+mod catchup;
 mod events;
 mod integration;
 mod log;
@@ -213,6 +214,13 @@ pub enum IntegrationAction {
     },
     /// Remove an integration and the events stored for it.
     Remove {
+        /// The integration id (int_…), as shown by `integration list`.
+        id: String,
+    },
+    /// Fetch from Stripe the events no webhook brought (since the last catch-up, at most 30
+    /// days) and store them to be emailed, now; the server also does it at start and every
+    /// stripe.catch_up_interval_minutes. Needs an API key with Read on Events.
+    CatchUp {
         /// The integration id (int_…), as shown by `integration list`.
         id: String,
     },

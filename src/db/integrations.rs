@@ -443,6 +443,10 @@ pub struct Link<'a> {
 /// Connects (or reconnects) an integration as `link` says, replacing how it was connected
 /// before: it listens again, and its name, sender, templates and log stay. `None` when there is
 /// no such integration.
+///
+/// It also counts as caught up now: the catch-up reaches back from its last run, and what
+/// happened before this link (a month under a hand-made endpoint that did not subscribe to every
+/// type, or the time it was disconnected on purpose) is not this link's to email.
 pub fn set_link(conn: &Connection, id: &str, link: &Link) -> Result<Option<Integration>, Error> {
     conn.execute(
         "UPDATE integrations SET connection = ?2, webhook_secret = seal(?3), api_key = seal(?4),
@@ -450,7 +454,8 @@ pub fn set_link(conn: &Connection, id: &str, link: &Link) -> Result<Option<Integ
              endpoint_checked_at = CASE WHEN ?7 IS NULL THEN NULL ELSE ?12 END,
              account_name = ?8, livemode = ?9, oauth_access_token = seal(?10),
              oauth_refresh_token = seal(?11), status = 'active', disconnected_at = NULL,
-             disconnect_reason = NULL
+             disconnect_reason = NULL, caught_up_at = ?12, caught_up_from = ?12,
+             recovered_last = 0
          WHERE id = ?1",
         params![
             id,

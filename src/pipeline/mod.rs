@@ -19,6 +19,7 @@
 //! goes on. That is the one place that can wait for intake to be idle: outcomes then pile up
 //! (at most `window` events are held in memory) and go out in one larger commit.
 
+pub mod catchup;
 pub mod prepare;
 pub mod retention;
 

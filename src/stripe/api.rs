@@ -28,6 +28,8 @@ use serde_json::Value;
 use crate::db::integrations::{ConnectedBy, Integration};
 use crate::stripe::event::{expandable_id, integer, text};
 
+pub mod events;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -520,6 +522,23 @@ impl StripeClient {
         call: &Call,
         resource: &str,
     ) -> Result<Value, StripeError> {
+        let body = self.call_text(creds, call, resource).await?;
+        serde_json::from_str(&body).map_err(|e| StripeError::Invalid {
+            message: format!(
+                "{} answered with a body that is not JSON: {e}",
+                call.url.path()
+            ),
+        })
+    }
+
+    /// As `call`, with the successful answer's body as Stripe sent it (the event list keeps
+    /// each event's own text).
+    async fn call_text(
+        &self,
+        creds: &Credentials<'_>,
+        call: &Call,
+        resource: &str,
+    ) -> Result<String, StripeError> {
         let url = &call.url;
         let mut attempts = 0;
         loop {
@@ -555,7 +574,7 @@ impl StripeClient {
         call: &Call,
         resource: &str,
         attempts: u32,
-    ) -> Result<Value, (StripeError, RetryHint)> {
+    ) -> Result<String, (StripeError, RetryHint)> {
         let url = &call.url;
         let mut request = self
             .http
@@ -607,15 +626,7 @@ impl StripeClient {
             }
         };
         if status.is_success() {
-            return serde_json::from_str(&body).map_err(|e| {
-                let error = StripeError::Invalid {
-                    message: format!(
-                        "{} answered {status} with a body that is not JSON: {e}",
-                        url.path()
-                    ),
-                };
-                (error, RetryHint::NEVER)
-            });
+            return Ok(body);
         }
         let failure = Failure {
             status,

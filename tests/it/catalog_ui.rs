@@ -21,6 +21,8 @@ const KEY: &str = "rk_test_51CatalogReadKey00000000wXyZ";
 async fn serve(dir: &std::path::Path, fake: &FakeStripe, key: Option<&str>) -> TestServer {
     let mut config = test_config(dir);
     config.stripe.api_base = fake.base_url.clone();
+    // These tests count every request the fake gets; the catch-up's are `catchup.rs`'s.
+    config.stripe.catch_up_interval_minutes = 0;
     let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     let id = integrations::insert(

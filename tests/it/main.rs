@@ -4,6 +4,7 @@ mod accounts;
 mod backup;
 mod browser;
 mod catalog_ui;
+mod catchup;
 mod cli;
 mod dashboard;
 mod delivery;

@@ -105,7 +105,6 @@ struct State {
     release: tokio::sync::watch::Sender<u64>,
     #[allow(dead_code)]
     endpoints: endpoints::Endpoints,
-    #[allow(dead_code)]
     events: events::Events,
     #[allow(dead_code)]
     oauth: oauth::OAuth,
