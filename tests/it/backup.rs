@@ -196,3 +196,35 @@ fn restore_refuses_what_is_not_a_backup_and_keeps_the_database() {
         "{err}"
     );
 }
+
+/// Secrets stay sealed in a backup, so a restore on another machine needs the key too: without
+/// it every command refuses, naming where the key was looked for; with it, all works.
+#[test]
+fn a_restored_backup_needs_the_key_it_was_sealed_with() {
+    let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    add_integration_cli(old.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let copy = new.path().join("copy.db");
+    let (ok, _, err) = run(mmc(old.path(), &["backup", copy.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    let raw = std::fs::read(&copy).unwrap();
+    assert!(
+        !raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+        "the signing secret is sealed in the backup"
+    );
+
+    let (ok, _, err) = run(mmc(new.path(), &["restore", copy.to_str().unwrap()]));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(mmc(new.path(), &["integration", "list"]));
+    assert!(!ok && err.contains("mailmycustomer.db.key"), "{err}");
+
+    std::fs::copy(
+        old.path().join("mailmycustomer.db.key"),
+        new.path().join("mailmycustomer.db.key"),
+    )
+    .unwrap();
+    let (ok, out, err) = run(mmc(new.path(), &["integration", "list"]));
+    assert!(
+        ok && out.contains("shop") && out.contains("whsec_…"),
+        "{out}{err}"
+    );
+}
