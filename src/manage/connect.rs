@@ -425,15 +425,24 @@ fn checked_key(key: &str) -> Result<String, Error> {
     }
 }
 
-/// Refuses a `server.public_url` Stripe cannot send to, with what to do instead.
-fn check_reachable(config: &Config, id: &str, live: bool) -> Result<(), Error> {
-    let problem = match config.server.public_url.trim() {
+/// Why Stripe cannot send to this server's webhook URLs even with a test key, for a page to say
+/// before a key is pasted; `None` when it may.
+pub fn reachability(config: &Config) -> Option<String> {
+    public_url_problem(config, false).map(|problem| format!("{problem}."))
+}
+
+fn public_url_problem(config: &Config, live: bool) -> Option<String> {
+    match config.server.public_url.trim() {
         "" => Some(
             "server.public_url is not set, so Stripe has no address to send events to".to_owned(),
         ),
         url => unreachable_reason(url, live).map(|why| format!("server.public_url {url} {why}")),
-    };
-    match problem {
+    }
+}
+
+/// Refuses a `server.public_url` Stripe cannot send to, with what to do instead.
+fn check_reachable(config: &Config, id: &str, live: bool) -> Result<(), Error> {
+    match public_url_problem(config, live) {
         None => Ok(()),
         Some(problem) => Err(Error::invalid(
             "public_url",

@@ -1,19 +1,24 @@
 //! Connecting a Stripe account with an API key (issue 12, "API key path"): the Stripe API calls
-//! against the fake Stripe, and `manage::connect` end to end with a real server, a real SMTP
-//! sink and the fake's webhook endpoints.
+//! against the fake Stripe; `manage::connect` with a real server and the fake's webhook
+//! endpoints; the Add page, the change-key form and Re-check over real HTTP (with a real SMTP
+//! sink); and `integration connect|update` on the real binary.
 
 use std::time::Duration;
 
 use mailmycustomer::app::App;
 use mailmycustomer::db::integrations::{self, ConnectedBy};
 use mailmycustomer::manage::connect::{self, KeyConnection};
-use mailmycustomer::stripe::api::{Credentials, StripeClient};
+use mailmycustomer::stripe::api::{endpoints, Credentials, StripeClient};
 use mailmycustomer::stripe::PINNED_API_VERSION;
 use mailmycustomer::trigger::SUBSCRIBED_EVENTS;
 use serde_json::Value;
 
+use scraper::{ElementRef, Html, Selector};
+
+use crate::cli::{mmc, run};
 use crate::fake_stripe::FakeStripe;
 use crate::sink::Sink;
+use crate::support::ui::{Page, UiClient};
 use crate::support::*;
 
 pub const KEY: &str = "rk_test_51ConnectKeyRosenGoods000wXyZ";
@@ -158,71 +163,6 @@ async fn the_stripe_calls_read_the_account_probe_and_manage_endpoints() {
         missing.to_string().contains("No such webhook endpoint"),
         "{missing}"
     );
-}
-
-/// Connecting by key makes one endpoint with the pinned version, exactly the subscribed events
-/// and our URL; stores its secret; and a webhook signed with that secret is taken and emailed.
-#[tokio::test(flavor = "multi_thread")]
-async fn connecting_by_key_makes_the_endpoint_and_its_events_are_emailed() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FakeStripe::start().await;
-    fake.set_account("acct_1RosenGoods", "Rosen Goods");
-    let sink = Sink::start();
-    let server = serve(dir.path(), &fake, Some(&sink)).await;
-
-    let connected = connect::connect_with_key(&app(&server), by_key("Rosen Goods"))
-        .await
-        .unwrap();
-    let id = connected.integration.id.clone();
-    assert_eq!(connected.webhook_url, webhook_url(&id));
-    assert!(connected.catalog.is_ok(), "{:?}", connected.catalog);
-
-    let posts = creations(&fake);
-    assert_eq!(posts.len(), 1);
-    let post = &posts[0];
-    assert_eq!(post.form("url").as_deref(), Some(webhook_url(&id).as_str()));
-    assert_eq!(
-        post.form("api_version").as_deref(),
-        Some(PINNED_API_VERSION)
-    );
-    assert_eq!(post.form_all("enabled_events[]"), SUBSCRIBED_EVENTS);
-    assert_eq!(
-        post.form("metadata[mailmycustomer_integration]").as_deref(),
-        Some(id.as_str())
-    );
-    assert!(post.form("description").unwrap().contains("MailMyCustomer"));
-    assert_eq!(post.key(), KEY);
-
-    let row = stored(&server, &id).unwrap();
-    assert_eq!(row.connected_by, ConnectedBy::ApiKey);
-    assert_eq!(row.endpoint.as_ref().unwrap().id, connected.endpoint_id);
-    assert_eq!(
-        row.endpoint.as_ref().unwrap().status.as_deref(),
-        Some("enabled")
-    );
-    assert_eq!(row.account_name.as_deref(), Some("Rosen Goods"));
-    assert_eq!(row.stripe_account.as_deref(), Some("acct_1RosenGoods"));
-    assert_eq!(row.livemode, Some(false));
-    let endpoints = fake.webhook_endpoints();
-    assert_eq!(endpoints.len(), 1);
-    assert_eq!(endpoints[0]["id"], connected.endpoint_id.as_str());
-
-    // The secret the fake returned at creation is the one webhooks are checked against.
-    let secret = row.webhook_secret.expose().to_owned();
-    assert!(secret.starts_with("whsec_fake"), "{secret}");
-    let body = with_event_id(&fixture("invoice.paid.json"), "evt_connect_key_paid");
-    let url = server.url(&format!("/webhooks/stripe/{id}"));
-    server
-        .post(&url, body.clone(), Some(sign_now(&body, SECRET)))
-        .await
-        .assert_refused(400, "signature_mismatch");
-    server
-        .post(&url, body.clone(), Some(sign_now(&body, &secret)))
-        .await
-        .assert_stored(false);
-    let mail = sink.wait_for(1, Duration::from_secs(20)).await;
-    let text = String::from_utf8_lossy(&mail[0]);
-    assert!(text.contains("jenny.rosen@example.com"), "{text}");
 }
 
 /// A restricted key without Products read is refused naming it; nothing is stored and no
@@ -452,4 +392,542 @@ async fn recheck_finds_a_disabled_endpoint() {
     let row = stored(&server, &id).unwrap();
     assert_eq!(row.endpoint.unwrap().status.as_deref(), Some("disabled"));
     assert_eq!(row.account_name.as_deref(), Some("Rosen Goods GmbH"));
+}
+
+fn html(page: &Page) -> Html {
+    Html::parse_document(&page.text)
+}
+
+fn select<'a>(doc: &'a Html, css: &str) -> Vec<ElementRef<'a>> {
+    doc.select(&Selector::parse(css).unwrap()).collect()
+}
+
+fn text(element: ElementRef) -> String {
+    element
+        .text()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn one<'a>(doc: &'a Html, css: &str) -> ElementRef<'a> {
+    let found = select(doc, css);
+    assert_eq!(found.len(), 1, "{css} in {}", doc.html());
+    found[0]
+}
+
+/// The flash a page shows and whether it is an error.
+fn flash(page: &Page) -> (String, bool) {
+    let doc = html(page);
+    let found = one(&doc, "div.flash");
+    (text(found), found.value().classes().any(|c| c == "error"))
+}
+
+/// Fills the Add page's API-key form and posts it.
+async fn connect_on_the_page(ui: &UiClient, name: &str, key: &str) -> (String, Page) {
+    let form = html(&ui.get("/integrations/new").await);
+    let id = one(&form, "input[name=connect_id]")
+        .value()
+        .attr("value")
+        .unwrap()
+        .to_owned();
+    let answer = ui
+        .post(
+            "/integrations/new/key",
+            &[
+                ("connect_id", &id),
+                ("connect_name", name),
+                ("connect_key", key),
+                ("connect_from", ""),
+            ],
+        )
+        .await;
+    (id, answer)
+}
+
+fn count(server: &TestServer, table: &str, id: &str) -> i64 {
+    server
+        .db()
+        .query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE integration_id = ?1"),
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// The Add page leads with the API key and lists every permission with why; posting it makes
+/// one endpoint (pinned version, exactly the subscribed events, our URL), the card shows the
+/// account, mode and endpoint, and a webhook signed with the secret the fake returned is taken
+/// and emailed. Neither the key nor the secret reaches a page.
+#[tokio::test(flavor = "multi_thread")]
+async fn connecting_on_the_add_page_makes_the_endpoint_and_its_events_are_emailed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    fake.set_account("acct_1RosenGoods", "Rosen Goods");
+    let sink = Sink::start();
+    let server = serve(dir.path(), &fake, Some(&sink)).await;
+    let ui = signed_in(&server).await;
+
+    let add = html(&ui.get("/integrations/new").await);
+    let headings: Vec<String> = select(&add, "section.connect h2")
+        .into_iter()
+        .map(text)
+        .collect();
+    assert_eq!(
+        headings,
+        ["Connect with an API key", "I have a webhook signing secret"]
+    );
+    let permissions: Vec<String> = select(&add, "ul.permissions li strong")
+        .into_iter()
+        .map(text)
+        .collect();
+    assert_eq!(permissions.len(), endpoints::PERMISSIONS.len());
+    assert_eq!(permissions[0], "Write on Webhook endpoints");
+    for wanted in [
+        "Read on Customers",
+        "Read on Invoice payments",
+        "Read on Events",
+    ] {
+        assert!(permissions.iter().any(|p| p == wanted), "{permissions:?}");
+    }
+    assert_eq!(
+        one(&add, "input[name=connect_key]").value().attr("type"),
+        Some("password")
+    );
+    assert!(select(&add, ".reach").is_empty(), "public_url is fine");
+
+    let (id, answer) = connect_on_the_page(&ui, "Rosen Goods", KEY).await;
+    answer.assert_redirect(&format!("/integrations/{id}"));
+    let posts = creations(&fake);
+    assert_eq!(posts.len(), 1);
+    let post = &posts[0];
+    assert_eq!(post.form("url").as_deref(), Some(webhook_url(&id).as_str()));
+    assert_eq!(
+        post.form("api_version").as_deref(),
+        Some(PINNED_API_VERSION)
+    );
+    assert_eq!(post.form_all("enabled_events[]"), SUBSCRIBED_EVENTS);
+    assert_eq!(
+        post.form("metadata[mailmycustomer_integration]").as_deref(),
+        Some(id.as_str())
+    );
+    assert!(post.form("description").unwrap().contains("MailMyCustomer"));
+    assert_eq!(post.key(), KEY);
+
+    let row = stored(&server, &id).unwrap();
+    assert_eq!(row.connected_by, ConnectedBy::ApiKey);
+    let endpoint_id = row.endpoint.as_ref().unwrap().id.clone();
+    assert_eq!(fake.webhook_endpoints()[0]["id"], endpoint_id.as_str());
+    assert_eq!(row.account_name.as_deref(), Some("Rosen Goods"));
+    assert_eq!(row.stripe_account.as_deref(), Some("acct_1RosenGoods"));
+    assert_eq!(row.livemode, Some(false));
+
+    let page = ui.get(&format!("/integrations/{id}")).await;
+    let (message, error) = flash(&page);
+    assert!(!error, "{message}");
+    assert!(
+        message.contains("Connected “Rosen Goods” to Rosen Goods (acct_1RosenGoods)"),
+        "{message}"
+    );
+    assert!(message.contains(&endpoint_id), "{message}");
+    assert!(
+        message.contains("Read 1 product and 1 plan from Stripe"),
+        "{message}"
+    );
+    let secret = row.webhook_secret.expose().to_owned();
+    for shown in [&page.text, &ui.get("/integrations").await.text] {
+        assert!(
+            !shown.contains(&secret) && !shown.contains(KEY),
+            "a secret is on a page"
+        );
+    }
+    let list = html(&ui.get("/integrations").await);
+    let facts = text(one(&list, "article.integration dl.facts"));
+    for wanted in [
+        "With an API key",
+        "Test mode",
+        "Rosen Goods acct_1RosenGoods",
+        "Enabled",
+        &endpoint_id,
+    ] {
+        assert!(facts.contains(wanted), "{wanted} not in {facts}");
+    }
+    assert_eq!(
+        select(&list, "article.integration form.recheck button").len(),
+        1
+    );
+
+    // The secret the fake returned at creation is the one webhooks are checked against.
+    assert!(secret.starts_with("whsec_fake"), "{secret}");
+    let body = with_event_id(&fixture("invoice.paid.json"), "evt_connect_key_paid");
+    let url = server.url(&format!("/webhooks/stripe/{id}"));
+    server
+        .post(&url, body.clone(), Some(sign_now(&body, SECRET)))
+        .await
+        .assert_refused(400, "signature_mismatch");
+    server
+        .post(&url, body.clone(), Some(sign_now(&body, &secret)))
+        .await
+        .assert_stored(false);
+    let mail = sink.wait_for(1, Duration::from_secs(20)).await;
+    let text = String::from_utf8_lossy(&mail[0]);
+    assert!(text.contains("jenny.rosen@example.com"), "{text}");
+}
+
+/// On the page, a key without Products read is a 422 with the key's field marked, naming the
+/// permission; nothing is stored, no endpoint is left, the name typed is kept and the key is
+/// not sent back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_add_page_refuses_a_key_missing_a_permission_with_the_field_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = serve(dir.path(), &fake, None).await;
+    let ui = signed_in(&server).await;
+    let no_products = "rk_test_51NoProductsRead0000000000AAAA";
+    fake.restrict_key(no_products, &["rak_product_read"]);
+
+    let (id, answer) = connect_on_the_page(&ui, "Rosen Goods", no_products).await;
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    let doc = html(&answer);
+    let marked = one(&doc, ".field.invalid");
+    assert_eq!(
+        one(&doc, ".field.invalid input").value().attr("name"),
+        Some("connect_key")
+    );
+    let said = text(marked);
+    assert!(
+        said.contains("Read on Products, rak_product_read"),
+        "{said}"
+    );
+    assert!(said.contains("Paste it again"), "{said}");
+    assert_eq!(
+        one(&doc, "input[name=connect_name]").value().attr("value"),
+        Some("Rosen Goods")
+    );
+    assert_eq!(
+        one(&doc, "input[name=connect_id]").value().attr("value"),
+        Some(id.as_str())
+    );
+    assert!(!answer.text.contains(no_products), "the key was sent back");
+    assert!(all_stored(&server).is_empty());
+    assert!(fake.webhook_endpoints().is_empty());
+
+    // An empty key is refused before Stripe is asked, on the same field.
+    let before = fake.requests().len();
+    let (_, empty) = connect_on_the_page(&ui, "Rosen Goods", "").await;
+    assert_eq!(empty.status, 422);
+    assert_eq!(
+        one(&html(&empty), ".field.invalid input")
+            .value()
+            .attr("name"),
+        Some("connect_key")
+    );
+    assert_eq!(fake.requests().len(), before);
+
+    // A local public_url is said on the page before a key is pasted, and refused as a banner.
+    // (Another database: one `serve` per database.)
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut config = test_config(elsewhere.path());
+    config.stripe.api_base = fake.base_url.clone();
+    config.server.public_url = "http://127.0.0.1:8080".into();
+    let local = TestServer::start_with(config, "int_0000000000000000".into()).await;
+    let ui = signed_in(&local).await;
+    let add = html(&ui.get("/integrations/new").await);
+    assert!(text(one(&add, ".reach")).contains("loopback"));
+    let (_, refused) = connect_on_the_page(&ui, "Rosen Goods", KEY).await;
+    assert_eq!(refused.status, 422);
+    let banner = text(one(&html(&refused), "section.by-key div.flash.error"));
+    assert!(banner.contains("stripe listen --forward-to"), "{banner}");
+}
+
+/// The new routes: signed out → /login; without or with a wrong CSRF token → 403 and nothing
+/// changed; an unknown id → 404; a bad key → 422 naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connect_routes_are_guarded_and_answer_404_and_422() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = serve(dir.path(), &fake, None).await;
+    let connected = connect::connect_with_key(&app(&server), by_key("Rosen Goods"))
+        .await
+        .unwrap();
+    let id = connected.integration.id.clone();
+    let requests = fake.requests().len();
+    let routes = [
+        "/integrations/new/key".to_owned(),
+        format!("/integrations/{id}/key"),
+        format!("/integrations/{id}/recheck"),
+    ];
+    let fields = [
+        ("connect_name", "Other"),
+        ("connect_key", OTHER_KEY),
+        ("new_api_key", OTHER_KEY),
+    ];
+
+    let stranger = UiClient::new(&server);
+    for route in &routes {
+        stranger
+            .post_without_csrf(route, &fields)
+            .await
+            .assert_redirect("/login");
+    }
+    let ui = signed_in(&server).await;
+    for route in &routes {
+        assert_eq!(
+            ui.post_without_csrf(route, &fields).await.status,
+            403,
+            "{route}"
+        );
+        let mut wrong = vec![("csrf", "not-the-token")];
+        wrong.extend_from_slice(&fields);
+        assert_eq!(
+            ui.post_without_csrf(route, &wrong).await.status,
+            403,
+            "{route}"
+        );
+    }
+    assert_eq!(fake.requests().len(), requests, "Stripe was asked");
+    assert_eq!(all_stored(&server).len(), 1);
+    assert_eq!(stored(&server, &id).unwrap().api_key.unwrap().expose(), KEY);
+
+    for route in [
+        "/integrations/int_ffffffffffffffff/key",
+        "/integrations/int_ffffffffffffffff/recheck",
+    ] {
+        assert_eq!(
+            ui.post(route, &[("new_api_key", OTHER_KEY)]).await.status,
+            404,
+            "{route}"
+        );
+    }
+    let bad = ui
+        .post(
+            &format!("/integrations/{id}/key"),
+            &[("new_api_key", "pk_test_publishable")],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(
+        one(&html(&bad), ".change-key .field.invalid input")
+            .value()
+            .attr("name"),
+        Some("new_api_key")
+    );
+    assert_eq!(fake.requests().len(), requests);
+}
+
+/// The change-key form: a new endpoint, the old one deleted on the fake, the id, templates and
+/// log kept; the new secret is checked at once and the old one refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_key_on_its_page_keeps_id_templates_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let sink = Sink::start();
+    let server = serve(dir.path(), &fake, Some(&sink)).await;
+    let ui = signed_in(&server).await;
+    let (id, answer) = connect_on_the_page(&ui, "Rosen Goods", KEY).await;
+    answer.assert_redirect(&format!("/integrations/{id}"));
+    let old = stored(&server, &id).unwrap();
+    let old_endpoint = old.endpoint.clone().unwrap().id;
+    let url = server.url(&format!("/webhooks/stripe/{id}"));
+    let body = with_event_id(&fixture("invoice.paid.json"), "evt_before_change");
+    server
+        .post(
+            &url,
+            body.clone(),
+            Some(sign_now(&body, old.webhook_secret.expose())),
+        )
+        .await
+        .assert_stored(false);
+    sink.wait_for(1, Duration::from_secs(20)).await;
+    mailmycustomer::manage::templates::save(
+        &app(&server),
+        mailmycustomer::db::templates::TemplateInput {
+            id: None,
+            integration_id: Some(id.clone()),
+            trigger: mailmycustomer::trigger::TriggerKind::PaymentReceived,
+            product_id: None,
+            plan_id: None,
+            subject: "Thanks".into(),
+            format: mailmycustomer::templates::body::Format::Html,
+            body: "<p>Thank you.</p>".into(),
+            text: None,
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let page = html(&ui.get(&format!("/integrations/{id}")).await);
+    assert_eq!(text(one(&page, "#key-heading")), "Change the API key");
+    assert!(select(&page, "input[name=webhook_secret]").is_empty());
+
+    let changed = ui
+        .post(
+            &format!("/integrations/{id}/key"),
+            &[("new_api_key", OTHER_KEY)],
+        )
+        .await;
+    changed.assert_redirect(&format!("/integrations/{id}"));
+    let (message, error) = flash(&ui.get(&format!("/integrations/{id}")).await);
+    assert!(!error && message.contains("New key in place"), "{message}");
+    let new = stored(&server, &id).unwrap();
+    let new_endpoint = new.endpoint.clone().unwrap().id;
+    assert_ne!(new_endpoint, old_endpoint);
+    let on_stripe: Vec<Value> = fake.webhook_endpoints();
+    assert_eq!(on_stripe.len(), 1);
+    assert_eq!(on_stripe[0]["id"], new_endpoint.as_str());
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.method == "DELETE"
+                && r.path == format!("/v1/webhook_endpoints/{old_endpoint}"))
+    );
+    assert_eq!(
+        (new.name.as_str(), new.created_at),
+        ("Rosen Goods", old.created_at)
+    );
+    assert_eq!(count(&server, "templates", &id), 1);
+    assert_eq!(count(&server, "deliveries", &id), 1);
+
+    let body = with_event_id(&fixture("invoice.paid.json"), "evt_after_change");
+    server
+        .post(
+            &url,
+            body.clone(),
+            Some(sign_now(&body, old.webhook_secret.expose())),
+        )
+        .await
+        .assert_refused(400, "signature_mismatch");
+    server
+        .post(
+            &url,
+            body.clone(),
+            Some(sign_now(&body, new.webhook_secret.expose())),
+        )
+        .await
+        .assert_stored(false);
+}
+
+/// Re-check from the card: a disabled endpoint comes back as an error flash saying what to do,
+/// and the card shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn recheck_on_the_card_shows_a_disabled_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = serve(dir.path(), &fake, None).await;
+    let ui = signed_in(&server).await;
+    let (id, _) = connect_on_the_page(&ui, "Rosen Goods", KEY).await;
+    let endpoint = stored(&server, &id).unwrap().endpoint.unwrap().id;
+    fake.set_endpoint_status(&endpoint, "disabled");
+
+    ui.post(&format!("/integrations/{id}/recheck"), &[("back", "list")])
+        .await
+        .assert_redirect("/integrations");
+    let list = ui.get("/integrations").await;
+    let (message, error) = flash(&list);
+    assert!(error, "{message}");
+    assert!(
+        message.contains("Stripe disabled the webhook endpoint"),
+        "{message}"
+    );
+    let doc = html(&list);
+    assert_eq!(text(one(&doc, "dd.endpoint .badge")), "Disabled by Stripe");
+    assert!(text(one(&doc, "dd.endpoint .note")).contains("Enable"));
+
+    fake.set_endpoint_status(&endpoint, "enabled");
+    ui.post(&format!("/integrations/{id}/recheck"), &[("back", "page")])
+        .await
+        .assert_redirect(&format!("/integrations/{id}"));
+    let (message, error) = flash(&ui.get(&format!("/integrations/{id}")).await);
+    assert!(!error && message.contains("all is well"), "{message}");
+}
+
+/// `integration connect` on the real binary prints the id, the webhook URL and the endpoint id;
+/// `integration update ID --api-key -` (and its old name, `edit`) replaces the endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_connects_by_key_and_update_changes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let base = fake.base_url.clone();
+    let path = dir.path().to_owned();
+    let command = move |args: Vec<String>| {
+        let (base, path) = (base.clone(), path.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut cmd = mmc(&path, &args);
+            cmd.env("MMC_STRIPE__API_BASE", &base)
+                .env("MMC_SERVER__PUBLIC_URL", PUBLIC_URL);
+            run(cmd)
+        })
+    };
+    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+    let (ok, out, err) = command(owned(&[
+        "integration",
+        "connect",
+        "--name",
+        "Rosen Goods",
+        "--api-key",
+        KEY,
+    ]))
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_owned()
+    };
+    let id = field(&out, "id");
+    assert_eq!(field(&out, "webhook_url"), webhook_url(&id));
+    let endpoint = field(&out, "endpoint_id");
+    assert_eq!(fake.webhook_endpoints()[0]["id"], endpoint.as_str());
+    assert!(!out.contains(KEY) && !out.contains("whsec_"), "{out}");
+
+    for verb in ["update", "edit"] {
+        let before = fake.webhook_endpoints()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (ok, out, err) = command(owned(&["integration", verb, &id, "--api-key", OTHER_KEY]))
+            .await
+            .unwrap();
+        assert!(ok, "{verb}: {err}");
+        let now = field(&out, "endpoint_id");
+        assert_ne!(now, before, "{verb}");
+        let on_stripe = fake.webhook_endpoints();
+        assert_eq!(on_stripe.len(), 1, "{verb}: {on_stripe:?}");
+        assert_eq!(on_stripe[0]["id"], now.as_str());
+    }
+
+    // A loopback public_url is refused with the stripe listen way, and nothing is made.
+    let (ok, _, err) = tokio::task::spawn_blocking({
+        let (path, base) = (dir.path().to_owned(), fake.base_url.clone());
+        move || {
+            let mut cmd = mmc(
+                &path,
+                &[
+                    "integration",
+                    "connect",
+                    "--name",
+                    "Local",
+                    "--api-key",
+                    KEY,
+                ],
+            );
+            cmd.env("MMC_STRIPE__API_BASE", &base)
+                .env("MMC_SERVER__PUBLIC_URL", "http://127.0.0.1:8080");
+            run(cmd)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("loopback") && err.contains("stripe listen"),
+        "{err}"
+    );
+    assert_eq!(fake.webhook_endpoints().len(), 1);
 }
