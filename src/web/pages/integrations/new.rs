@@ -291,7 +291,7 @@ fn permissions() -> Markup {
         ul.permissions {
             @for p in PERMISSIONS {
                 li {
-                    strong { (p.grant()) } span.why { " — " (p.why) }
+                    strong { (p.grant()) } span.purpose { " — " (p.why) }
                 }
             }
         }
