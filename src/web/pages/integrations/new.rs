@@ -319,7 +319,7 @@ fn key_form_view(
             (csrf_input(session.csrf))
             input type="hidden" name="connect_id" value=(form.connect_id);
             (form_error(error, &KEY_FIELDS))
-            (Field::new("Name", "connect_name", &form.connect_name)
+            (Field::new("Integration name", "connect_name", &form.connect_name)
                 .required()
                 .autocomplete("off")
                 .placeholder("Rosen Goods")
@@ -337,7 +337,7 @@ fn key_form_view(
                     }
                 })
                 .render(error))
-            (Field::new("Send from (optional)", "connect_from", &form.connect_from)
+            (Field::new("Sender address (optional)", "connect_from", &form.connect_from)
                 .input(Input::Email)
                 .autocomplete("off")
                 .placeholder("billing@your-shop.example")
