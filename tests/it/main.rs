@@ -6,6 +6,7 @@ mod browser;
 mod catalog_ui;
 mod catchup;
 mod cli;
+mod connect_key;
 mod dashboard;
 mod delivery;
 mod editor_ui;

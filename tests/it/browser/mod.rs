@@ -8,6 +8,7 @@
 //! installs both), as a missing smtp-sink does: a skipped browser test would look like a pass.
 
 mod catalog;
+mod connect;
 mod editor;
 mod events;
 mod flow;
