@@ -292,6 +292,10 @@ async fn delete_endpoint(app: &App, integration: &Integration, endpoint: &str) -
     }
 }
 
+/// How many busy timeouts in a row one erase batch sits out before the erase gives up (each
+/// `database.busy_timeout_ms`, 5 s by default): a minute of a database that never frees up.
+const ERASE_PATIENCE: u32 = 12;
+
 /// What `erase` deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Erased {
@@ -328,12 +332,24 @@ pub async fn erase(app: &App, id: &str) -> Result<Erased, Error> {
             Held::Plans => &mut erased.plans,
             Held::Products => &mut erased.products,
         };
+        let mut waited = 0;
         loop {
             let started = Instant::now();
             let key = id.to_owned();
-            let deleted = app
+            let deleted = match app
                 .db(move |c| integrations::erase_batch(c, &key, held))
-                .await?;
+                .await
+            {
+                // Intake and the processor kept the write lock for a whole busy timeout: they
+                // go first, and the erase tries again after a pause.
+                Err(Error::DatabaseUnavailable(_)) if waited < ERASE_PATIENCE => {
+                    waited += 1;
+                    tokio::time::sleep(MAX_PAUSE).await;
+                    continue;
+                }
+                deleted => deleted?,
+            };
+            waited = 0;
             *total += deleted;
             if deleted < DELETE_BATCH {
                 break;

@@ -566,3 +566,85 @@ async fn integration_remove_disconnects_and_with_erase_erases() {
     assert!(!ok && err.contains("no integration"), "{err}");
     server.stop().await;
 }
+
+/// Webhook latency to another integration while 200,000 events are erased, against the same
+/// webhooks with nothing erased. A measurement, not a check (no timing is asserted): run with
+/// `cargo test --test it remove::webhook_latency_while_erasing -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run it by name with --ignored --nocapture"]
+async fn webhook_latency_while_erasing() {
+    const EVENTS: i64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let (server, other) = serve(dir.path(), &fake).await;
+    let id = server.integration_id.clone();
+    let conn = server.db();
+    let seeded = Instant::now();
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+         INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
+                             received_at, payload, processing)
+         SELECT ?1, 'evt_bulk_' || i, 'invoice.paid', 0, 1700000000 + i, 1700000000 + i,
+                '{\"id\":\"evt_bulk_' || i || '\",\"object\":\"event\",\"type\":\"invoice.paid\"}',
+                'ignored'
+         FROM n",
+        rusqlite::params![id, EVENTS],
+    )
+    .unwrap();
+    integrations::disconnect(&conn, &id, "measuring").unwrap();
+    println!("seeded {EVENTS} events in {:?}", seeded.elapsed());
+
+    let mut n = 0;
+    let mut send = || {
+        n += 1;
+        distinct_invoice_paid("latency", n)
+    };
+    let mut quiet = Vec::new();
+    for _ in 0..400 {
+        let body = send();
+        let started = Instant::now();
+        deliver_to(&server, &other, OTHER_SECRET, body)
+            .await
+            .assert_stored(false);
+        quiet.push(started.elapsed());
+    }
+
+    // The page answers within seconds and leaves a long erase to go on in the background: it
+    // is done when the integration's row is gone.
+    let ui = signed_in(&server).await;
+    let path = format!("/integrations/{id}/erase");
+    let started = Instant::now();
+    let erase = tokio::spawn(async move { ui.post(&path, &[("confirm_name", "shop")]).await });
+    let mut busy = Vec::new();
+    let mut refused = Vec::new();
+    while stored(&server, &id).is_some() {
+        let body = send();
+        let sent = Instant::now();
+        let reply = deliver_to(&server, &other, OTHER_SECRET, body).await;
+        busy.push(sent.elapsed());
+        if reply.status != 200 {
+            refused.push((reply.status, reply.text));
+        }
+    }
+    let took = started.elapsed();
+    let answer = erase.await.unwrap();
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    assert_eq!(count(&server, "events", &id), 0);
+
+    let summary = |mut all: Vec<Duration>| {
+        all.sort();
+        let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+        format!(
+            "n={} p50={:?} p99={:?} max={:?}",
+            all.len(),
+            at(0.50),
+            at(0.99),
+            all[all.len() - 1]
+        )
+    };
+    println!("erase of {EVENTS} events took {took:?}");
+    println!("webhooks without an erase: {}", summary(quiet));
+    println!("webhooks during the erase: {}", summary(busy));
+    assert!(refused.is_empty(), "refused during the erase: {refused:?}");
+    server.stop().await;
+}

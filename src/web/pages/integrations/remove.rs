@@ -6,6 +6,7 @@
 //! page.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use maud::{html, Markup};
 use poem::http::StatusCode;
@@ -24,6 +25,10 @@ use crate::web::flash::{redirect_with, Flash};
 use crate::web::layout::{html_response, Nav, Page, Session};
 use crate::web::webhook::Intake;
 use crate::Error;
+
+/// How long an erase answer waits for the erase to finish before it lets it go on in the
+/// background (a history of 200,000 events takes a minute or two beside live webhooks).
+const ERASE_WAIT: Duration = Duration::from_secs(5);
 
 /// The erase form: the integration's name, typed to confirm.
 #[derive(Debug, Default, Deserialize)]
@@ -113,7 +118,38 @@ pub async fn erase(
         );
         return answer(app, session, None, e.status(), &found, &form, Some(&e));
     }
-    match integrations::erase(app, &id).await {
+    // A large history takes a while to erase politely; the answer does not wait for all of it.
+    let mut erasing = tokio::spawn({
+        let (app, id) = (Arc::clone(app), id.clone());
+        async move { integrations::erase(&app, &id).await }
+    });
+    let erased = match tokio::time::timeout(ERASE_WAIT, &mut erasing).await {
+        Ok(joined) => joined.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e)))),
+        Err(_) => {
+            tokio::spawn(async move {
+                match erasing.await {
+                    Ok(Ok(erased)) => {
+                        tracing::info!(integration = %erased.name, events = erased.events, deliveries = erased.deliveries, "integration erased")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "erasing an integration failed; erase it again to finish")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "erasing an integration stopped; erase it again to finish")
+                    }
+                }
+            });
+            return done(
+                jar,
+                "/integrations",
+                format!(
+                    "Erasing “{name}”: its history is large, so it is deleted in the background in \
+                     small steps that keep webhooks answered. It leaves this list once done."
+                ),
+            );
+        }
+    };
+    match erased {
         Ok(erased) => {
             intake.forget(&id);
             done(
