@@ -15,7 +15,6 @@ use crate::support::ui::{Page, UiClient};
 use crate::support::*;
 
 const KEY: &str = "rk_test_51RemoveEndpointKey000000wXyZ";
-const ENDPOINT: &str = "we_1RemoveTestEndpoint00000";
 const OTHER_SECRET: &str = "whsec_the_other_integrations_secret";
 
 fn html(page: &Page) -> Html {
@@ -51,13 +50,14 @@ fn flash(page: &Page) -> (String, bool) {
     (text(found[0]), error)
 }
 
-/// A server on `fake` with "shop" connected by API key with a hand-made endpoint (signed with
+/// A server on `fake` with "shop" connected by API key to an endpoint on the fake (signed with
 /// `SECRET`, as the endpoint's secret), and "other" connected by signing secret.
 async fn serve(dir: &std::path::Path, fake: &FakeStripe) -> (TestServer, String) {
     let mut config = test_config(dir);
     config.stripe.api_base = fake.base_url.clone();
     let id = add_integration(&config, "shop", SECRET);
     let other = add_integration(&config, "other", OTHER_SECRET);
+    let endpoint = fake.add_webhook_endpoint(&config.webhook_url(&id), "MailMyCustomer");
     let conn = db::open(&config.database.path, Duration::from_secs(5)).unwrap();
     integrations::set_link(
         &conn,
@@ -66,7 +66,7 @@ async fn serve(dir: &std::path::Path, fake: &FakeStripe) -> (TestServer, String)
             connected_by: integrations::ConnectedBy::ApiKey,
             webhook_secret: SECRET,
             api_key: Some(KEY),
-            endpoint_id: Some(ENDPOINT),
+            endpoint_id: Some(&endpoint),
             endpoint_status: Some("enabled"),
             account_name: Some("Rosen Goods"),
             livemode: Some(false),
@@ -82,6 +82,14 @@ async fn deliver_to(server: &TestServer, id: &str, secret: &str, body: Vec<u8>) 
     let sig = sign_now(&body, secret);
     let url = server.url(&format!("/webhooks/stripe/{id}"));
     server.post(&url, body, Some(sig)).await
+}
+
+/// The id of the endpoint `serve` made for "shop".
+fn endpoint_of(server: &TestServer) -> String {
+    stored(server, &server.integration_id)
+        .and_then(|i| i.endpoint)
+        .expect("an endpoint")
+        .id
 }
 
 fn count(server: &TestServer, table: &str, id: &str) -> i64 {
@@ -137,6 +145,7 @@ async fn disconnecting_deletes_the_endpoint_keeps_the_history_and_its_url_answer
     let fake = FakeStripe::start().await;
     let (server, other) = serve(dir.path(), &fake).await;
     let id = server.integration_id.clone();
+    let endpoint = endpoint_of(&server);
     let ui = signed_in(&server).await;
     server
         .deliver(distinct_invoice_paid("kept", 1))
@@ -150,7 +159,7 @@ async fn disconnecting_deletes_the_endpoint_keeps_the_history_and_its_url_answer
     assert_eq!(one_text(&page, "h1"), "Disconnect “shop”?");
     let steps = one_text(&page, "#disconnect-heading + p + ul.goes");
     assert!(
-        steps.contains(ENDPOINT) && steps.contains("is deleted"),
+        steps.contains(&endpoint) && steps.contains("is deleted"),
         "{steps}"
     );
     assert!(steps.contains("events and delivery log stay"), "{steps}");
@@ -169,15 +178,20 @@ async fn disconnecting_deletes_the_endpoint_keeps_the_history_and_its_url_answer
         .collect();
     assert_eq!(deletes.len(), 1, "{deletes:?}");
     assert_eq!(deletes[0].method, "DELETE");
-    assert_eq!(deletes[0].path, format!("/v1/webhook_endpoints/{ENDPOINT}"));
+    assert_eq!(deletes[0].path, format!("/v1/webhook_endpoints/{endpoint}"));
     assert_eq!(deletes[0].key(), KEY);
+    assert!(
+        fake.webhook_endpoints().is_empty(),
+        "{:?}",
+        fake.webhook_endpoints()
+    );
 
     let after = ui.get(&format!("/integrations/{id}/remove")).await;
     let (message, error) = flash(&after);
     assert!(!error, "{message}");
     assert!(
         message.starts_with("Disconnected “shop”: its webhook URL now answers 410 Gone")
-            && message.contains(&format!("webhook endpoint {ENDPOINT}"))
+            && message.contains(&format!("webhook endpoint {endpoint} deleted"))
             && message.ends_with("Its events and delivery log stay."),
         "{message}"
     );
@@ -252,6 +266,7 @@ async fn a_delete_refused_by_stripe_still_disconnects_and_says_what_to_do() {
     let fake = FakeStripe::start().await;
     let (server, _) = serve(dir.path(), &fake).await;
     let id = server.integration_id.clone();
+    let endpoint = endpoint_of(&server);
     let ui = signed_in(&server).await;
     fake.fail_next("/v1/webhook_endpoints", 403, 1);
 
@@ -262,7 +277,7 @@ async fn a_delete_refused_by_stripe_still_disconnects_and_says_what_to_do() {
     assert!(error, "{message}");
     assert!(
         message.starts_with("Disconnected “shop”, but on Stripe the webhook endpoint")
-            && message.contains(&format!("{ENDPOINT} could not be deleted"))
+            && message.contains(&format!("{endpoint} could not be deleted"))
             && message.contains("delete it in the Stripe Dashboard"),
         "{message}"
     );
@@ -496,6 +511,7 @@ async fn integration_remove_disconnects_and_with_erase_erases() {
     let fake = FakeStripe::start().await;
     let (server, other) = serve(dir.path(), &fake).await;
     let id = server.integration_id.clone();
+    let endpoint = endpoint_of(&server);
     server
         .deliver(distinct_invoice_paid("cli", 1))
         .await
@@ -527,7 +543,7 @@ async fn integration_remove_disconnects_and_with_erase_erases() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("Stripe: webhook endpoint {ENDPOINT}")),
+        out.contains(&format!("Stripe: webhook endpoint {endpoint} deleted")),
         "{out}"
     );
     assert!(out.contains("Kept: its events, delivery log"), "{out}");
@@ -535,7 +551,7 @@ async fn integration_remove_disconnects_and_with_erase_erases() {
         out.contains(&format!("integration remove {id} --erase")),
         "{out}"
     );
-    assert_eq!(fake.count(&format!("/v1/webhook_endpoints/{ENDPOINT}")), 1);
+    assert_eq!(fake.count(&format!("/v1/webhook_endpoints/{endpoint}")), 1);
     assert!(!stored(&server, &id).unwrap().is_listening());
     assert_eq!(count(&server, "events", &id), 1);
 
