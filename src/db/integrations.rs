@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::deliveries::DELETE_BATCH;
 use crate::error::{classify_db_error, Error};
@@ -557,7 +557,11 @@ pub fn erase_batch(conn: &Connection, id: &str, held: Held) -> Result<usize, Err
 /// templates of its own went; `None` when there is no such integration. A connected one is a
 /// conflict: it is still listening, so it is disconnected first.
 pub fn erase(conn: &Connection, id: &str) -> Result<Option<i64>, Error> {
-    let tx = conn.unchecked_transaction().map_err(classify_db_error)?;
+    // Immediate: a deferred transaction that reads first cannot take the write lock once another
+    // writer has committed (SQLITE_BUSY_SNAPSHOT, no busy wait), which under steady webhooks is
+    // nearly always.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(classify_db_error)?;
     let Some(integration) = get(&tx, id)? else {
         return Ok(None);
     };

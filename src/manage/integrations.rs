@@ -332,24 +332,14 @@ pub async fn erase(app: &App, id: &str) -> Result<Erased, Error> {
             Held::Plans => &mut erased.plans,
             Held::Products => &mut erased.products,
         };
-        let mut waited = 0;
         loop {
             let started = Instant::now();
             let key = id.to_owned();
-            let deleted = match app
-                .db(move |c| integrations::erase_batch(c, &key, held))
-                .await
-            {
-                // Intake and the processor kept the write lock for a whole busy timeout: they
-                // go first, and the erase tries again after a pause.
-                Err(Error::DatabaseUnavailable(_)) if waited < ERASE_PATIENCE => {
-                    waited += 1;
-                    tokio::time::sleep(MAX_PAUSE).await;
-                    continue;
-                }
-                deleted => deleted?,
-            };
-            waited = 0;
+            let deleted = patiently(|| {
+                let key = key.clone();
+                app.db(move |c| integrations::erase_batch(c, &key, held))
+            })
+            .await?;
             *total += deleted;
             if deleted < DELETE_BATCH {
                 break;
@@ -358,11 +348,32 @@ pub async fn erase(app: &App, id: &str) -> Result<Erased, Error> {
         }
     }
     let key = id.to_owned();
-    erased.templates = app
-        .db(move |c| integrations::erase(c, &key))
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    erased.templates = patiently(|| {
+        let key = key.clone();
+        app.db(move |c| integrations::erase(c, &key))
+    })
+    .await?
+    .ok_or_else(|| not_found(id))?;
     Ok(erased)
+}
+
+/// Runs one step of an erase; when intake and the processor kept the write lock for a whole
+/// busy timeout, they go first and the step is tried again after a pause, up to
+/// `ERASE_PATIENCE` times in a row.
+async fn patiently<T, F>(step: impl Fn() -> F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut waited = 0;
+    loop {
+        match step().await {
+            Err(Error::DatabaseUnavailable(_)) if waited < ERASE_PATIENCE => {
+                waited += 1;
+                tokio::time::sleep(MAX_PAUSE).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 pub(crate) fn not_found(id: &str) -> Error {

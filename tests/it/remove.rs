@@ -634,6 +634,10 @@ async fn webhook_latency_while_erasing() {
     let mut busy = Vec::new();
     let mut refused = Vec::new();
     while stored(&server, &id).is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "the erase never finished"
+        );
         let body = send();
         let sent = Instant::now();
         let reply = deliver_to(&server, &other, OTHER_SECRET, body).await;
