@@ -24,6 +24,7 @@ mod log_ui;
 mod pipeline;
 mod processor;
 mod recovery;
+mod remove;
 mod sealed;
 mod settings;
 mod sink;

@@ -470,13 +470,13 @@ async fn removing_an_integration_with_100k_rows_leaves_webhooks_answered() {
     let server = TestServer::start_with(config, live).await;
     let flood = Flood::start(server.webhook_url());
     let started = Instant::now();
-    let mut remove = mmc(dir.path(), &["integration", "remove", &gone]);
+    let mut remove = mmc(dir.path(), &["integration", "remove", &gone, "--erase"]);
     let (ok, out, err) = tokio::task::spawn_blocking(move || run(&mut remove))
         .await
         .unwrap();
     flood.deleting.store(false, Ordering::SeqCst);
     let took = started.elapsed();
-    assert!(ok && out.contains("removed integration"), "{out}{err}");
+    assert!(ok && out.contains("erased integration"), "{out}{err}");
     flood.finish("integration remove").await;
     eprintln!("integration remove: {HISTORY} deliveries and events deleted in {took:?}");
     server.stop().await;
