@@ -32,6 +32,8 @@ pub fn routes() -> Route {
             "/integrations/new",
             get(integrations::new::show).post(integrations::new::add),
         )
+        .at("/integrations/connect", post(integrations::oauth::start))
+        .at("/integrations/connect/callback", get(integrations::oauth::callback))
         .at(
             "/integrations/:id",
             get(integrations::edit::show).post(integrations::edit::save),

@@ -113,6 +113,7 @@ pub fn view(config: &Config, session: Session, form: &NewForm, error: Option<&Er
         }
         // The ways to connect through Stripe itself (sign in with Stripe, or have the endpoint
         // made for you) go here, above the manual way, each in its own `section.connect`.
+        (super::oauth::section(config, session))
         section.card.connect aria-labelledby="paste-heading" {
             h2 #paste-heading { "Paste a signing secret" }
             (steps(config, &form.id))
