@@ -184,7 +184,10 @@ impl Connect {
         let response = http()
             .post(self.deauthorize_url.clone())
             .bearer_auth(self.secret_key.expose())
-            .form(&[("client_id", &self.client_id), ("stripe_user_id", &account.to_owned())])
+            .form(&[
+                ("client_id", &self.client_id),
+                ("stripe_user_id", &account.to_owned()),
+            ])
             .send()
             .await
             .map_err(|e| ConnectError::Network(e.without_url().to_string()))?;
@@ -259,9 +262,11 @@ mod tests {
 
     #[test]
     fn the_authorize_url_carries_what_stripe_needs() {
-        let connect =
-            Connect::new(&config(), "https://mail.example.com/integrations/connect/callback")
-                .unwrap();
+        let connect = Connect::new(
+            &config(),
+            "https://mail.example.com/integrations/connect/callback",
+        )
+        .unwrap();
         let url = connect.authorize_url("st4te");
         assert_eq!(
             url.as_str().split('?').next(),

@@ -33,7 +33,10 @@ pub fn routes() -> Route {
             get(integrations::new::show).post(integrations::new::add),
         )
         .at("/integrations/connect", post(integrations::oauth::start))
-        .at("/integrations/connect/callback", get(integrations::oauth::callback))
+        .at(
+            "/integrations/connect/callback",
+            get(integrations::oauth::callback),
+        )
         .at(
             "/integrations/:id",
             get(integrations::edit::show).post(integrations::edit::save),

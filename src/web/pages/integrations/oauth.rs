@@ -101,8 +101,8 @@ fn message(connected: &Connected) -> String {
     };
     let catalog = match &connected.catalog {
         Ok(read) => {
-            let products = read.products.added.len() + read.products.renamed.len()
-                + read.products.unchanged;
+            let products =
+                read.products.added.len() + read.products.renamed.len() + read.products.unchanged;
             let plans = read.plans.added.len() + read.plans.renamed.len() + read.plans.unchanged;
             format!(
                 "Read {} and {} from Stripe.",
