@@ -509,3 +509,39 @@ async fn without_stripe_connect_there_is_no_button_and_the_routes_say_so() {
     assert_eq!(server.stored_events(), 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deauthorizing_revokes_the_platforms_access_on_stripe() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = serve(dir.path(), &fake, None).await;
+    let ui = signed_in(&server).await;
+    connect(&ui, None).await.assert_redirect("/integrations");
+    let integration = oauth_integrations(&server).remove(0);
+    let app = mailmycustomer::app::App::new(server.config.clone()).unwrap();
+
+    fake.fail_next("/oauth/deauthorize", 500, 1);
+    let err = mailmycustomer::manage::oauth::deauthorize(&app, &integration)
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("stripe"));
+    assert!(err.to_string().contains("Connected apps"), "{err}");
+    assert!(fake.deauthorized().is_empty());
+
+    mailmycustomer::manage::oauth::deauthorize(&app, &integration)
+        .await
+        .unwrap();
+    assert_eq!(fake.deauthorized(), [CONNECTED_ACCOUNT]);
+    let request = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/oauth/deauthorize")
+        .unwrap();
+    assert_eq!(request.key(), PLATFORM_KEY);
+    assert_eq!(request.form("client_id").as_deref(), Some(CLIENT_ID));
+    assert_eq!(
+        request.form("stripe_user_id").as_deref(),
+        Some(CONNECTED_ACCOUNT)
+    );
+    server.stop().await;
+}
