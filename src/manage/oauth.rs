@@ -55,6 +55,19 @@ pub fn is_configured(config: &Config) -> bool {
     config.stripe.connect.is_configured()
 }
 
+/// The origin of Stripe's authorize page when Connect is configured (`https://connect.stripe.com`).
+/// "Connect with Stripe" is a form whose answer redirects there, and browsers check a page's
+/// `form-action` along that redirect, so our pages' policy allows this one origin besides our own.
+pub fn form_target(config: &Config) -> Option<String> {
+    if !is_configured(config) {
+        return None;
+    }
+    let origin = reqwest::Url::parse(&config.stripe.connect.authorize_url)
+        .ok()?
+        .origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
 /// The platform's client, sending merchants back to this server's callback.
 fn client(config: &Config) -> Result<Connect, Error> {
     if !is_configured(config) {

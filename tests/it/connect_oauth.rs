@@ -129,6 +129,12 @@ async fn the_start_redirect_carries_client_id_scope_state_and_redirect_uri() {
     let add = ui.get("/integrations/new").await;
     assert!(add.text.contains("Connect with Stripe"), "{}", add.text);
     assert!(add.text.contains("action=\"/integrations/connect\""));
+    // The form's answer redirects to Stripe, which the page's form-action must allow.
+    let policy = add.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains(&format!("form-action 'self' {};", fake.base_url)),
+        "{policy}"
+    );
 
     // Without the CSRF token, or with a wrong one: 403, and Stripe is never asked.
     let answer = ui.post_without_csrf("/integrations/connect", &[]).await;
@@ -494,6 +500,8 @@ async fn without_stripe_connect_there_is_no_button_and_the_routes_say_so() {
     let add = ui.get("/integrations/new").await;
     assert_eq!(add.status, 200);
     assert!(!add.text.contains("Connect with Stripe"), "{}", add.text);
+    let policy = add.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("form-action 'self';"), "{policy}");
     let answer = ui.post("/integrations/connect", &[]).await;
     assert_eq!(answer.status, 404, "{}", answer.text);
     assert!(answer.text.contains("stripe.connect.client_id"));
