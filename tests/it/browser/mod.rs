@@ -13,6 +13,7 @@ mod events;
 mod flow;
 mod log;
 mod merchant;
+mod oauth;
 mod smoke;
 mod templates;
 
