@@ -36,6 +36,15 @@ pub enum Error {
     #[error("no integration with id {0:?}; check the webhook URL configured in Stripe")]
     UnknownIntegration(String),
 
+    /// The integration was disconnected (by a person, or by Stripe revoking access): its webhook
+    /// URL answers 410 Gone until it is connected again.
+    #[error(
+        "integration {0:?} was disconnected, so this URL no longer takes events; connect it again \
+         from its page in MailMyCustomer (Integrations), or delete this endpoint in the Stripe \
+         Dashboard (Developers → Webhooks)"
+    )]
+    IntegrationDisconnected(String),
+
     #[error("{0}")]
     Signature(#[from] SignatureError),
 
@@ -81,6 +90,7 @@ impl Error {
             Error::UnknownIntegration(_) | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::IntegrationDisconnected(_) => StatusCode::GONE,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Signature(_) | Error::NotAnEvent(_) | Error::BodyRead(_) => {
@@ -101,6 +111,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::UnknownIntegration(_) => "unknown_integration",
+            Error::IntegrationDisconnected(_) => "integration_disconnected",
             Error::NotFound { .. } => "not_found",
             Error::Invalid { .. } => "invalid",
             Error::Conflict { .. } => "conflict",

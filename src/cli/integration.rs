@@ -101,9 +101,32 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             println!("{}", describe(config, &updated));
             println!("The webhook URL, templates and delivery log are unchanged.");
         }
-        IntegrationAction::Remove { id } => {
-            runtime.block_on(manage::integrations::remove(&app, &id))?;
-            println!("removed integration {id}");
+        IntegrationAction::Remove { id, erase } => {
+            let done = runtime.block_on(manage::integrations::disconnect(&app, &id))?;
+            let name = super::printable(&done.integration.name);
+            let mut out = std::io::stdout().lock();
+            match done.already {
+                true => writeln!(out, "integration {id} ({name}) was already disconnected")?,
+                false => {
+                    writeln!(out, "disconnected integration {id} ({name}): its webhook URL now answers 410 Gone")?;
+                    writeln!(out, "Stripe: {}", done.on_stripe.describe())?;
+                }
+            }
+            if !erase {
+                writeln!(out, "Kept: its events, delivery log, catalog and templates (retention still applies).")?;
+                writeln!(
+                    out,
+                    "To delete them too: mailmycustomer integration remove {id} --erase"
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            drop(out);
+            let erased = runtime.block_on(manage::integrations::erase(&app, &id))?;
+            println!(
+                "erased integration {id} ({name}): {} events, {} deliveries, {} product names, \
+                 {} plan names and {} templates of its own deleted; shared templates stay",
+                erased.events, erased.deliveries, erased.products, erased.plans, erased.templates
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -198,10 +198,17 @@ pub enum IntegrationAction {
         #[arg(long, value_name = "EMAIL", group = "change")]
         from_address: Option<String>,
     },
-    /// Remove an integration and the events stored for it.
+    /// Disconnect an integration: delete the webhook endpoint the program created on Stripe,
+    /// forget its key and secret, and answer its webhook URL with 410 Gone. Its events, delivery
+    /// log, catalog and templates stay (retention still applies). With --erase, also delete them
+    /// and the integration.
     Remove {
         /// The integration id (int_…), as shown by `integration list`.
         id: String,
+        /// Also erase it: delete its events, delivery log and catalog (in batches, while the
+        /// server keeps taking webhooks), its own templates, and the integration itself.
+        #[arg(long)]
+        erase: bool,
     },
 }
 

@@ -462,7 +462,11 @@ mod tests {
                 97 if live.len() > 1 => {
                     let gone = live.swap_remove(rng.below(live.len() as u64) as usize);
                     if rng.below(2) == 0 {
-                        assert!(integrations::remove(&conn, &gone).unwrap());
+                        integrations::disconnect(&conn, &gone, "erased").unwrap();
+                        for held in integrations::Held::ALL {
+                            while integrations::erase_batch(&conn, &gone, held).unwrap() > 0 {}
+                        }
+                        assert!(integrations::erase(&conn, &gone).unwrap().is_some());
                     } else {
                         conn.execute("DELETE FROM integrations WHERE id = ?1", [&gone])
                             .unwrap();

@@ -963,8 +963,8 @@ pub fn count_by_status(conn: &Connection) -> Result<Vec<(Status, i64)>, Error> {
 /// milliseconds, so webhook intake is answered between batches, not after the whole delete.
 pub(crate) const DELETE_BATCH: usize = 500;
 /// Bounds of the pause between two batches (see `delete_in_batches`).
-const MIN_PAUSE: Duration = Duration::from_millis(2);
-const MAX_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const MIN_PAUSE: Duration = Duration::from_millis(2);
+pub(crate) const MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// Runs `batch` (one statement deleting at most `DELETE_BATCH` rows in its own transaction,
 /// returning how many went) until a batch comes back short, and returns the total. Between

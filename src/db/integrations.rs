@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::deliveries::{delete_in_batches, DELETE_BATCH};
+use super::deliveries::DELETE_BATCH;
 use crate::error::{classify_db_error, Error};
 use crate::secret::Secret;
 
@@ -401,7 +401,7 @@ pub struct Holdings {
     pub plans: i64,
 }
 
-/// Counts what `remove` would delete beside the events (reads the `deliveries_integration`
+/// Counts what `erase` would delete beside the events (reads the `deliveries_integration`
 /// index and the catalog's primary keys).
 pub fn holdings(conn: &Connection, id: &str) -> Result<Holdings, Error> {
     conn.query_row(
@@ -501,7 +501,7 @@ pub fn by_account(conn: &Connection, account: &str) -> Result<Option<Integration
 }
 
 /// Stops listening: forgets the signing secret, the API key, the tokens and the endpoint, and
-/// records when and why. Its events, deliveries, catalog and templates stay (see `remove`).
+/// records when and why. Its events, deliveries, catalog and templates stay (see `erase`).
 /// `None` when there is no such integration.
 pub fn disconnect(conn: &Connection, id: &str, reason: &str) -> Result<Option<Integration>, Error> {
     conn.execute(
@@ -516,30 +516,77 @@ pub fn disconnect(conn: &Connection, id: &str, reason: &str) -> Result<Option<In
     get(conn, id)
 }
 
-/// Removes an integration with its deliveries, events and catalog. Returns whether it existed.
-/// Its rows go in batches (see `deliveries::delete_in_batches`), so a server running beside the
-/// CLI keeps answering webhooks while a large history is deleted; the last statement's cascade
-/// takes whatever arrived meanwhile.
-pub fn remove(conn: &Connection, id: &str) -> Result<bool, Error> {
-    if get(conn, id)?.is_none() {
-        return Ok(false);
+/// What an erase deletes, one table at a time: deliveries before the events they point to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Deliveries,
+    Events,
+    Plans,
+    Products,
+}
+
+impl Held {
+    pub const ALL: [Held; 4] = [Held::Deliveries, Held::Events, Held::Plans, Held::Products];
+
+    fn table(self) -> &'static str {
+        match self {
+            Held::Deliveries => "deliveries",
+            Held::Events => "events",
+            Held::Plans => "catalog_plans",
+            Held::Products => "catalog_products",
+        }
     }
-    // Each table has an index leading with integration_id (deliveries: `deliveries_integration`),
-    // so each batch starts at the front of it. Deliveries go before the events they point to.
-    for table in ["deliveries", "events", "catalog_plans", "catalog_products"] {
-        delete_in_batches(|| {
-            conn.prepare_cached(&format!(
-                "DELETE FROM {table} WHERE integration_id = ?1 AND id IN (
-                     SELECT id FROM {table} WHERE integration_id = ?1 LIMIT ?2)"
-            ))
-            .and_then(|mut s| s.execute(params![id, DELETE_BATCH as i64]))
-            .map_err(classify_db_error)
-        })?;
+}
+
+/// Deletes at most `DELETE_BATCH` of integration `id`'s rows of one table in one statement, so
+/// in one short transaction that holds the write lock for milliseconds; returns how many went
+/// (fewer than `DELETE_BATCH`: that table is empty of it). Each table has an index leading with
+/// `integration_id` (deliveries: `deliveries_integration`), so a batch starts at its front.
+pub fn erase_batch(conn: &Connection, id: &str, held: Held) -> Result<usize, Error> {
+    let table = held.table();
+    conn.prepare_cached(&format!(
+        "DELETE FROM {table} WHERE integration_id = ?1 AND id IN (
+             SELECT id FROM {table} WHERE integration_id = ?1 LIMIT ?2)"
+    ))
+    .and_then(|mut s| s.execute(params![id, DELETE_BATCH as i64]))
+    .map_err(classify_db_error)
+}
+
+/// Deletes a disconnected integration's row once `erase_batch` has emptied its tables: its own
+/// templates and whatever arrived since the last batch go with it by cascade. Returns how many
+/// templates of its own went; `None` when there is no such integration. A connected one is a
+/// conflict: it is still listening, so it is disconnected first.
+pub fn erase(conn: &Connection, id: &str) -> Result<Option<i64>, Error> {
+    let tx = conn.unchecked_transaction().map_err(classify_db_error)?;
+    let Some(integration) = get(&tx, id)? else {
+        return Ok(None);
+    };
+    if integration.is_listening() {
+        return Err(still_connected(&integration));
     }
-    let n = conn
-        .execute("DELETE FROM integrations WHERE id = ?1", [id])
+    let templates: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM templates WHERE integration_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .map_err(classify_db_error)?;
-    Ok(n > 0)
+    tx.execute("DELETE FROM integrations WHERE id = ?1", [id])
+        .map_err(classify_db_error)?;
+    tx.commit().map_err(classify_db_error)?;
+    Ok(Some(templates))
+}
+
+/// Why a connected integration is not erased.
+pub fn still_connected(integration: &Integration) -> Error {
+    Error::Conflict {
+        field: "id",
+        message: format!(
+            "{:?} is still connected: disconnect it first (Disconnect on its page, or \
+             `integration remove {}`), then erase it",
+            integration.name, integration.id
+        ),
+    }
 }
 
 /// Shows enough of a secret to recognise it (its kind and last four characters), never all of it.

@@ -56,8 +56,13 @@ pub enum Attention {
     Failed { count: i64, newest_at: i64 },
     /// No relay: emails wait.
     SmtpNotConfigured { waiting: i64 },
-    /// Stripe revoked this integration's access; its events are no longer emailed.
-    Disconnected { id: String, name: String },
+    /// Disconnected (by a person, or by Stripe revoking access); its events are no longer
+    /// emailed. `since` is when and why, when recorded.
+    Disconnected {
+        id: String,
+        name: String,
+        since: Option<integrations::Disconnected>,
+    },
     /// No event has ever arrived: the webhook is probably not set up in Stripe.
     NoEvents { id: String, name: String },
     /// Events used to arrive, but none in the last `QUIET_DAYS` days.
@@ -115,7 +120,11 @@ pub async fn overview(app: &App) -> Result<Overview, Error> {
             let (id, name) = (integration.id.clone(), integration.name.clone());
             let seen = activity.iter().find(|a| a.integration_id == id);
             if integration.status == IntegrationStatus::Disconnected {
-                attention.push(Attention::Disconnected { id, name });
+                attention.push(Attention::Disconnected {
+                    id,
+                    name,
+                    since: integration.disconnected.clone(),
+                });
             } else if !seen.is_some_and(|a| a.any_event) {
                 attention.push(Attention::NoEvents { id, name });
             } else if seen.is_some_and(|a| a.latest_since.is_none()) {

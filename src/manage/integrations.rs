@@ -1,9 +1,14 @@
 //! Integrations: the Stripe accounts this instance listens to. Adding one, changing its name,
 //! sender address, signing secret or API key while keeping its id (so its webhook URL, templates
-//! and log stay), and removing it.
+//! and log stay), and removing it in two steps: `disconnect` (stop listening, keep the history)
+//! and `erase` (delete the history and the integration).
+
+use std::time::Instant;
 
 use crate::app::App;
-use crate::db::integrations::{self, Holdings, Integration, LatestEvent};
+use crate::db::deliveries::{DELETE_BATCH, MAX_PAUSE, MIN_PAUSE};
+use crate::db::integrations::{self, ConnectedBy, Held, Holdings, Integration, LatestEvent};
+use crate::stripe::api::{Credentials, StripeError};
 use crate::Error;
 
 /// What a person gives to add an integration. Text is taken as typed; `add` trims and checks it.
@@ -67,7 +72,7 @@ pub async fn overview_of(app: &App, id: &str) -> Result<Overview, Error> {
     .ok_or_else(|| not_found(id))
 }
 
-/// What removing the integration would delete beside its events.
+/// What erasing the integration would delete beside its events.
 pub async fn holdings(app: &App, id: &str) -> Result<Holdings, Error> {
     let key = id.to_owned();
     app.db(move |c| match integrations::get(c, &key)? {
@@ -169,13 +174,179 @@ pub async fn update(app: &App, id: &str, changes: Changes) -> Result<Integration
     updated.ok_or_else(|| not_found(id))
 }
 
-/// Removes an integration with its events, deliveries and catalog.
-pub async fn remove(app: &App, id: &str) -> Result<(), Error> {
-    let key = id.to_owned();
-    match app.db(move |c| integrations::remove(c, &key)).await? {
-        true => Ok(()),
-        false => Err(not_found(id)),
+/// Why a disconnect made here is recorded, as the dashboard shows it.
+pub const DISCONNECTED_BY_YOU: &str = "you disconnected it";
+
+/// What became of the integration's side on Stripe when it was disconnected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnStripe {
+    /// Nothing of ours was there: a signing-secret integration's endpoint is the merchant's own
+    /// (made in the Dashboard, or `stripe listen`), which the merchant deletes.
+    NothingOfOurs,
+    /// The endpoint the program had created was deleted.
+    EndpointDeleted { id: String },
+    /// Stripe had no such endpoint any more (deleted in the Dashboard, or by an earlier try).
+    EndpointAlreadyGone { id: String },
+    /// Deleting the endpoint failed: it stays on Stripe, which keeps sending to a URL that now
+    /// answers 410, until the merchant deletes it in the Dashboard.
+    EndpointLeft { id: String, error: String },
+    /// A Connect (OAuth) integration: its access stays granted on Stripe.
+    AccessNotRevoked { account: Option<String> },
+}
+
+impl OnStripe {
+    /// One sentence for the person who disconnected: what happened on Stripe, and what is left
+    /// for them to do there.
+    pub fn describe(&self) -> String {
+        match self {
+            OnStripe::NothingOfOurs => "the webhook endpoint is your own: delete it in the Stripe \
+                Dashboard (Developers → Webhooks), or stop `stripe listen`"
+                .into(),
+            OnStripe::EndpointDeleted { id } => format!("webhook endpoint {id} deleted"),
+            OnStripe::EndpointAlreadyGone { id } => {
+                format!("webhook endpoint {id} was already deleted")
+            }
+            OnStripe::EndpointLeft { id, error } => format!(
+                "webhook endpoint {id} could not be deleted ({error}): delete it in the Stripe \
+                 Dashboard (Developers → Webhooks)"
+            ),
+            OnStripe::AccessNotRevoked { account } => format!(
+                "access to account {} is still granted: revoke it in the Stripe Dashboard \
+                 (Settings → Connected accounts)",
+                account.as_deref().unwrap_or("(unknown)")
+            ),
+        }
     }
+}
+
+/// What `disconnect` did.
+#[derive(Debug, Clone)]
+pub struct Disconnection {
+    /// As it is now: not listening, no secret, key or token left.
+    pub integration: Integration,
+    pub on_stripe: OnStripe,
+    /// It was disconnected before (by a person, or by Stripe revoking access): nothing changed.
+    pub already: bool,
+}
+
+/// Stops listening to an integration: deletes the webhook endpoint the program created on
+/// Stripe (when it did), then forgets its key, secret, tokens and endpoint, so its webhook URL
+/// answers 410 Gone. Its events, delivery log, catalog and templates stay (retention still
+/// applies) until `erase`. A failure on Stripe's side does not stop the disconnect, since the
+/// person asked to stop listening: it is reported in `on_stripe` instead.
+pub async fn disconnect(app: &App, id: &str) -> Result<Disconnection, Error> {
+    let before = get(app, id).await?;
+    if !before.is_listening() {
+        return Ok(Disconnection {
+            integration: before,
+            on_stripe: OnStripe::NothingOfOurs,
+            already: true,
+        });
+    }
+    let on_stripe = match before.connected_by {
+        ConnectedBy::SigningSecret | ConnectedBy::ApiKey => match &before.endpoint {
+            Some(endpoint) => delete_endpoint(app, &before, &endpoint.id).await,
+            None => OnStripe::NothingOfOurs,
+        },
+        // The Connect deauthorization hook: Stripe's `POST /oauth/deauthorize` for this
+        // account belongs in this arm. Without it the access stays granted, and says so.
+        ConnectedBy::OAuth => OnStripe::AccessNotRevoked {
+            account: before.stripe_account.clone(),
+        },
+    };
+    let key = id.to_owned();
+    let integration = app
+        .db(move |c| integrations::disconnect(c, &key, DISCONNECTED_BY_YOU))
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(Disconnection {
+        integration,
+        on_stripe,
+        already: false,
+    })
+}
+
+/// Deletes the endpoint the program created; 404 means it is gone already, which is the aim.
+async fn delete_endpoint(app: &App, integration: &Integration, endpoint: &str) -> OnStripe {
+    let id = endpoint.to_owned();
+    let Some(creds) = Credentials::of(integration) else {
+        return OnStripe::EndpointLeft {
+            id,
+            error: "the integration has no API key left to delete it with".into(),
+        };
+    };
+    match app
+        .stripe()
+        .delete(&creds, &["webhook_endpoints", endpoint])
+        .await
+    {
+        Ok(_) => OnStripe::EndpointDeleted { id },
+        Err(StripeError::NotFound { .. }) => OnStripe::EndpointAlreadyGone { id },
+        Err(e) => {
+            tracing::warn!(integration = %integration.id, endpoint = %id, error = %e, "webhook endpoint not deleted on Stripe");
+            OnStripe::EndpointLeft {
+                id,
+                error: e.to_string(),
+            }
+        }
+    }
+}
+
+/// What `erase` deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub name: String,
+    pub events: usize,
+    pub deliveries: usize,
+    pub products: usize,
+    pub plans: usize,
+    /// Templates of its own, gone with it by cascade (shared templates stay).
+    pub templates: i64,
+}
+
+/// Deletes a disconnected integration with everything it holds: its deliveries, events and
+/// catalog, then its row (its own templates go by cascade). A connected one is a conflict:
+/// `disconnect` it first.
+///
+/// The rows go in batches of `DELETE_BATCH`, each its own short transaction on a connection
+/// taken for that batch only, with an async pause between them as long as the batch took (see
+/// `deliveries::delete_in_batches` for why): webhook intake takes the write lock in between, so
+/// erasing a large history never holds up another integration's webhooks.
+pub async fn erase(app: &App, id: &str) -> Result<Erased, Error> {
+    let integration = get(app, id).await?;
+    if integration.is_listening() {
+        return Err(integrations::still_connected(&integration));
+    }
+    let mut erased = Erased {
+        name: integration.name,
+        ..Erased::default()
+    };
+    for held in Held::ALL {
+        let total = match held {
+            Held::Deliveries => &mut erased.deliveries,
+            Held::Events => &mut erased.events,
+            Held::Plans => &mut erased.plans,
+            Held::Products => &mut erased.products,
+        };
+        loop {
+            let started = Instant::now();
+            let key = id.to_owned();
+            let deleted = app
+                .db(move |c| integrations::erase_batch(c, &key, held))
+                .await?;
+            *total += deleted;
+            if deleted < DELETE_BATCH {
+                break;
+            }
+            tokio::time::sleep(started.elapsed().clamp(MIN_PAUSE, MAX_PAUSE)).await;
+        }
+    }
+    let key = id.to_owned();
+    erased.templates = app
+        .db(move |c| integrations::erase(c, &key))
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(erased)
 }
 
 fn not_found(id: &str) -> Error {

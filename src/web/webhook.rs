@@ -2,8 +2,8 @@
 //! verify the signature → store the event idempotently → answer 2xx. Nothing else happens on
 //! this path: no Stripe API call, no mail. A 2xx means the event is committed to disk.
 //!
-//! The cheap refusals come before the body is read (an unknown integration is 404, a declared
-//! `Content-Length` over the limit 413), so a flood of bodies nobody will store costs no memory;
+//! The cheap refusals come before the body is read (an unknown integration is 404, a
+//! disconnected one 410 Gone, a declared `Content-Length` over the limit 413), so a flood of bodies nobody will store costs no memory;
 //! the body itself must arrive within `server.body_timeout_secs` (408).
 
 use std::collections::HashMap;
@@ -96,6 +96,7 @@ pub async fn receive(
             if matches!(
                 err,
                 Error::UnknownIntegration(_)
+                    | Error::IntegrationDisconnected(_)
                     | Error::PayloadTooLarge { .. }
                     | Error::BodyTimeout { .. }
             ) {
@@ -141,6 +142,11 @@ async fn intake(
     body_deadline: tokio::time::Instant,
 ) -> Result<(Envelope, Stored), Error> {
     let integration = find_integration(app, state, integration_id).await?;
+    if !integration.is_listening() {
+        // Stripe counts a 410 as a failed delivery and, after enough of them, disables the
+        // endpoint: the right end for an endpoint nobody listens to any more.
+        return Err(Error::IntegrationDisconnected(truncated(integration_id)));
+    }
 
     let limit = config.server.max_webhook_bytes;
     let declared = request

@@ -290,7 +290,15 @@ fn integrations_are_listed_redacted_and_removed() {
     );
 
     let (ok, out, _) = run(mmc(dir.path(), &["integration", "remove", &id]));
-    assert!(ok && out.contains(&id));
+    assert!(
+        ok && out.contains(&format!("disconnected integration {id}")),
+        "{out}"
+    );
+    let (ok, out, err) = run(mmc(dir.path(), &["integration", "remove", &id, "--erase"]));
+    assert!(
+        ok && out.contains(&format!("erased integration {id}")),
+        "{err}"
+    );
     let (ok, _, err) = run(mmc(dir.path(), &["integration", "remove", &id]));
     assert!(!ok && err.contains("no integration"), "{err}");
     let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));

@@ -1,5 +1,5 @@
 //! Integrations, as a merchant changes them: the pages over real HTTP against the in-process
-//! server (list, add, edit, remove), and `integration edit` on the real binary.
+//! server (list, add, edit; removing is `remove.rs`'s), and `integration edit` on the real binary.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -574,76 +574,6 @@ async fn replacing_the_secret_keeps_the_id_and_url_and_swaps_which_signatures_pa
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn removing_asks_first_saying_what_goes_then_removes_everything_of_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let id = server.integration_id.clone();
-    let ui = signed_in(&server).await;
-    server
-        .deliver(distinct_invoice_paid("remove", 1))
-        .await
-        .assert_stored(false);
-    // The processor turns the event into a delivery (queued: no SMTP here).
-    let conn = server.db();
-    let deliveries = || -> i64 {
-        conn.query_row(
-            "SELECT COUNT(*) FROM deliveries WHERE integration_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
-    for _ in 0..250 {
-        if deliveries() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(deliveries(), 1);
-
-    let page = html(&ui.get(&format!("/integrations/{id}")).await);
-    let link = one(&page, ".danger-zone a.button");
-    assert_eq!(attr(link, "href"), format!("/integrations/{id}/remove"));
-
-    let confirm = ui.get(&format!("/integrations/{id}/remove")).await;
-    assert_eq!(confirm.status, 200, "{}", confirm.text);
-    let doc = html(&confirm);
-    assert_eq!(text(one(&doc, "h1")), "Remove “shop”?");
-    let goes: Vec<String> = select(&doc, "ul.goes li").into_iter().map(text).collect();
-    assert!(goes[0].contains("stored Stripe events"), "{goes:?}");
-    assert!(
-        goes[1].starts_with("1 delivery in the delivery log"),
-        "{goes:?}"
-    );
-    assert!(
-        goes[2].contains("0 product names and 0 plan names"),
-        "{goes:?}"
-    );
-    let form = one(&doc, "main form[method=post]");
-    assert_eq!(attr(form, "action"), format!("/integrations/{id}/remove"));
-    // Seeing the confirmation removed nothing.
-    assert_eq!(integration_ids(&server), [id.as_str()]);
-
-    let answer = ui.post(&format!("/integrations/{id}/remove"), &[]).await;
-    answer.assert_redirect("/integrations");
-    let list = html(&ui.get("/integrations").await);
-    assert_eq!(
-        text(one(&list, ".flash.success")),
-        "Removed “shop” with its events and delivery log."
-    );
-    assert_eq!(text(one(&list, ".empty h2")), "No integrations yet");
-    assert_eq!(deliveries(), 0);
-    assert_eq!(
-        mailmycustomer::db::events::count(&conn, Some(&id)).unwrap(),
-        0
-    );
-    // Its webhook URL is gone at once (intake forgot it too).
-    let gone = server.deliver(distinct_invoice_paid("remove", 2)).await;
-    assert_eq!(gone.status, 404, "{}", gone.text);
-    server.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_integration_is_a_404_page() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
@@ -654,7 +584,7 @@ async fn an_unknown_integration_is_a_404_page() {
         ui.get(&format!("{unknown}/remove")).await,
         ui.post(unknown, &[("name", "x"), ("from_address", "")])
             .await,
-        ui.post(&format!("{unknown}/remove"), &[]).await,
+        ui.post(&format!("{unknown}/disconnect"), &[]).await,
     ] {
         assert_eq!(page.status, 404, "{}", page.text);
         let doc = html(&page);
@@ -695,7 +625,7 @@ async fn every_change_needs_the_csrf_token_and_every_page_a_session() {
                 ("webhook_secret", "whsec_replaced_secret"),
             ],
         ),
-        (format!("/integrations/{id}/remove"), vec![]),
+        (format!("/integrations/{id}/disconnect"), vec![]),
     ];
     for (path, fields) in &posts {
         let mut wrong = vec![("csrf", "not-the-token")];

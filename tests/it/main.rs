@@ -21,6 +21,7 @@ mod log_ui;
 mod pipeline;
 mod processor;
 mod recovery;
+mod remove;
 mod settings;
 mod sink;
 mod smtp;

@@ -139,9 +139,16 @@ fn attention_item(item: &Attention, now: i64) -> Markup {
             "/settings".into(),
             "Configure SMTP",
         ),
-        Attention::Disconnected { id, name } => (
+        Attention::Disconnected { id, name, since } => (
             "bad",
-            html! { strong { (name) } " is disconnected from Stripe: its events are no longer emailed." },
+            html! {
+                strong { (name) } " is disconnected from Stripe"
+                @if let Some(since) = since {
+                    " (" (timestamp(since.at, now)) ": " (since.reason) ")"
+                }
+                ": its webhook URL answers 410 Gone and its events are no longer emailed. Its \
+                 history stays until you erase it."
+            },
             integration_href(id),
             "Open the integration",
         ),

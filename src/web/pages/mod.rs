@@ -45,8 +45,13 @@ pub fn routes() -> Route {
         .at("/integrations/:id/catalog/refresh", post(catalog::refresh))
         .at(
             "/integrations/:id/remove",
-            get(integrations::remove::confirm).post(integrations::remove::remove),
+            get(integrations::remove::confirm),
         )
+        .at(
+            "/integrations/:id/disconnect",
+            post(integrations::remove::disconnect),
+        )
+        .at("/integrations/:id/erase", post(integrations::remove::erase))
         .at(
             "/templates",
             get(templates::matrix::page).post(templates::editor::create),
