@@ -197,10 +197,7 @@ pub async fn deauthorize(app: &App, integration: &Integration) -> Result<(), Err
     connect.deauthorize(account).await.map_err(|e| {
         Error::invalid(
             "stripe",
-            format!(
-                "Stripe did not revoke this server's access to {account}: {e}. Revoke it in the \
-                 account's Stripe Dashboard (Settings → Connected apps), then disconnect again"
-            ),
+            format!("Stripe did not revoke this server's access to {account}: {e}"),
         )
     })
 }

@@ -462,9 +462,8 @@ async fn deauthorization_disconnects_at_once_and_the_dashboard_says_so() {
 
     let dashboard = ui.get("/").await;
     assert!(
-        dashboard
-            .text
-            .contains("is disconnected from Stripe: its events are no longer emailed"),
+        dashboard.text.contains("is disconnected from Stripe")
+            && dashboard.text.contains("revoked access; emails for it stop"),
         "{}",
         dashboard.text
     );
@@ -519,26 +518,18 @@ async fn without_stripe_connect_there_is_no_button_and_the_routes_say_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deauthorizing_revokes_the_platforms_access_on_stripe() {
+async fn disconnect_revokes_the_platforms_access_on_stripe() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeStripe::start().await;
     let server = serve(dir.path(), &fake, None).await;
     let ui = signed_in(&server).await;
     connect(&ui, None).await.assert_redirect("/integrations");
-    let integration = oauth_integrations(&server).remove(0);
-    let app = mailmycustomer::app::App::new(server.config.clone()).unwrap();
+    let id = oauth_integrations(&server).remove(0).id;
+    let remove_page = format!("/integrations/{id}/remove");
 
-    fake.fail_next("/oauth/deauthorize", 500, 1);
-    let err = mailmycustomer::manage::oauth::deauthorize(&app, &integration)
+    ui.post(&format!("/integrations/{id}/disconnect"), &[])
         .await
-        .unwrap_err();
-    assert_eq!(err.field(), Some("stripe"));
-    assert!(err.to_string().contains("Connected apps"), "{err}");
-    assert!(fake.deauthorized().is_empty());
-
-    mailmycustomer::manage::oauth::deauthorize(&app, &integration)
-        .await
-        .unwrap();
+        .assert_redirect(&remove_page);
     assert_eq!(fake.deauthorized(), [CONNECTED_ACCOUNT]);
     let request = fake
         .requests()
@@ -551,5 +542,36 @@ async fn deauthorizing_revokes_the_platforms_access_on_stripe() {
         request.form("stripe_user_id").as_deref(),
         Some(CONNECTED_ACCOUNT)
     );
+    let page = ui.get(&remove_page).await;
+    assert!(
+        page.text
+            .contains("on Stripe the access to account acct_1PgafTB7WZ01zgkW was revoked"),
+        "{}",
+        page.text
+    );
+    let i = integrations::get(&server.db(), &id).unwrap().unwrap();
+    assert_eq!(i.status, Status::Disconnected);
+    assert!(i.oauth_access_token.is_none());
+
+    // Connected again (the same integration comes back), then Stripe refuses the revocation:
+    // disconnected all the same, and the page says what is left to do on Stripe.
+    connect(&ui, None).await.assert_redirect("/integrations");
+    assert!(integrations::get(&server.db(), &id)
+        .unwrap()
+        .unwrap()
+        .is_listening());
+    fake.fail_next("/oauth/deauthorize", 500, 1);
+    ui.post(&format!("/integrations/{id}/disconnect"), &[])
+        .await
+        .assert_redirect(&remove_page);
+    let page = ui.get(&remove_page).await;
+    assert!(
+        page.text.contains("is still granted") && page.text.contains("did not revoke"),
+        "{}",
+        page.text
+    );
+    assert_eq!(fake.deauthorized().len(), 1);
+    let i = integrations::get(&server.db(), &id).unwrap().unwrap();
+    assert_eq!(i.status, Status::Disconnected);
     server.stop().await;
 }
