@@ -1,4 +1,5 @@
-//! `mailmycustomer integration add|list|edit|remove`: the Stripe accounts this instance listens to.
+//! `mailmycustomer integration connect|add|list|update|remove`: the Stripe accounts this instance
+//! listens to.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -8,6 +9,8 @@ use anyhow::Context;
 use super::{app, runtime, IntegrationAction};
 use crate::config::{self, Config};
 use crate::db::integrations;
+use crate::db::integrations::ConnectedBy;
+use crate::manage::connect::{self, Connected, KeyConnection};
 use crate::manage::{self, integrations::Changes, integrations::NewIntegration};
 
 /// `-` means "read it from standard input", which keeps secrets out of shell history and `ps`.
@@ -68,6 +71,22 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                 writeln!(out, "Note: server.public_url is not set, so this URL is only reachable from this machine.")?;
             }
         }
+        IntegrationAction::Connect {
+            name,
+            api_key,
+            from_address,
+        } => {
+            let connected = runtime.block_on(connect::connect_with_key(
+                &app,
+                KeyConnection {
+                    id: None,
+                    name,
+                    api_key: secret_arg(api_key, "API key")?,
+                    from_address,
+                },
+            ))?;
+            print_connected(&connected)?;
+        }
         IntegrationAction::List => {
             let all = runtime.block_on(manage::integrations::list(&app))?;
             if all.is_empty() {
@@ -77,7 +96,7 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                 println!("{}", describe(config, &i));
             }
         }
-        IntegrationAction::Edit {
+        IntegrationAction::Update {
             id,
             name,
             webhook_secret,
@@ -85,10 +104,25 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
             remove_api_key,
             from_address,
         } => {
-            let api_key = match remove_api_key {
+            let mut api_key = match remove_api_key {
                 true => Some(String::new()),
                 false => api_key.map(|k| secret_arg(k, "API key")).transpose()?,
             };
+            let current = runtime.block_on(manage::integrations::get(&app, &id))?;
+            // Connected by key, the key is the endpoint's: a new one gets a new endpoint.
+            let mut connected = None;
+            if current.connected_by == ConnectedBy::ApiKey {
+                match api_key.take().filter(|k| !k.is_empty()) {
+                    Some(key) => {
+                        connected = Some(runtime.block_on(connect::change_key(&app, &id, &key))?)
+                    }
+                    None if remove_api_key => anyhow::bail!(
+                        "integration {id} is connected with its API key, which its webhook \
+                         endpoint needs; give a new one with --api-key, or remove the integration"
+                    ),
+                    None => {}
+                }
+            }
             let changes = Changes {
                 name,
                 webhook_secret: webhook_secret
@@ -97,8 +131,21 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
                 api_key,
                 from_address,
             };
-            let updated = runtime.block_on(manage::integrations::update(&app, &id, changes))?;
+            let touched = changes.name.is_some()
+                || changes.webhook_secret.is_some()
+                || changes.api_key.is_some()
+                || changes.from_address.is_some();
+            let updated = match touched {
+                true => runtime.block_on(manage::integrations::update(&app, &id, changes))?,
+                false => runtime.block_on(manage::integrations::get(&app, &id))?,
+            };
             println!("{}", describe(config, &updated));
+            if let Some(connected) = &connected {
+                println!("endpoint_id: {}", connected.endpoint_id);
+                for note in connected.notes() {
+                    println!("{}", super::printable(&note));
+                }
+            }
             println!("The webhook URL, templates and delivery log are unchanged.");
         }
         IntegrationAction::Remove { id, erase } => {
@@ -130,6 +177,38 @@ pub fn run(config: &Config, action: IntegrationAction) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `integration connect` (and a key change) prints: the id, the webhook URL and the
+/// endpoint id as `key: value` lines, then what else happened.
+fn print_connected(connected: &Connected) -> anyhow::Result<()> {
+    let i = &connected.integration;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "id: {}", i.id)?;
+    writeln!(out, "webhook_url: {}", connected.webhook_url)?;
+    writeln!(out, "endpoint_id: {}", connected.endpoint_id)?;
+    writeln!(
+        out,
+        "account: {}{}",
+        super::printable(i.stripe_account.as_deref().unwrap_or("-")),
+        i.account_name
+            .as_deref()
+            .map(|n| format!(" ({})", super::printable(n)))
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "mode: {}",
+        if i.livemode == Some(true) {
+            "live"
+        } else {
+            "test"
+        }
+    )?;
+    for note in connected.notes() {
+        writeln!(out, "{}", super::printable(&note))?;
+    }
+    Ok(())
 }
 
 /// One integration on two lines, secrets redacted and text from the database made printable.

@@ -168,11 +168,31 @@ pub enum IntegrationAction {
         #[arg(long, value_name = "EMAIL")]
         from_address: Option<String>,
     },
+    /// Connect a Stripe account with an API key: checks the key, makes this program's own
+    /// webhook endpoint on the account and keeps its signing secret; prints the integration id,
+    /// the webhook URL and the endpoint id. Needs server.public_url reachable by Stripe.
+    Connect {
+        /// A name you recognise, e.g. your shop's.
+        #[arg(long)]
+        name: String,
+        /// A restricted (rk_…) key with Write on Webhook endpoints and Read on Customers,
+        /// Products, Prices, Charges, Invoices, Invoice payments, PaymentIntents, Refunds and
+        /// Events, or a secret key (sk_…). Use - to read it from standard input.
+        #[arg(long, value_name = "rk_…|sk_…")]
+        api_key: String,
+        /// Send this integration's emails from this address instead of smtp.from_address.
+        #[arg(long, value_name = "EMAIL")]
+        from_address: Option<String>,
+    },
     /// List integrations, secrets redacted.
     List,
-    /// Change an integration, keeping its id: its webhook URL, templates and log stay.
-    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
-    Edit {
+    /// Change an integration, keeping its id: its webhook URL, templates and log stay. For one
+    /// connected with an API key, --api-key makes a new webhook endpoint with the new key.
+    #[command(
+        alias = "edit",
+        group(clap::ArgGroup::new("change").required(true).multiple(true))
+    )]
+    Update {
         /// The integration id (int_…), as shown by `integration list`.
         id: String,
         /// A new name.

@@ -369,18 +369,18 @@ pub async fn erase(app: &App, id: &str) -> Result<Erased, Error> {
     Ok(erased)
 }
 
-fn not_found(id: &str) -> Error {
+pub(crate) fn not_found(id: &str) -> Error {
     Error::NotFound {
         what: "integration",
         id: id.to_owned(),
     }
 }
 
-fn optional(value: Option<String>) -> Option<String> {
+pub(crate) fn optional(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn checked_name(name: &str) -> Result<String, Error> {
+pub(crate) fn checked_name(name: &str) -> Result<String, Error> {
     let name = name.trim();
     match name.chars().count() {
         0 => Err(Error::invalid(
@@ -409,7 +409,7 @@ fn checked_webhook_secret(secret: &str) -> Result<String, Error> {
     Ok(secret.to_owned())
 }
 
-fn checked_api_key(key: String) -> Result<String, Error> {
+pub(crate) fn checked_api_key(key: String) -> Result<String, Error> {
     if key.starts_with("pk_") {
         return Err(Error::invalid(
             "api_key",
@@ -426,7 +426,7 @@ fn checked_api_key(key: String) -> Result<String, Error> {
     Ok(key)
 }
 
-fn checked_from_address(address: String) -> Result<String, Error> {
+pub(crate) fn checked_from_address(address: String) -> Result<String, Error> {
     match crate::outbox::smtp::is_address(&address) {
         true => Ok(address),
         false => Err(Error::invalid(

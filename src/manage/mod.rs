@@ -5,6 +5,7 @@
 //! and do their database work on the pool, off the async executor.
 
 pub mod catalog;
+pub mod connect;
 pub mod dashboard;
 pub mod deliveries;
 pub mod events;

@@ -28,6 +28,8 @@ use serde_json::Value;
 use crate::db::integrations::{ConnectedBy, Integration};
 use crate::stripe::event::{expandable_id, integer, text};
 
+pub mod endpoints;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -66,9 +68,11 @@ impl<'a> Credentials<'a> {
         Some(Credentials {
             api_key: key?.expose(),
             account: match integration.connected_by {
-                // The token is the account's own; a Stripe-Account header is for platform keys.
-                ConnectedBy::OAuth => None,
-                _ => integration.stripe_account.as_deref(),
+                // The token (or the key the program made its endpoint with) is the account's
+                // own, and `stripe_account` only records which account that is; a
+                // Stripe-Account header is for platform keys, and Stripe refuses it from others.
+                ConnectedBy::OAuth | ConnectedBy::ApiKey => None,
+                ConnectedBy::SigningSecret => integration.stripe_account.as_deref(),
             },
         })
     }

@@ -230,6 +230,13 @@ async fn connecting_stores_the_account_and_its_tokens_and_reads_the_catalog() {
     );
     assert!(list.text.contains(CONNECTED_ACCOUNT));
     assert!(
+        list.text
+            .contains(&format!("name=\"integration\" value=\"{}\"", i.id))
+            && list.text.contains("Connect again with Stripe"),
+        "the card offers to connect again: {}",
+        list.text
+    );
+    assert!(
         !list.text.contains(&token),
         "the token never reaches a page"
     );
@@ -463,7 +470,9 @@ async fn deauthorization_disconnects_at_once_and_the_dashboard_says_so() {
     let dashboard = ui.get("/").await;
     assert!(
         dashboard.text.contains("is disconnected from Stripe")
-            && dashboard.text.contains("revoked access; emails for it stop"),
+            && dashboard
+                .text
+                .contains("revoked access; emails for it stop"),
         "{}",
         dashboard.text
     );

@@ -249,8 +249,8 @@ async fn adding_one_redirects_with_a_flash_and_its_card_shows_what_its_events_sa
     );
     assert!(text(one(&form, ".testing")).contains(&format!("stripe listen --forward-to {url}")));
     assert_eq!(
-        text(one(&form, "section.connect h2")),
-        "Paste a signing secret"
+        text(one(&form, "section.connect h2#paste-heading")),
+        "I have a webhook signing secret"
     );
     for secret in ["webhook_secret", "api_key"] {
         let input = one(&form, &format!("input[name={secret}]"));
@@ -289,7 +289,12 @@ async fn adding_one_redirects_with_a_flash_and_its_card_shows_what_its_events_sa
         .collect();
     assert_eq!(
         facts,
-        ["no events yet", "none yet", "billing@rosen.example"]
+        [
+            "With a webhook signing secret you pasted",
+            "no events yet",
+            "none yet",
+            "billing@rosen.example"
+        ]
     );
     assert!(!list.html().contains(SECRET), "the secret is on the page");
 
@@ -312,12 +317,20 @@ async fn adding_one_redirects_with_a_flash_and_its_card_shows_what_its_events_sa
             .into_iter()
             .map(text)
             .collect();
-        if facts[0] != "no events yet" || std::time::Instant::now() > deadline {
+        if facts[1] != "no events yet" || std::time::Instant::now() > deadline {
             break (list, facts);
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_eq!(facts, ["Test mode", "just now", "billing@rosen.example"]);
+    assert_eq!(
+        facts,
+        [
+            "With a webhook signing secret you pasted",
+            "Test mode",
+            "just now",
+            "billing@rosen.example"
+        ]
+    );
     assert!(one(&list, &format!("{card} time"))
         .value()
         .attr("datetime")

@@ -4,6 +4,7 @@ mod accounts;
 mod browser;
 mod catalog_ui;
 mod cli;
+mod connect_key;
 mod connect_oauth;
 mod dashboard;
 mod delivery;

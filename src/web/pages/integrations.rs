@@ -1,7 +1,9 @@
 //! The Integrations pages: one card per Stripe account sending events here (`list`), adding one
-//! (`new`), changing one while keeping its id and so its webhook URL, templates and log
-//! (`edit`), and removing one after saying what goes with it (`remove`). Every change goes
-//! through `manage::integrations`; this module only reads forms and draws pages.
+//! (`new`: connecting with an API key first, pasting a signing secret second), changing one
+//! while keeping its id and so its webhook URL, templates and log (`edit`: its settings, a new
+//! API key, a re-check of what Stripe says), and removing one after saying what goes with it
+//! (`remove`). Every change goes through `manage::integrations` and `manage::connect`; this
+//! module only reads forms and draws pages.
 //!
 //! Secrets (the signing secret, the API key) are write-only here: a page says that one is set
 //! and how it ends, a form takes a new one, and no answer ever carries one back, not even the
@@ -18,8 +20,9 @@ use poem::web::cookie::CookieJar;
 use poem::Response;
 
 use crate::config::{self, Config};
-use crate::db::integrations::{Integration, LatestEvent, Status};
-use crate::web::components::{badge, timestamp, Tone};
+use crate::db::integrations::{ConnectedBy, Integration, LatestEvent, Status};
+use crate::manage::connect::endpoint_advice;
+use crate::web::components::{badge, csrf_input, timestamp, Tone};
 use crate::web::flash::{redirect_with, Flash};
 use crate::web::layout::Session;
 use crate::web::page_error;
@@ -38,15 +41,85 @@ fn status_badge(integration: &Integration) -> Markup {
     }
 }
 
-/// Live or test mode as the newest event says (an integration's secret and key may be of
-/// either mode; the events are what Stripe actually sends).
-fn mode(latest: Option<&LatestEvent>) -> Markup {
-    match latest {
-        Some(LatestEvent { livemode: true, .. }) => badge("Live mode", Tone::Good),
-        Some(LatestEvent {
-            livemode: false, ..
-        }) => badge("Test mode", Tone::Warning),
+/// Live or test mode: as the key says when the integration was connected with one, else as the
+/// newest event says (a pasted secret may be of either mode; the events are what Stripe sends).
+fn mode(integration: &Integration, latest: Option<&LatestEvent>) -> Markup {
+    match integration.livemode.or(latest.map(|l| l.livemode)) {
+        Some(true) => badge("Live mode", Tone::Good),
+        Some(false) => badge("Test mode", Tone::Warning),
         None => html! { span.muted { "no events yet" } },
+    }
+}
+
+/// How events reach the integration, in the merchant's words.
+fn connected_by(integration: &Integration) -> &'static str {
+    match integration.connected_by {
+        ConnectedBy::ApiKey => "With an API key: this program made its webhook endpoint",
+        ConnectedBy::SigningSecret => "With a webhook signing secret you pasted",
+        ConnectedBy::OAuth => "Through Stripe (Connect)",
+    }
+}
+
+/// What is known about the integration's link to Stripe, as `dt`/`dd` pairs for a `dl.facts`:
+/// how it is connected, the mode, the account, the endpoint's health (what to do when Stripe
+/// disabled it), the newest event and the last catch-up.
+fn connection_facts(i: &Integration, latest: Option<&LatestEvent>, now: i64) -> Markup {
+    html! {
+        dt { "Connected" }
+        dd { (connected_by(i)) }
+        dt { "Mode" }
+        dd { (mode(i, latest)) }
+        @if i.account_name.is_some() || i.stripe_account.is_some() {
+            dt { "Stripe account" }
+            dd.account {
+                @if let Some(name) = &i.account_name { (name) " " }
+                @if let Some(account) = &i.stripe_account { code { (account) } }
+            }
+        }
+        @if let Some(endpoint) = &i.endpoint {
+            dt { "Webhook endpoint" }
+            dd.endpoint {
+                @match endpoint.status.as_deref() {
+                    Some("enabled") => (badge("Enabled", Tone::Good)),
+                    Some("disabled") => (badge("Disabled by Stripe", Tone::Bad)),
+                    Some("deleted") => (badge("Gone from Stripe", Tone::Bad)),
+                    Some(other) => (badge(other, Tone::Warning)),
+                    None => (badge("Not checked yet", Tone::Neutral)),
+                }
+                " " code { (endpoint.id) }
+                @if let Some(at) = endpoint.checked_at {
+                    " " span.muted { "checked " (timestamp(at, now)) }
+                }
+                @if let Some(status) = endpoint.status.as_deref().filter(|s| *s != "enabled") {
+                    p.note { (endpoint_advice(status)) "." }
+                }
+            }
+        }
+        dt { "Last event" }
+        dd { (last_event(latest, now)) }
+        @if let Some(at) = i.catch_up.at {
+            dt { "Last catch-up" }
+            dd {
+                (timestamp(at, now)) ", "
+                (count(i.catch_up.recovered_last, "missed event recovered", "missed events recovered"))
+            }
+        }
+    }
+}
+
+/// The **Re-check** button: asks Stripe again about the endpoint and the account (only for an
+/// integration with a key or token to ask with). `back` is where the answer leads: `list` for
+/// the Integrations page, else the integration's own page.
+fn recheck_button(integration: &Integration, csrf: &str, back: &str) -> Markup {
+    let can_ask = integration.api_key.is_some() || integration.oauth_access_token.is_some();
+    html! {
+        @if can_ask && integration.is_listening() {
+            form.recheck method="post" action={ (path(&integration.id)) "/recheck" } {
+                (csrf_input(csrf))
+                input type="hidden" name="back" value=(back);
+                button type="submit" { "Re-check" }
+            }
+        }
     }
 }
 

@@ -37,9 +37,18 @@ pub fn routes() -> Route {
             "/integrations/connect/callback",
             get(integrations::oauth::callback),
         )
+        .at("/integrations/new/key", post(integrations::new::connect))
         .at(
             "/integrations/:id",
             get(integrations::edit::show).post(integrations::edit::save),
+        )
+        .at(
+            "/integrations/:id/key",
+            post(integrations::edit::change_key),
+        )
+        .at(
+            "/integrations/:id/recheck",
+            post(integrations::edit::recheck),
         )
         .at("/integrations/:id/catalog", get(catalog::show))
         .at("/integrations/:id/catalog/refresh", post(catalog::refresh))

@@ -1,7 +1,10 @@
-//! `GET/POST /integrations/{id}`: one integration's page. What its events say, its webhook URL,
-//! and a form to rename it, change its sender, or replace its signing secret or API key. The id
-//! never changes, so the webhook URL Stripe sends to, the templates and the log all stay.
-//! Secret fields start empty: empty keeps the secret, a value replaces it.
+//! `GET/POST /integrations/{id}`: one integration's page. How it is connected and what Stripe and
+//! its events say, its webhook URL, and a form to rename it, change its sender, or (connected by
+//! signing secret) replace its signing secret or API key. `POST /integrations/{id}/key` gives it
+//! a new API key (`manage::connect::change_key`: a new endpoint); `POST /integrations/{id}/recheck`
+//! asks Stripe again about its endpoint and account. The id never changes, so the webhook URL
+//! Stripe sends to, the templates and the log all stay. Secret fields start empty: empty keeps
+//! the secret, a value replaces it.
 
 use std::sync::Arc;
 
@@ -12,14 +15,17 @@ use poem::web::{Data, Form, Path};
 use poem::{handler, Response};
 use serde::Deserialize;
 
-use super::{default_sender, done, failed, last_event, mode, path, status_badge, webhook_url};
+use super::{
+    connection_facts, default_sender, done, failed, path, recheck_button, status_badge, webhook_url,
+};
 use crate::app::App;
 use crate::config::Config;
-use crate::db::integrations::{redact, Integration, Status};
+use crate::db::integrations::{redact, ConnectedBy, Integration, Status};
+use crate::manage::connect;
 use crate::manage::integrations::{self, Changes, Overview};
 use crate::web::auth::SignedIn;
 use crate::web::components::{csrf_input, form_error, timestamp, Field, Input};
-use crate::web::flash::Flash;
+use crate::web::flash::{redirect_with, Flash};
 use crate::web::layout::{html_response, Nav, Page, Session};
 use crate::web::webhook::Intake;
 use crate::Error;
@@ -72,6 +78,48 @@ impl EditForm {
 
 const FIELDS: [&str; 4] = ["name", "from_address", "webhook_secret", "api_key"];
 
+/// What the change-key form sends.
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    pub new_api_key: String,
+}
+
+/// What the Re-check button sends: `list` to come back to the Integrations page.
+#[derive(Debug, Default, Deserialize)]
+pub struct RecheckForm {
+    #[serde(default)]
+    pub back: String,
+}
+
+/// Which of the page's forms an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Settings,
+    Key,
+}
+
+/// `error` about the key, named as the change-key form names its field.
+fn on_key_form(error: Error) -> Error {
+    match error {
+        Error::Invalid {
+            field: "api_key",
+            message,
+        } => Error::Invalid {
+            field: "new_api_key",
+            message,
+        },
+        Error::Conflict {
+            field: "api_key",
+            message,
+        } => Error::Conflict {
+            field: "new_api_key",
+            message,
+        },
+        other => other,
+    }
+}
+
 #[handler]
 pub async fn show(
     Data(app): Data<&Arc<App>>,
@@ -120,8 +168,86 @@ pub async fn save(
             intake.forget(&id);
             done(jar, &path(&id), summary(&before.integration, &after))
         }
+        Err(e) if e.field().is_some() => answer(
+            &app.config(),
+            session,
+            None,
+            &before,
+            &form,
+            Some((Part::Settings, &e)),
+        ),
+        Err(e) => failed(&e, session),
+    }
+}
+
+#[handler]
+pub async fn change_key(
+    Data(app): Data<&Arc<App>>,
+    Data(intake): Data<&Arc<Intake>>,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<KeyForm>,
+) -> Response {
+    let session = signed_in.session();
+    let before = match integrations::overview_of(app, &id).await {
+        Ok(overview) => overview,
+        Err(e) => return failed(&e, session),
+    };
+    match connect::change_key(app, &id, &form.new_api_key).await {
+        Ok(changed) => {
+            // The next webhook must be checked against the new endpoint's secret.
+            intake.forget(&id);
+            let mut message = format!(
+                "New key in place: Stripe now sends to webhook endpoint {}. The webhook URL, \
+                 templates and log are the same.",
+                changed.endpoint_id
+            );
+            for note in changed.notes() {
+                message.push(' ');
+                message.push_str(&note);
+            }
+            done(jar, &path(&id), message)
+        }
         Err(e) if e.field().is_some() => {
-            answer(&app.config(), session, None, &before, &form, Some(&e))
+            let error = on_key_form(e);
+            let settings = EditForm::of(&before.integration);
+            answer(
+                &app.config(),
+                session,
+                None,
+                &before,
+                &settings,
+                Some((Part::Key, &error)),
+            )
+        }
+        Err(e) => failed(&e, session),
+    }
+}
+
+#[handler]
+pub async fn recheck(
+    Data(app): Data<&Arc<App>>,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+    Form(form): Form<RecheckForm>,
+) -> Response {
+    let session = signed_in.session();
+    let back = match form.back.as_str() {
+        "list" => "/integrations".to_owned(),
+        _ => path(&id),
+    };
+    match connect::recheck(app, &id).await {
+        Ok(checked) => {
+            let flash = match checked.summary() {
+                (true, text) => Flash::success(text),
+                (false, text) => Flash::error(text),
+            };
+            redirect_with(jar, &back, flash)
+        }
+        Err(e) if e.field().is_some() => {
+            redirect_with(jar, &back, Flash::error(e.public_message()))
         }
         Err(e) => failed(&e, session),
     }
@@ -164,9 +290,9 @@ fn answer(
     flash: Option<Flash>,
     overview: &Overview,
     form: &EditForm,
-    error: Option<&Error>,
+    error: Option<(Part, &Error)>,
 ) -> Response {
-    let status = error.map_or(StatusCode::OK, Error::status);
+    let status = error.map_or(StatusCode::OK, |(_, e)| e.status());
     let page = Page {
         title: &overview.integration.name,
         nav: Nav::Integrations,
@@ -189,14 +315,15 @@ pub fn view(
     session: Session,
     overview: &Overview,
     form: &EditForm,
-    error: Option<&Error>,
+    error: Option<(Part, &Error)>,
     now: i64,
 ) -> Markup {
     let i = &overview.integration;
     let latest = overview.latest.as_ref();
+    let error_on = |part: Part| error.filter(|(p, _)| *p == part).map(|(_, e)| e);
     html! {
         p.back { a href="/integrations" { "← All integrations" } }
-        section.card.summary aria-label="What its events say" {
+        section.card.summary aria-label="How it is connected" {
             dl.facts {
                 dt { "Status" }
                 dd {
@@ -205,17 +332,11 @@ pub fn view(
                         " " span.muted { "The Stripe account revoked access; its events are no longer emailed." }
                     }
                 }
-                @if let Some(account) = &i.stripe_account {
-                    dt { "Stripe account" }
-                    dd { code { (account) } }
-                }
-                dt { "Mode" }
-                dd { (mode(latest)) }
-                dt { "Last event" }
-                dd { (last_event(latest, now)) }
+                (connection_facts(i, latest, now))
                 dt { "Added" }
                 dd { (timestamp(i.created_at, now)) }
             }
+            (recheck_button(i, session.csrf, "page"))
             p.url-label { "Webhook URL" }
             (webhook_url(&config.webhook_url(&i.id), &i.id))
             p.help { "It stays the same whatever you change below, so Stripe keeps sending here." }
@@ -223,12 +344,64 @@ pub fn view(
         }
         section.card aria-labelledby="settings-heading" {
             h2 #settings-heading { "Settings" }
-            (the_form(config, session, i, form, error))
+            (the_form(config, session, i, form, error_on(Part::Settings)))
+        }
+        @if i.connected_by != ConnectedBy::OAuth {
+            section.card.change-key aria-labelledby="key-heading" {
+                (key_form(session, i, error_on(Part::Key)))
+            }
         }
         section.card.danger-zone aria-labelledby="remove-heading" {
             h2 #remove-heading { "Remove this integration" }
             p { "Its events, its delivery log and its product names go with it. You are asked first." }
             p { a.button.danger href={ (path(&i.id)) "/remove" } { "Remove…" } }
+        }
+    }
+}
+
+/// The change-key form: a new key makes a new endpoint (for an integration connected by
+/// signing secret, it switches it to the API-key way).
+fn key_form(session: Session, i: &Integration, error: Option<&Error>) -> Markup {
+    let by_key = i.connected_by == ConnectedBy::ApiKey;
+    html! {
+        h2 #key-heading {
+            @if by_key { "Change the API key" } @else { "Connect with an API key instead" }
+        }
+        p.help {
+            @if by_key {
+                "A new key (rolled, or of another account) gets a new webhook endpoint at the same \
+                 URL; the old endpoint is deleted on Stripe while the old key still works. The \
+                 templates and the log stay."
+            } @else {
+                "This program then makes its own webhook endpoint at this integration's URL and \
+                 keeps its secret, in place of the one pasted (an endpoint at this URL made by \
+                 hand is replaced). The templates and the log stay."
+            }
+        }
+        form.stack method="post" action={ (path(&i.id)) "/key" } {
+            (csrf_input(session.csrf))
+            (form_error(error, &["new_api_key"]))
+            (Field::new("New Stripe API key", "new_api_key", "")
+                .input(Input::Password)
+                .required()
+                .autocomplete("new-password")
+                .placeholder("rk_live_…")
+                .help(html! {
+                    @if let Some(key) = i.api_key.as_ref().filter(|_| by_key) {
+                        "Now: ends in " code { (redact(key.expose())) } ". "
+                    }
+                    "A restricted key with the permissions listed on "
+                    a href="/integrations/new" { "Add an integration" } "."
+                    @if error.is_some() {
+                        " " strong { "Paste it again: keys are never sent back to the browser." }
+                    }
+                })
+                .render(error))
+            div.actions {
+                button.primary type="submit" {
+                    @if by_key { "Change the key" } @else { "Connect with this key" }
+                }
+            }
         }
     }
 }
@@ -261,6 +434,9 @@ fn the_form(
                 .placeholder("billing@your-shop.example")
                 .help(html! { "Empty: " (default_sender(config)) "." })
                 .render(error))
+            // Connected by key, the secret and the key are the endpoint's: the form below changes
+            // them together.
+            @if i.connected_by == ConnectedBy::SigningSecret {
             (Field::new("Webhook signing secret", "webhook_secret", "")
                 .input(Input::Password)
                 .autocomplete("new-password")
@@ -291,6 +467,7 @@ fn the_form(
                         "Remove the API key"
                     }
                 }
+            }
             }
             div.actions {
                 button.primary type="submit" { "Save changes" }

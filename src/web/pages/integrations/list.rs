@@ -1,6 +1,7 @@
-//! `GET /integrations`: one card per integration (name, status, Stripe account, mode and newest
-//! event as its events say, sender, webhook URL to copy); the whole card opens its page. With
-//! none yet, what an integration is and "Add one".
+//! `GET /integrations`: one card per integration (name, status, how it is connected, mode, the
+//! Stripe account, its endpoint's health, newest event, last catch-up, sender, webhook URL to
+//! copy, **Re-check**); the whole card opens its page. With none yet, what an integration is and
+//! "Add one".
 
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use poem::web::cookie::CookieJar;
 use poem::web::Data;
 use poem::{handler, Response};
 
-use super::{default_sender, failed, last_event, mode, path, status_badge, webhook_url};
+use super::{
+    connection_facts, default_sender, failed, path, recheck_button, status_badge, webhook_url,
+};
 use crate::app::App;
 use crate::config::Config;
 use crate::manage::integrations::{self, Overview};
@@ -27,7 +30,7 @@ pub async fn page(Data(app): Data<&Arc<App>>, jar: &CookieJar, signed_in: Signed
         Err(e) => return failed(&e, session),
     };
     let flash = Flash::take(jar);
-    let body = view(&app.config(), &all, crate::db::now_unix());
+    let body = view(&app.config(), session, &all, crate::db::now_unix());
     html_response(StatusCode::OK, shell(session, flash).render(body))
 }
 
@@ -40,7 +43,7 @@ fn shell(session: Session, flash: Option<Flash>) -> Page {
     }
 }
 
-pub fn view(config: &Config, all: &[Overview], now: i64) -> Markup {
+pub fn view(config: &Config, session: Session, all: &[Overview], now: i64) -> Markup {
     if all.is_empty() {
         return empty_state(
             "No integrations yet",
@@ -54,36 +57,30 @@ pub fn view(config: &Config, all: &[Overview], now: i64) -> Markup {
     }
     html! {
         div.page-intro {
-            p.lead { "Each card is a Stripe account sending its events here. Open one to rename it, change its sender or replace its secrets." }
+            p.lead { "Each card is a Stripe account sending its events here. Open one to rename it, change its sender or give it a new key." }
             a.button.primary href="/integrations/new" { "Add an integration" }
         }
         ul.cards.integrations {
             @for overview in all {
-                li { (card(config, overview, now)) }
+                li { (card(config, session, overview, now)) }
             }
         }
     }
 }
 
-fn card(config: &Config, overview: &Overview, now: i64) -> Markup {
+fn card(config: &Config, session: Session, overview: &Overview, now: i64) -> Markup {
     let i = &overview.integration;
     let latest = overview.latest.as_ref();
     html! {
         article.card.integration {
             header {
-                // The link covers the whole card (see app.css); the copy button sits above it.
+                // The link covers the whole card (see app.css); the copy and re-check buttons
+                // sit above it.
                 h2 { a.open href=(path(&i.id)) { (i.name) } }
                 (status_badge(i))
             }
             dl.facts {
-                @if let Some(account) = &i.stripe_account {
-                    dt { "Stripe account" }
-                    dd { code { (account) } }
-                }
-                dt { "Mode" }
-                dd { (mode(latest)) }
-                dt { "Last event" }
-                dd { (last_event(latest, now)) }
+                (connection_facts(i, latest, now))
                 dt { "Sends from" }
                 dd {
                     @match &i.from_address {
@@ -94,6 +91,8 @@ fn card(config: &Config, overview: &Overview, now: i64) -> Markup {
             }
             p.url-label { "Webhook URL" }
             (webhook_url(&config.webhook_url(&i.id), &i.id))
+            (recheck_button(i, session.csrf, "list"))
+            (super::oauth::reconnect(config, session, i))
         }
     }
 }

@@ -1,9 +1,17 @@
-//! `GET/POST /integrations/new`: adding an integration by pasting the signing secret of a
-//! webhook endpoint made in the Stripe Dashboard (or by `stripe listen`), with an optional API
-//! key and sender address, as `integration add` does.
+//! `GET /integrations/new` and its two ways of adding an integration:
+//! - `POST /integrations/new/key`: **connect with an API key** (the default): the program checks
+//!   the key, makes its own webhook endpoint on the account and keeps its secret
+//!   (`manage::connect`), as `integration connect` does;
+//! - `POST /integrations/new`: **I have a webhook signing secret**: the secret of an endpoint made
+//!   in the Stripe Dashboard (or printed by `stripe listen`), with an optional API key and sender
+//!   address, as `integration add` does.
 //!
-//! The page picks the new integration's id up front (a hidden field), so it can show the
-//! webhook URL to give Stripe before Stripe hands out the secret for it.
+//! The page picks the new integration's id up front (a hidden field in each form), so it can
+//! show the webhook URL to give Stripe before Stripe hands out the secret for it, and so a key
+//! form sent again finds the endpoint its first try made.
+//!
+//! The two forms sit on one page, so the key form's fields carry their own names
+//! (`connect_…`): each label and error then belongs to exactly one input.
 
 use std::sync::Arc;
 
@@ -14,16 +22,19 @@ use poem::web::{Data, Form};
 use poem::{handler, Response};
 use serde::Deserialize;
 
-use super::{default_sender, done, failed, local_webhook_url, webhook_url};
+use super::{default_sender, done, failed, local_webhook_url, path, webhook_url};
 use crate::app::App;
 use crate::config::Config;
+use crate::manage::connect::{self as connecting, KeyConnection};
 use crate::manage::integrations::{self, NewIntegration};
+use crate::stripe::api::endpoints::PERMISSIONS;
 use crate::web::auth::SignedIn;
 use crate::web::components::{csrf_input, form_error, Field, Input};
 use crate::web::layout::{html_response, Nav, Page, Session};
 use crate::Error;
 
-/// What the form sends; kept as typed so a failed save shows it again (all but the secrets).
+/// What the signing-secret form sends; kept as typed so a failed save shows it again (all but
+/// the secrets).
 #[derive(Debug, Default, Deserialize)]
 pub struct NewForm {
     #[serde(default)]
@@ -41,17 +52,127 @@ pub struct NewForm {
 /// The fields this form shows errors next to; an error about anything else is a banner.
 const FIELDS: [&str; 4] = ["name", "webhook_secret", "api_key", "from_address"];
 
+/// What the API-key form sends; kept as typed so a failed connection shows it again (not the
+/// key).
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    pub connect_id: String,
+    #[serde(default)]
+    pub connect_name: String,
+    #[serde(default)]
+    pub connect_key: String,
+    #[serde(default)]
+    pub connect_from: String,
+}
+
+const KEY_FIELDS: [&str; 3] = ["connect_name", "connect_key", "connect_from"];
+
+/// The key form's name for a field `manage` names.
+fn key_field(field: &'static str) -> &'static str {
+    match field {
+        "name" => "connect_name",
+        "api_key" => "connect_key",
+        "from_address" => "connect_from",
+        other => other,
+    }
+}
+
+/// `error` with its field named as the key form names it.
+fn on_key_form(error: Error) -> Error {
+    match error {
+        Error::Invalid { field, message } => Error::Invalid {
+            field: key_field(field),
+            message,
+        },
+        Error::Conflict { field, message } => Error::Conflict {
+            field: key_field(field),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Which form a failed POST came from, so its error shows there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    Key,
+    Secret,
+}
+
 #[handler]
 pub async fn show(Data(app): Data<&Arc<App>>, signed_in: SignedIn) -> Response {
     let session = signed_in.session();
-    let form = match integrations::new_id() {
-        Ok(id) => NewForm {
-            id,
-            ..NewForm::default()
-        },
+    let id = match integrations::new_id() {
+        Ok(id) => id,
         Err(e) => return failed(&e, session),
     };
-    answer(&app.config(), session, &form, None)
+    let form = NewForm {
+        id: id.clone(),
+        ..NewForm::default()
+    };
+    let key_form = KeyForm {
+        connect_id: id,
+        ..KeyForm::default()
+    };
+    answer(&app.config(), session, &key_form, &form, None)
+}
+
+#[handler]
+pub async fn connect(
+    Data(app): Data<&Arc<App>>,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+    Form(mut form): Form<KeyForm>,
+) -> Response {
+    let session = signed_in.session();
+    let new = KeyConnection {
+        id: Some(form.connect_id.clone()),
+        name: form.connect_name.clone(),
+        api_key: form.connect_key.clone(),
+        from_address: Some(form.connect_from.clone()),
+    };
+    match connecting::connect_with_key(app, new).await {
+        Ok(connected) => {
+            let i = &connected.integration;
+            let account = match (&i.account_name, &i.stripe_account) {
+                (Some(name), Some(id)) => format!("{name} ({id})"),
+                (_, Some(id)) => id.clone(),
+                _ => "the account".to_owned(),
+            };
+            let mut message = format!(
+                "Connected “{}” to {account}: Stripe sends its events to webhook endpoint {}.",
+                i.name, connected.endpoint_id
+            );
+            for note in connected.notes() {
+                message.push(' ');
+                message.push_str(&note);
+            }
+            done(jar, &path(&i.id), message)
+        }
+        Err(e) if e.field().is_some() => {
+            if e.field() == Some("id") {
+                // See `add`: a fresh id for a damaged or taken one.
+                match integrations::new_id() {
+                    Ok(id) => form.connect_id = id,
+                    Err(e) => return failed(&e, session),
+                }
+            }
+            let secret_form = NewForm {
+                id: form.connect_id.clone(),
+                ..NewForm::default()
+            };
+            let error = on_key_form(e);
+            answer(
+                &app.config(),
+                session,
+                &form,
+                &secret_form,
+                Some((Way::Key, &error)),
+            )
+        }
+        Err(e) => failed(&e, session),
+    }
 }
 
 #[handler]
@@ -87,37 +208,147 @@ pub async fn add(
                     Err(e) => return failed(&e, session),
                 }
             }
-            answer(&app.config(), session, &form, Some(&e))
+            let key_form = KeyForm {
+                connect_id: form.id.clone(),
+                ..KeyForm::default()
+            };
+            answer(
+                &app.config(),
+                session,
+                &key_form,
+                &form,
+                Some((Way::Secret, &e)),
+            )
         }
         Err(e) => failed(&e, session),
     }
 }
 
-fn answer(config: &Config, session: Session, form: &NewForm, error: Option<&Error>) -> Response {
-    let status = error.map_or(StatusCode::OK, Error::status);
+fn answer(
+    config: &Config,
+    session: Session,
+    key_form: &KeyForm,
+    form: &NewForm,
+    error: Option<(Way, &Error)>,
+) -> Response {
+    let status = error.map_or(StatusCode::OK, |(_, e)| e.status());
     let page = Page {
         title: "Add an integration",
         nav: Nav::Integrations,
         session: Some(session),
         flash: None,
     };
-    html_response(status, page.render(view(config, session, form, error)))
+    html_response(
+        status,
+        page.render(view(config, session, key_form, form, error)),
+    )
 }
 
-pub fn view(config: &Config, session: Session, form: &NewForm, error: Option<&Error>) -> Markup {
+pub fn view(
+    config: &Config,
+    session: Session,
+    key_form: &KeyForm,
+    form: &NewForm,
+    error: Option<(Way, &Error)>,
+) -> Markup {
+    let error_on = |way: Way| error.filter(|(w, _)| *w == way).map(|(_, e)| e);
     html! {
         p.lead {
             "An integration is one Stripe account sending its events here. Stripe signs each \
              event with a secret that only it and this server know, so nobody else can make \
              this server send emails."
         }
-        // The ways to connect through Stripe itself (sign in with Stripe, or have the endpoint
-        // made for you) go here, above the manual way, each in its own `section.connect`.
+        section.card.connect.by-key aria-labelledby="key-heading" {
+            h2 #key-heading { "Connect with an API key" }
+            p {
+                "Paste a key and this program makes its own webhook endpoint on your Stripe \
+                 account, with exactly the events it needs, and keeps the signing secret \
+                 Stripe gives it. Test keys and live keys both work."
+            }
+            (key_form_view(config, session, key_form, error_on(Way::Key)))
+        }
         (super::oauth::section(config, session))
         section.card.connect aria-labelledby="paste-heading" {
-            h2 #paste-heading { "Paste a signing secret" }
+            h2 #paste-heading { "I have a webhook signing secret" }
+            p.help {
+                "For an endpoint you made yourself in the Stripe Dashboard, or for "
+                code { "stripe listen" } " while testing on this machine."
+            }
             (steps(config, &form.id))
-            (the_form(config, session, form, error))
+            (the_form(config, session, form, error_on(Way::Secret)))
+        }
+    }
+}
+
+/// The permissions a restricted key needs, and why each.
+fn permissions() -> Markup {
+    html! {
+        p {
+            "Best is a restricted key: " strong { "Developers → API keys → Create restricted key" }
+            ", with these permissions (a secret key " code { "sk_…" } " works too):"
+        }
+        ul.permissions {
+            @for p in PERMISSIONS {
+                li {
+                    strong { (p.grant()) } span.why { " — " (p.why) }
+                }
+            }
+        }
+    }
+}
+
+fn key_form_view(
+    config: &Config,
+    session: Session,
+    form: &KeyForm,
+    error: Option<&Error>,
+) -> Markup {
+    let problem = connecting::reachability(config);
+    html! {
+        @if let Some(problem) = problem {
+            p.note.reach {
+                (problem) " Stripe cannot send events to this server yet, so connecting is \
+                 refused until " code { "server.public_url" } " is this server's public HTTPS \
+                 address (Settings). To test on this machine, use a signing secret and "
+                code { "stripe listen" } " below."
+            }
+        }
+        (permissions())
+        form.stack method="post" action="/integrations/new/key" {
+            (csrf_input(session.csrf))
+            input type="hidden" name="connect_id" value=(form.connect_id);
+            (form_error(error, &KEY_FIELDS))
+            (Field::new("Name", "connect_name", &form.connect_name)
+                .required()
+                .autocomplete("off")
+                .placeholder("Rosen Goods")
+                .help(html! { "A name you recognise, e.g. your shop's. Emails can use it as " code { "{{ merchant.name }}" } "." })
+                .render(error))
+            (Field::new("Stripe API key", "connect_key", "")
+                .input(Input::Password)
+                .required()
+                .autocomplete("new-password")
+                .placeholder("rk_live_…")
+                .help(html! {
+                    "Kept in the database and never shown again."
+                    @if error.is_some() && !form.connect_key.is_empty() {
+                        " " strong { "Paste it again: keys are never sent back to the browser." }
+                    }
+                })
+                .render(error))
+            (Field::new("Send from (optional)", "connect_from", &form.connect_from)
+                .input(Input::Email)
+                .autocomplete("off")
+                .placeholder("billing@your-shop.example")
+                .help(html! {
+                    "This integration's emails come from this address instead of "
+                    (default_sender(config)) ". Your mail relay must accept it."
+                })
+                .render(error))
+            div.actions {
+                a.button href="/integrations" { "Cancel" }
+                button.primary type="submit" { "Connect" }
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::{count, done, failed};
 use crate::app::App;
 use crate::config::Config;
+use crate::db::integrations::{ConnectedBy, Integration};
 use crate::manage::oauth::{self, Callback, Connected};
 use crate::web::auth::SignedIn;
 use crate::web::components::csrf_input;
@@ -177,12 +178,12 @@ pub fn section(config: &Config, session: Session) -> Markup {
     }
 }
 
-/// A card's button that sends the merchant through Stripe again, to connect this integration
-/// to an account (the same one with fresh tokens, or another).
-pub fn reconnect(config: &Config, session: Session, integration: &str) -> Markup {
+/// An OAuth integration's button that sends the merchant through Stripe again, to connect it
+/// to an account (the same one with fresh tokens, or another), keeping its id, templates and log.
+pub fn reconnect(config: &Config, session: Session, integration: &Integration) -> Markup {
     html! {
-        @if oauth::is_configured(config) {
-            (start_form(session, Some(integration), "Connect again with Stripe"))
+        @if oauth::is_configured(config) && integration.connected_by == ConnectedBy::OAuth {
+            (start_form(session, Some(&integration.id), "Connect again with Stripe"))
         }
     }
 }
