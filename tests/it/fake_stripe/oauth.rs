@@ -98,7 +98,12 @@ fn consent(oauth: &mut OAuth, req: &Recorded) -> Answer {
     let page = maud::html! {
         (maud::DOCTYPE)
         html lang="en" {
-            head { meta charset="utf-8"; title { "Connect with Stripe (fake)" } }
+            head {
+                meta charset="utf-8";
+                // No favicon request, whose refusal the browser test would count as an error.
+                link rel="icon" href="data:,";
+                title { "Connect with Stripe (fake)" }
+            }
             body {
                 h1 { "Connect " (name) " to " (client_id) }
                 p { "Scope: " (req.param("scope").unwrap_or_default()) }
