@@ -172,6 +172,8 @@ pub struct StripeConfig {
     /// How often, in minutes, integrations that can read events (`GET /v1/events`) list the
     /// ones no webhook brought (`pipeline::catchup`); also once at start. 0: never.
     pub catch_up_interval_minutes: u64,
+    /// Connect OAuth ("Connect with Stripe"), for an operator who runs a Connect platform.
+    pub connect: ConnectConfig,
 }
 
 impl Default for StripeConfig {
@@ -180,6 +182,111 @@ impl Default for StripeConfig {
             api_base: "https://api.stripe.com".to_owned(),
             webhook_tolerance_secs: 300,
             catch_up_interval_minutes: 60,
+            connect: ConnectConfig::default(),
+        }
+    }
+}
+
+/// The platform's Connect settings (`[stripe.connect]`): all of `client_id`, `secret_key` and
+/// `webhook_secret`, or none (then the Add page offers no "Connect with Stripe").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectConfig {
+    /// The platform's client id (`ca_…`, Dashboard → Settings → Connect → Onboarding options → OAuth).
+    pub client_id: String,
+    /// The platform's secret key (`sk_…`): the code exchange's `client_secret`, and the key
+    /// that deauthorizes an account.
+    pub secret_key: Secret,
+    /// The signing secret of the platform's Connect webhook endpoint (`whsec_…`), which
+    /// delivers every connected account's events to `/webhooks/stripe/connect`.
+    pub webhook_secret: Secret,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub deauthorize_url: String,
+    /// `read_write` (a Standard account's platform) or `read_only` (an extension).
+    pub scope: String,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        ConnectConfig {
+            client_id: String::new(),
+            secret_key: Secret::default(),
+            webhook_secret: Secret::default(),
+            authorize_url: "https://connect.stripe.com/oauth/authorize".to_owned(),
+            token_url: "https://connect.stripe.com/oauth/token".to_owned(),
+            deauthorize_url: "https://connect.stripe.com/oauth/deauthorize".to_owned(),
+            scope: "read_write".to_owned(),
+        }
+    }
+}
+
+impl ConnectConfig {
+    /// Whether Connect OAuth is set up (validation makes the three keys go together).
+    pub fn is_configured(&self) -> bool {
+        !self.client_id.is_empty() && !self.secret_key.is_empty() && !self.webhook_secret.is_empty()
+    }
+
+    /// What `validate` says about this section.
+    fn problems(&self, problems: &mut Vec<(&'static str, String)>) {
+        let keys: [(&'static str, bool); 3] = [
+            ("stripe.connect.client_id", self.client_id.is_empty()),
+            ("stripe.connect.secret_key", self.secret_key.is_empty()),
+            (
+                "stripe.connect.webhook_secret",
+                self.webhook_secret.is_empty(),
+            ),
+        ];
+        if keys.iter().any(|(_, empty)| !empty) {
+            for (key, _) in keys.iter().filter(|(_, empty)| *empty) {
+                problems.push((
+                    key,
+                    format!(
+                        "{key} is missing: stripe.connect.client_id, secret_key and webhook_secret                          go together (set all three for Connect with Stripe, or none)"
+                    ),
+                ));
+            }
+        }
+        let prefixed = [
+            (
+                "stripe.connect.client_id",
+                self.client_id.as_str(),
+                "ca_",
+                "the platform's client id (ca_…)",
+            ),
+            (
+                "stripe.connect.secret_key",
+                self.secret_key.expose(),
+                "sk_",
+                "the platform's secret key (sk_…)",
+            ),
+            (
+                "stripe.connect.webhook_secret",
+                self.webhook_secret.expose(),
+                "whsec_",
+                "the Connect endpoint's signing secret (whsec_…)",
+            ),
+        ];
+        for (key, value, prefix, what) in prefixed {
+            if !value.is_empty() && !value.starts_with(prefix) {
+                problems.push((key, format!("{key} must be {what}")));
+            }
+        }
+        for (key, value) in [
+            ("stripe.connect.authorize_url", &self.authorize_url),
+            ("stripe.connect.token_url", &self.token_url),
+            ("stripe.connect.deauthorize_url", &self.deauthorize_url),
+        ] {
+            check_url(key, value, problems);
+        }
+        if !["read_write", "read_only"].contains(&self.scope.as_str()) {
+            problems.push((
+                "stripe.connect.scope",
+                format!(
+                    "stripe.connect.scope = {:?} is not \"read_write\" or \"read_only\"",
+                    self.scope
+                ),
+            ));
         }
     }
 }
@@ -382,8 +489,19 @@ impl Config {
                 // default from one left out).
                 let written: toml::Table = toml::from_str(&text).unwrap_or_default();
                 for (section, keys) in &written {
-                    for key in keys.as_table().into_iter().flat_map(toml::Table::keys) {
-                        sources.insert(format!("{section}.{key}"), Source::File);
+                    for (key, value) in keys.as_table().into_iter().flatten() {
+                        // `[stripe.connect]` is a table within a section.
+                        match value.as_table() {
+                            Some(table) => {
+                                for inner in table.keys() {
+                                    sources
+                                        .insert(format!("{section}.{key}.{inner}"), Source::File);
+                                }
+                            }
+                            None => {
+                                sources.insert(format!("{section}.{key}"), Source::File);
+                            }
+                        }
                     }
                 }
                 toml::Table::try_from(from_file).expect("config serializes to a table")
@@ -475,6 +593,7 @@ impl Config {
             }
         }
         check_url("stripe.api_base", &self.stripe.api_base, &mut problems);
+        self.stripe.connect.problems(&mut problems);
         if self.server.max_webhook_bytes < 1024 {
             problems.push((
                 "server.max_webhook_bytes",
@@ -711,7 +830,12 @@ impl Config {
     /// environment or a flag, since the values alone do not say which layer won.
     pub fn dump(&self) -> String {
         let mut shown = self.clone();
-        for secret in [&mut shown.smtp.password, &mut shown.database.secret_key] {
+        for secret in [
+            &mut shown.smtp.password,
+            &mut shown.database.secret_key,
+            &mut shown.stripe.connect.secret_key,
+            &mut shown.stripe.connect.webhook_secret,
+        ] {
             if !secret.is_empty() {
                 *secret = Secret("[redacted]".to_owned());
             }
@@ -827,25 +951,34 @@ fn file_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
     Error::Config(format!("{place}: {message}"))
 }
 
-/// Sets the key named by one `MMC_SECTION__KEY` variable and returns its name (`section.key`).
+/// Sets the key named by one `MMC_SECTION__KEY` variable and returns its name (`section.key`);
+/// `MMC_STRIPE__CONNECT__CLIENT_ID` reaches a table within a section (`stripe.connect.client_id`).
 /// The value takes the type of the key's default, so `MMC_SERVER__MAX_WEBHOOK_BYTES=abc` is an
 /// error that names the variable.
 fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<String, Error> {
     let path = &name[ENV_PREFIX.len()..];
-    let Some((section, key)) = path.split_once("__") else {
+    let mut parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if parts.len() < 2 || parts.iter().any(String::is_empty) {
         return Err(Error::Config(format!(
             "environment variable {name} is not a setting: settings are named MMC_SECTION__KEY, e.g. MMC_SERVER__LISTEN"
         )));
+    }
+    let mut key = parts.pop().expect("two parts at least");
+    let tables = parts;
+    let find_table = |tree: &toml::Table| -> Option<toml::Table> {
+        let mut table = tree;
+        for part in &tables {
+            table = table.get(part)?.as_table()?;
+        }
+        Some(table.clone())
     };
-    let (section, mut key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
     // `MMC_SMTP__PASSWORD_FILE=/run/secrets/smtp` reads a secret from a file (systemd
     // credentials, Docker secrets) instead of the environment.
     let mut value = value.to_owned();
     if let Some(base) = key.strip_suffix("_file") {
-        let is_text = tree
-            .get(&section)
-            .and_then(|t| t.get(base))
-            .is_some_and(toml::Value::is_str);
+        let is_text = find_table(tree)
+            .and_then(|t| t.get(base).cloned())
+            .is_some_and(|v| v.is_str());
         if is_text {
             value = std::fs::read_to_string(&value)
                 .map_err(|e| {
@@ -859,15 +992,19 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<String, 
         }
     }
     let value = value.as_str();
+    let setting = format!("{}.{key}", tables.join("."));
     let unknown = || {
         Error::Config(format!(
-            "environment variable {name} names unknown setting {section}.{key}"
+            "environment variable {name} names unknown setting {setting}"
         ))
     };
-    let table = tree
-        .get_mut(&section)
-        .and_then(toml::Value::as_table_mut)
-        .ok_or_else(unknown)?;
+    let mut table = &mut *tree;
+    for part in &tables {
+        table = table
+            .get_mut(part)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(unknown)?;
+    }
     let current = table.get(&key).ok_or_else(unknown)?;
     let parsed = match current {
         toml::Value::String(_) => toml::Value::String(value.to_owned()),
@@ -888,13 +1025,13 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<String, 
         ),
         other => {
             return Err(Error::Config(format!(
-                "environment variable {name}: setting {section}.{key} of type {} cannot be set from the environment",
+                "environment variable {name}: setting {setting} of type {} cannot be set from the environment",
                 other.type_str()
             )))
         }
     };
     table.insert(key.clone(), parsed);
-    Ok(format!("{section}.{key}"))
+    Ok(setting)
 }
 
 #[cfg(test)]
@@ -1063,6 +1200,71 @@ mod tests {
             err.contains("server.trusted_proxies") && err.contains("10.0.0.300"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_half_configured_connect_section_names_the_missing_key() {
+        let file = write("[stripe.connect]\nclient_id = \"ca_123\"\n");
+        let err = Config::load(Some(file.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stripe.connect.secret_key is missing")
+                && err.contains("stripe.connect.webhook_secret is missing")
+                && !err.contains("client_id is missing"),
+            "{err}"
+        );
+        let vars = env(&[
+            ("MMC_STRIPE__CONNECT__CLIENT_ID", "ca_123"),
+            ("MMC_STRIPE__CONNECT__SECRET_KEY", "sk_test_platform"),
+        ]);
+        let err = Config::load(None, vars, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stripe.connect.webhook_secret is missing"),
+            "{err}"
+        );
+        let vars = env(&[("MMC_STRIPE__CONNECT__SCOPE", "everything")]);
+        let err = Config::load(None, vars, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stripe.connect.scope"), "{err}");
+    }
+
+    #[test]
+    fn connect_secrets_come_from_files_and_are_never_dumped() {
+        let key = write("sk_test_platform_from_a_file\n");
+        let vars = env(&[
+            ("MMC_STRIPE__CONNECT__CLIENT_ID", "ca_123"),
+            (
+                "MMC_STRIPE__CONNECT__SECRET_KEY_FILE",
+                key.path().to_str().unwrap(),
+            ),
+            (
+                "MMC_STRIPE__CONNECT__WEBHOOK_SECRET",
+                "whsec_connect_endpoint",
+            ),
+        ]);
+        let c = Config::load(None, vars, &Overrides::default()).unwrap();
+        let connect = &c.stripe.connect;
+        assert!(connect.is_configured());
+        assert_eq!(connect.secret_key.expose(), "sk_test_platform_from_a_file");
+        assert_eq!(
+            c.source("stripe.connect.secret_key"),
+            Source::Env("MMC_STRIPE__CONNECT__SECRET_KEY_FILE".into())
+        );
+        let dump = c.dump();
+        assert!(
+            !dump.contains("sk_test_platform") && !dump.contains("whsec_connect"),
+            "{dump}"
+        );
+        assert!(dump.contains("ca_123"), "{dump}");
+
+        let file = write("[stripe.connect]\nscope = \"read_only\"\n");
+        let c = Config::load(Some(file.path()), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.source("stripe.connect.scope"), Source::File);
+        assert!(!c.stripe.connect.is_configured());
     }
 
     #[test]

@@ -190,8 +190,13 @@ pub enum OnStripe {
     /// Deleting the endpoint failed: it stays on Stripe, which keeps sending to a URL that now
     /// answers 410, until the merchant deletes it in the Dashboard.
     EndpointLeft { id: String, error: String },
-    /// A Connect (OAuth) integration: its access stays granted on Stripe.
-    AccessNotRevoked { account: Option<String> },
+    /// A Connect (OAuth) integration: Stripe revoked the platform's access to its account.
+    AccessRevoked { account: String },
+    /// A Connect (OAuth) integration: its access stays granted on Stripe (`error` says why).
+    AccessNotRevoked {
+        account: Option<String>,
+        error: String,
+    },
 }
 
 impl OnStripe {
@@ -210,9 +215,12 @@ impl OnStripe {
                 "webhook endpoint {id} could not be deleted ({error}): delete it in the Stripe \
                  Dashboard (Developers → Webhooks)"
             ),
-            OnStripe::AccessNotRevoked { account } => format!(
-                "access to account {} is still granted: revoke it in the Stripe Dashboard \
-                 (Settings → Connected accounts)",
+            OnStripe::AccessRevoked { account } => {
+                format!("access to account {account} was revoked")
+            }
+            OnStripe::AccessNotRevoked { account, error } => format!(
+                "access to account {} is still granted ({error}): revoke it in the Stripe \
+                 Dashboard (Settings → Connected accounts)",
                 account.as_deref().unwrap_or("(unknown)")
             ),
         }
@@ -248,10 +256,22 @@ pub async fn disconnect(app: &App, id: &str) -> Result<Disconnection, Error> {
             Some(endpoint) => delete_endpoint(app, &before, &endpoint.id).await,
             None => OnStripe::NothingOfOurs,
         },
-        // The Connect deauthorization hook: Stripe's `POST /oauth/deauthorize` for this
-        // account belongs in this arm. Without it the access stays granted, and says so.
-        ConnectedBy::OAuth => OnStripe::AccessNotRevoked {
-            account: before.stripe_account.clone(),
+        // Stripe's `POST /oauth/deauthorize`; a refusal leaves the access granted, and says so.
+        ConnectedBy::OAuth => match (
+            crate::manage::oauth::deauthorize(app, &before).await,
+            &before.stripe_account,
+        ) {
+            (Ok(()), Some(account)) => OnStripe::AccessRevoked {
+                account: account.clone(),
+            },
+            (Ok(()), None) => OnStripe::NothingOfOurs,
+            (Err(e), account) => {
+                tracing::warn!(integration = %before.id, error = %e, "access not revoked on Stripe");
+                OnStripe::AccessNotRevoked {
+                    account: account.clone(),
+                    error: e.public_message(),
+                }
+            }
         },
     };
     let key = id.to_owned();

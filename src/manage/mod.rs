@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod events;
 pub mod integrations;
+pub mod oauth;
 pub mod preview;
 pub mod settings;
 pub mod templates;

@@ -1,6 +1,7 @@
 //! Everything that speaks Stripe: the webhook signature check and typed views over event payloads.
 
 pub mod api;
+pub mod connect;
 pub mod envelope;
 pub mod event;
 pub mod signature;

@@ -38,7 +38,7 @@ impl SignatureError {
 }
 
 /// Checks `header` against `payload` with any of `secrets` (several while a secret is being
-/// rolled). Returns the signed timestamp. A `tolerance_secs` of 0 disables the time check, as in
+/// rolled; empty ones are skipped). Returns the signed timestamp. A `tolerance_secs` of 0 disables the time check, as in
 /// Stripe's libraries; unlike them, a timestamp too far in the future is refused as well.
 pub fn verify(
     header: Option<&str>,
@@ -51,7 +51,9 @@ pub fn verify(
     let (timestamp, signatures) = parse_header(header)?;
 
     let mut matched = false;
-    for secret in secrets {
+    // An empty secret is no secret (anyone can compute that HMAC): an integration without one
+    // (a Connect one, whose events come signed with the platform's secret) verifies nothing.
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
             .expect("HMAC accepts keys of any length");
         mac.update(timestamp.to_string().as_bytes());
@@ -189,6 +191,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 12: a Connect integration keeps an empty signing secret; a body signed with the
+    /// empty key must not pass for it.
+    #[test]
+    fn an_empty_secret_verifies_nothing() {
+        let payload = br#"{"id":"evt_1"}"#;
+        let header = sign(payload, "", 1_700_000_000);
+        assert_eq!(
+            verify(Some(&header), payload, &[""], 1_700_000_000, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod auth;
 pub mod body;
 pub mod components;
+pub mod connect_webhook;
 pub mod flash;
 pub mod health;
 pub mod layout;
@@ -51,6 +52,7 @@ pub fn routes(
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz));
     if serves != Serves::Admin {
+        route = route.at("/webhooks/stripe/connect", post(connect_webhook::receive));
         route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
     }
     if serves != Serves::Public {

@@ -23,13 +23,22 @@ pub const EMAIL_FRAME_POLICY: &str = "default-src 'none'; style-src 'unsafe-inli
 
 /// Wraps every route: the page headers, keeping a policy the answer set itself.
 pub async fn headers<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
+    // With Connect configured, forms may also lead to Stripe's authorize page (`manage::oauth`).
+    let policy = req
+        .data::<std::sync::Arc<crate::app::App>>()
+        .and_then(|app| crate::manage::oauth::form_target(&app.config()))
+        .map(|origin| {
+            CONTENT_SECURITY_POLICY.replace(
+                "form-action 'self'",
+                &format!("form-action 'self' {origin}"),
+            )
+        })
+        .and_then(|policy| header::HeaderValue::from_str(&policy).ok())
+        .unwrap_or(header::HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     let mut response = ep.call(req).await?.into_response();
     let headers = response.headers_mut();
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
         headers.insert(
             header::X_FRAME_OPTIONS,
             header::HeaderValue::from_static("DENY"),

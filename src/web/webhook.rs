@@ -24,7 +24,7 @@ use crate::web::{error_response, for_log, json_response, truncated};
 
 /// What intake holds beside the `App`: the one writer, and integrations it looked up recently.
 pub struct Intake {
-    writer: EventWriter,
+    pub(crate) writer: EventWriter,
     /// Integrations recently looked up, with when (see `find_integration`).
     integrations: Mutex<HashMap<String, (Instant, Integration)>>,
 }

@@ -7,6 +7,7 @@ mod catalog_ui;
 mod catchup;
 mod cli;
 mod connect_key;
+mod connect_oauth;
 mod dashboard;
 mod delivery;
 mod editor_ui;

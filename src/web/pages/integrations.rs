@@ -12,6 +12,7 @@
 pub mod edit;
 pub mod list;
 pub mod new;
+pub mod oauth;
 pub mod remove;
 
 use maud::{html, Markup};

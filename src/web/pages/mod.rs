@@ -32,6 +32,11 @@ pub fn routes() -> Route {
             "/integrations/new",
             get(integrations::new::show).post(integrations::new::add),
         )
+        .at("/integrations/connect", post(integrations::oauth::start))
+        .at(
+            "/integrations/connect/callback",
+            get(integrations::oauth::callback),
+        )
         .at("/integrations/new/key", post(integrations::new::connect))
         .at(
             "/integrations/:id",

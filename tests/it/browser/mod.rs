@@ -14,6 +14,7 @@ mod events;
 mod flow;
 mod log;
 mod merchant;
+mod oauth;
 mod smoke;
 mod templates;
 

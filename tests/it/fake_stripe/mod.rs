@@ -11,6 +11,8 @@ mod endpoints;
 mod events;
 mod oauth;
 
+pub use oauth::ACCOUNT as CONNECTED_ACCOUNT;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -106,7 +108,6 @@ struct State {
     #[allow(dead_code)]
     endpoints: endpoints::Endpoints,
     events: events::Events,
-    #[allow(dead_code)]
     oauth: oauth::OAuth,
 }
 
@@ -445,18 +446,24 @@ impl State {
         self.requests.push(recorded.clone());
         let request_id = format!("req_fake{:014}", self.requests.len());
         let (status, mut body, headers) = self.answer(&recorded);
-        if let Some(error) = body.get_mut("error") {
+        // The API's errors are objects; Connect OAuth's are a code beside `error_description`.
+        if let Some(error) = body.get_mut("error").filter(|e| e.is_object()) {
             error["request_log_url"] =
                 format!("https://dashboard.stripe.com/test/logs/{request_id}").into();
         }
+        // A string body is a page (the OAuth consent page); everything else is Stripe's JSON.
+        let (content_type, body) = match body {
+            Value::String(html) => ("text/html; charset=utf-8", html),
+            json => ("application/json", json.to_string()),
+        };
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap())
-            .content_type("application/json")
+            .content_type(content_type)
             .header("Request-Id", request_id);
         for (name, value) in headers {
             response = response.header(name, value);
         }
-        response.body(body.to_string())
+        response.body(body)
     }
 
     fn answer(&mut self, req: &Recorded) -> Answer {

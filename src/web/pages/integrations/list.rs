@@ -92,6 +92,7 @@ fn card(config: &Config, session: Session, overview: &Overview, now: i64) -> Mar
             p.url-label { "Webhook URL" }
             (webhook_url(&config.webhook_url(&i.id), &i.id))
             (recheck_button(i, session.csrf, "list"))
+            (super::oauth::reconnect(config, session, i))
         }
     }
 }

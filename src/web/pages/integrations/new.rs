@@ -267,8 +267,7 @@ pub fn view(
             }
             (key_form_view(config, session, key_form, error_on(Way::Key)))
         }
-        // Other ways to connect through Stripe itself (e.g. "Connect with Stripe") go here,
-        // between the two, each in its own `section.card.connect`.
+        (super::oauth::section(config, session))
         section.card.connect aria-labelledby="paste-heading" {
             h2 #paste-heading { "I have a webhook signing secret" }
             p.help {

@@ -80,10 +80,12 @@ pub async fn disconnect(
             let name = &done.integration.name;
             let flash = match &done.on_stripe {
                 _ if done.already => Flash::success(format!("“{name}” was already disconnected.")),
-                left @ OnStripe::EndpointLeft { .. } => Flash::error(format!(
-                    "Disconnected “{name}”, but on Stripe the {}.",
-                    left.describe()
-                )),
+                left @ (OnStripe::EndpointLeft { .. } | OnStripe::AccessNotRevoked { .. }) => {
+                    Flash::error(format!(
+                        "Disconnected “{name}”, but on Stripe the {}.",
+                        left.describe()
+                    ))
+                }
                 on_stripe => Flash::success(format!(
                     "Disconnected “{name}”: its webhook URL now answers 410 Gone; on Stripe the \
                      {}. Its events and delivery log stay.",
