@@ -246,7 +246,7 @@ async fn disconnecting_deletes_the_endpoint_keeps_the_history_and_its_url_answer
         .find(|t| t.contains("shop is disconnected"))
         .unwrap_or_else(|| panic!("{}", dashboard.text));
     assert!(
-        said.contains("you disconnected it") && said.contains("410 Gone"),
+        said.contains("you disconnected it") && said.contains("no longer emailed"),
         "{said}"
     );
 

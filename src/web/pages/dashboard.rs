@@ -146,8 +146,7 @@ fn attention_item(item: &Attention, now: i64) -> Markup {
                 @if let Some(since) = since {
                     " (" (timestamp(since.at, now)) ": " (since.reason) ")"
                 }
-                ": its webhook URL answers 410 Gone and its events are no longer emailed. Its \
-                 history stays until you erase it."
+                ": its events are no longer emailed. Its history stays until you erase it."
             },
             integration_href(id),
             "Open the integration",

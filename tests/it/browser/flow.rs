@@ -170,7 +170,7 @@ async fn a_new_merchant_sets_up_connects_stripe_and_sees_the_email_go_out() {
     assert!(!page.contains(NEW_SECRET), "the secret is shown: {page}");
     tour.look("integration-saved").await;
     browser.click_link("Remove…").await;
-    browser.wait_for_text("Remove integration").await;
+    browser.wait_for_text("1. Disconnect").await;
     tour.look("integration-remove").await;
     browser.click_link("Cancel").await;
     browser.wait_for_text("Webhook URL").await;

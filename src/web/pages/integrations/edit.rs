@@ -328,8 +328,10 @@ pub fn view(
                 dt { "Status" }
                 dd {
                     (status_badge(i))
-                    @if i.status == Status::Disconnected {
-                        " " span.muted { "The Stripe account revoked access; its events are no longer emailed." }
+                    @if let Some(gone) = &i.disconnected {
+                        " " span.muted { (timestamp(gone.at, now)) ": " (gone.reason) ". Its events are no longer emailed." }
+                    } @else if i.status == Status::Disconnected {
+                        " " span.muted { "Its events are no longer emailed." }
                     }
                 }
                 (connection_facts(i, latest, now))
@@ -337,9 +339,11 @@ pub fn view(
                 dd { (timestamp(i.created_at, now)) }
             }
             (recheck_button(i, session.csrf, "page"))
-            p.url-label { "Webhook URL" }
-            (webhook_url(&config.webhook_url(&i.id), &i.id))
-            p.help { "It stays the same whatever you change below, so Stripe keeps sending here." }
+            @if i.connected_by != ConnectedBy::OAuth {
+                p.url-label { "Webhook URL" }
+                (webhook_url(&config.webhook_url(&i.id), &i.id))
+                p.help { "It stays the same whatever you change below, so Stripe keeps sending here." }
+            }
             p { a href=(crate::web::pages::catalog::path(&i.id)) { "Products and plans from Stripe →" } }
         }
         section.card aria-labelledby="settings-heading" {
@@ -353,7 +357,7 @@ pub fn view(
         }
         section.card.danger-zone aria-labelledby="remove-heading" {
             h2 #remove-heading { "Remove this integration" }
-            p { "Its events, its delivery log and its product names go with it. You are asked first." }
+            p { "Two steps: disconnect (it stops listening; its events and delivery log stay), then, if you wish, erase its history. You are asked first." }
             p { a.button.danger href={ (path(&i.id)) "/remove" } { "Remove…" } }
         }
     }

@@ -16,9 +16,10 @@ use super::{
 };
 use crate::app::App;
 use crate::config::Config;
+use crate::db::integrations::ConnectedBy;
 use crate::manage::integrations::{self, Overview};
 use crate::web::auth::SignedIn;
-use crate::web::components::empty_state;
+use crate::web::components::{empty_state, timestamp};
 use crate::web::flash::Flash;
 use crate::web::layout::{html_response, Nav, Page, Session};
 
@@ -80,6 +81,10 @@ fn card(config: &Config, session: Session, overview: &Overview, now: i64) -> Mar
                 (status_badge(i))
             }
             dl.facts {
+                @if let Some(gone) = &i.disconnected {
+                    dt { "Disconnected" }
+                    dd { (timestamp(gone.at, now)) ": " (gone.reason) }
+                }
                 (connection_facts(i, latest, now))
                 dt { "Sends from" }
                 dd {
@@ -89,8 +94,11 @@ fn card(config: &Config, session: Session, overview: &Overview, now: i64) -> Mar
                     }
                 }
             }
-            p.url-label { "Webhook URL" }
-            (webhook_url(&config.webhook_url(&i.id), &i.id))
+            // A Connect integration's events come to the platform's Connect endpoint.
+            @if i.connected_by != ConnectedBy::OAuth {
+                p.url-label { "Webhook URL" }
+                (webhook_url(&config.webhook_url(&i.id), &i.id))
+            }
             (recheck_button(i, session.csrf, "list"))
             (super::oauth::reconnect(config, session, i))
         }

@@ -372,7 +372,7 @@ fn steps(config: &Config, id: &str) -> Markup {
                 details {
                     summary { "Which events to select" }
                     p {
-                        @for (n, event) in EVENTS.iter().enumerate() {
+                        @for (n, event) in crate::trigger::SUBSCRIBED_EVENTS.iter().enumerate() {
                             @if n > 0 { ", " }
                             code { (event) }
                         }
@@ -396,24 +396,6 @@ fn steps(config: &Config, id: &str) -> Markup {
         }
     }
 }
-
-/// The events to enable on the endpoint (README's trigger table says which email each sends).
-const EVENTS: [&str; 14] = [
-    "customer.subscription.created",
-    "customer.subscription.deleted",
-    "customer.subscription.trial_will_end",
-    "invoice.paid",
-    "invoice.payment_failed",
-    "invoice.upcoming",
-    "charge.succeeded",
-    "charge.refunded",
-    "refund.created",
-    "refund.updated",
-    "product.updated",
-    "product.deleted",
-    "price.updated",
-    "price.deleted",
-];
 
 fn the_form(config: &Config, session: Session, form: &NewForm, error: Option<&Error>) -> Markup {
     // A secret typed into a form that failed is not sent back; say so beside its field.
