@@ -144,7 +144,12 @@ pub enum StripeError {
 
     /// `resource` is the collection the request read (`customers`, `invoice_payments`, …).
     #[error("{message}")]
-    PermissionDenied { resource: String, message: String },
+    PermissionDenied {
+        resource: String,
+        message: String,
+        /// The account Stripe's refusal names ("… on account 'acct_…'"), when it names one.
+        account: Option<String>,
+    },
 
     #[error("Stripe's rate limit still refused the request after {attempts} attempt(s); it will be retried later")]
     RateLimited { attempts: u32 },
@@ -644,6 +649,17 @@ impl StripeClient {
     }
 }
 
+/// The account id in a permission refusal's message: "… for this endpoint on account
+/// 'acct_…'. Having the …".
+fn account_named_in(message: &str) -> Option<String> {
+    let after = &message[message.find("on account '")? + "on account '".len()..];
+    let id = &after[..after.find('\'')?];
+    let well_formed = id.starts_with("acct_")
+        && id.len() > 5
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    well_formed.then(|| id.to_owned())
+}
+
 /// One request as the client sends it, the same on every attempt.
 struct Call {
     method: reqwest::Method,
@@ -816,6 +832,7 @@ impl Failure<'_> {
             {
                 return StripeError::PermissionDenied {
                     resource: self.resource.to_owned(),
+                    account: self.account.map(str::to_owned),
                     message: format!(
                         "the API key cannot read the connected account {} ({said}); the account \
                          may have disconnected this app: connect it again, or remove the \
@@ -828,6 +845,7 @@ impl Failure<'_> {
                 return StripeError::PermissionDenied {
                     resource: self.resource.to_owned(),
                     message: permission_message(self.resource, permission),
+                    account: account_named_in(message),
                 };
             }
         }
@@ -841,6 +859,7 @@ impl Failure<'_> {
             },
             403 => StripeError::PermissionDenied {
                 resource: self.resource.to_owned(),
+                account: account_named_in(message),
                 message: format!(
                     "Stripe refused to let the API key read {} ({said}); if it is a restricted \
                      key (rk_…), edit it in the Stripe Dashboard (Developers → API keys) and \
@@ -1093,7 +1112,10 @@ mod tests {
     #[test]
     fn a_restricted_key_error_names_the_permission_to_add() {
         let error = failure(403, RESTRICTED);
-        let StripeError::PermissionDenied { resource, message } = &error else {
+        let StripeError::PermissionDenied {
+            resource, message, ..
+        } = &error
+        else {
             panic!("{error:?}");
         };
         assert_eq!(resource, "customers");

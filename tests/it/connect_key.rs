@@ -931,3 +931,33 @@ async fn the_cli_connects_by_key_and_update_changes_it() {
     );
     assert_eq!(fake.webhook_endpoints().len(), 1);
 }
+
+/// Stripe may refuse a restricted key the account itself (it asks for an account permission
+/// the program needs nowhere else); its refusal names the account, so connecting goes on with
+/// the account known by its id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restricted_key_refused_the_account_itself_still_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    let server = serve(dir.path(), &fake, None).await;
+    let app = app(&server);
+    let key = "rk_test_51NoAccountRead000000000CCCC";
+    fake.restrict_key(key, &["rak_accounts_kyc_basic_read"]);
+    connect::connect_with_key(
+        &app,
+        KeyConnection {
+            api_key: key.into(),
+            ..by_key("Rosen Goods")
+        },
+    )
+    .await
+    .unwrap();
+    let stored = all_stored(&server);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].stripe_account.as_deref(),
+        Some(fake.account_id().as_str())
+    );
+    assert_eq!(stored[0].account_name, None);
+    assert_eq!(creations(&fake).len(), 1);
+}

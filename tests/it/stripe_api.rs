@@ -231,10 +231,17 @@ async fn a_restricted_key_without_the_permission_names_it() {
     fake.customer("cus_1", None, None);
     fake.fail_next("/v1/customers", 403, 1);
     let error = client(&fake).customer(&creds(), "cus_1").await.unwrap_err();
-    let StripeError::PermissionDenied { resource, message } = &error else {
+    let StripeError::PermissionDenied {
+        resource,
+        message,
+        account,
+    } = &error
+    else {
         panic!("{error:?}");
     };
     assert_eq!(resource, "customers");
+    // Stripe's refusal names the account the key opens (the fake's, as no Stripe-Account was sent).
+    assert_eq!(account.as_deref(), Some("acct_1FakePlatform"));
     assert_eq!(
         message,
         "the restricted API key may not read customers: it lacks the 'rak_customer_read' \

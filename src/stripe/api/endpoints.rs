@@ -160,9 +160,20 @@ pub fn is_live_key(key: &str) -> bool {
 
 impl StripeClient {
     /// `GET /v1/account`: the account the key belongs to.
+    ///
+    /// A restricted key may be refused the account itself: Stripe asks for an account
+    /// permission (`rak_accounts_kyc_basic_read`) the program needs nowhere else, so it is not
+    /// on the list of what to grant. Such a refusal still names the account ("… on account
+    /// 'acct_…'"), which is all connecting needs: the account is then known by its id alone.
     pub async fn account(&self, creds: &Credentials<'_>) -> Result<Account, StripeError> {
         let url = self.url(&["account"])?;
-        Account::from_json(&self.send(creds, url, "account").await?)
+        match self.send(creds, url, "account").await {
+            Ok(value) => Account::from_json(&value),
+            Err(StripeError::PermissionDenied {
+                account: Some(id), ..
+            }) => Ok(Account { id, name: None }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads one object of each collection in `PERMISSIONS` that the key must read, and returns
@@ -303,6 +314,26 @@ impl WebhookEndpoint {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_refused_account_read_still_names_the_account() {
+        let said = "The provided key 'rk_test_****1234' does not have the required permissions \
+                    for this endpoint on account 'acct_1RosenGoods'. Having the \
+                    'rak_accounts_kyc_basic_read' permission would allow this request to \
+                    continue.";
+        assert_eq!(
+            super::super::account_named_in(said).as_deref(),
+            Some("acct_1RosenGoods")
+        );
+        for odd in [
+            "no account here",
+            "on account 'acct_'",
+            "on account 'acct_x\" onerror'",
+        ] {
+            assert_eq!(super::super::account_named_in(odd), None, "{odd}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -183,6 +183,8 @@ fn needed_permission(req: &Recorded) -> &'static str {
         ("webhook_endpoints", "GET") => "rak_webhook_read",
         ("webhook_endpoints", _) => "rak_webhook_write",
         ("events", _) => "rak_event_read",
+        // What Stripe asks of a restricted key for the account itself.
+        ("account", _) => "rak_accounts_kyc_basic_read",
         _ => super::permission_for(&req.path),
     }
 }
