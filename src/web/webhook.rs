@@ -3,8 +3,9 @@
 //! this path: no Stripe API call, no mail. A 2xx means the event is committed to disk.
 //!
 //! The cheap refusals come before the body is read (an unknown integration is 404, a
-//! disconnected one 410 Gone, a declared `Content-Length` over the limit 413), so a flood of bodies nobody will store costs no memory;
-//! the body itself must arrive within `server.body_timeout_secs` (408).
+//! disconnected one 410 Gone, a declared `Content-Length` over the limit 413), so a flood of
+//! bodies nobody will store costs no memory; the body itself must arrive within
+//! `server.body_timeout_secs` (408).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
