@@ -22,10 +22,10 @@ use poem::{handler, Body, Request, Response};
 
 use crate::app::App;
 use crate::db::events::{NewEvent, Stored};
-use crate::db::{self, integrations};
-use crate::error::{Error, ReadBodyLimit};
-use crate::stripe::{envelope::Envelope, signature};
-use crate::web::webhook::Intake;
+use crate::db::integrations;
+use crate::error::Error;
+use crate::stripe::envelope::Envelope;
+use crate::web::webhook::{read_verified, Intake};
 use crate::web::{error_response, for_log, json_response};
 
 /// What became of one verified event.
@@ -130,35 +130,15 @@ async fn route(
     body: Body,
     deadline: tokio::time::Instant,
 ) -> Result<(Envelope, Routed), Error> {
-    // The same bounds as the per-integration route: a declared length over the limit is refused
-    // before reading, and the body must arrive whole within the deadline.
-    let limit = config.server.max_webhook_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(Error::PayloadTooLarge { limit });
-    }
-    let raw = tokio::time::timeout_at(deadline, body.into_bytes_limit(limit))
-        .await
-        .map_err(|_| Error::BodyTimeout {
-            secs: config.server.body_timeout_secs,
-        })?
-        .map_err(|e| e.into_error(limit))?;
-
-    let header = request
-        .headers()
-        .get("stripe-signature")
-        .map(|v| v.to_str().unwrap_or(""));
-    signature::verify(
-        header,
-        &raw,
-        &[config.stripe.connect.webhook_secret.expose()],
-        db::now_unix(),
-        config.stripe.webhook_tolerance_secs,
-    )?;
-    let envelope = Envelope::parse(&raw)?;
+    // The same bounds and check as the per-integration route, with the platform's secret.
+    let (envelope, payload) = read_verified(
+        config,
+        request,
+        body,
+        deadline,
+        config.stripe.connect.webhook_secret.expose(),
+    )
+    .await?;
 
     let Some(account) = envelope.account.clone() else {
         return Ok((envelope, Routed::Unowned));
@@ -170,8 +150,6 @@ async fn route(
     let Some(owner) = owner else {
         return Ok((envelope, Routed::Unowned));
     };
-    let payload = String::from_utf8(raw.to_vec())
-        .map_err(|_| Error::NotAnEvent("body is not UTF-8".to_owned()))?;
     let stored = intake
         .writer
         .store(NewEvent {

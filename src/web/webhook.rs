@@ -149,6 +149,36 @@ async fn intake(
         return Err(Error::IntegrationDisconnected(truncated(integration_id)));
     }
 
+    let (envelope, payload) = read_verified(
+        config,
+        request,
+        body,
+        body_deadline,
+        integration.webhook_secret.expose(),
+    )
+    .await?;
+    let stored = state
+        .writer
+        .store(NewEvent {
+            integration_id: integration.id,
+            envelope: envelope.clone(),
+            payload,
+        })
+        .await?;
+    Ok((envelope, stored))
+}
+
+/// The body of a webhook, read within the bounds (a declared length over
+/// `server.max_webhook_bytes` refused before reading, the whole body within the deadline),
+/// verified against `secret` on its raw bytes, then parsed: the envelope and the exact text to
+/// store. Shared by the per-integration route and the platform's Connect route.
+pub(crate) async fn read_verified(
+    config: &crate::Config,
+    request: &Request,
+    body: Body,
+    deadline: tokio::time::Instant,
+    secret: &str,
+) -> Result<(Envelope, String), Error> {
     let limit = config.server.max_webhook_bytes;
     let declared = request
         .headers()
@@ -157,7 +187,7 @@ async fn intake(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let raw = tokio::time::timeout_at(body_deadline, body.into_bytes_limit(limit))
+    let raw = tokio::time::timeout_at(deadline, body.into_bytes_limit(limit))
         .await
         .map_err(|_| Error::BodyTimeout {
             secs: config.server.body_timeout_secs,
@@ -171,7 +201,7 @@ async fn intake(
     signature::verify(
         header,
         &raw,
-        &[integration.webhook_secret.expose()],
+        &[secret],
         db::now_unix(),
         config.stripe.webhook_tolerance_secs,
     )?;
@@ -179,13 +209,5 @@ async fn intake(
     let envelope = Envelope::parse(&raw)?;
     let payload = String::from_utf8(raw.to_vec())
         .map_err(|_| Error::NotAnEvent("body is not UTF-8".to_owned()))?;
-    let stored = state
-        .writer
-        .store(NewEvent {
-            integration_id: integration.id,
-            envelope: envelope.clone(),
-            payload,
-        })
-        .await?;
-    Ok((envelope, stored))
+    Ok((envelope, payload))
 }
