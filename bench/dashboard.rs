@@ -81,7 +81,7 @@ fn one_round(
             )?;
         }
         conn.execute(
-            "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES ('int_bench_counts', 'Counts', 'whsec_x', 0)",
+            "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES ('int_bench_counts', 'Counts', seal('whsec_x'), 0)",
             [],
         )?;
     }

@@ -203,7 +203,7 @@ fn raw_sqlite(
     let mut conn = db::open(&db::Options::at(path)?)?;
     db::migrate(&mut conn)?;
     conn.execute(
-        "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES ('int_raw', 'raw', 'whsec_raw', 0)",
+        "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES ('int_raw', 'raw', seal('whsec_raw'), 0)",
         [],
     )?;
     let rows = (0..count)

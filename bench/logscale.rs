@@ -589,7 +589,7 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
     // Only the fill is sped up; the queries run on a fresh connection with the usual settings.
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
     conn.execute(
-        "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES (?1, 'Bench Shop', 'whsec_bench_log', 0)",
+        "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES (?1, 'Bench Shop', seal('whsec_bench_log'), 0)",
         [INTEGRATION],
     )?;
     let triggers: Vec<(u64, &str)> = TriggerKind::ALL
@@ -734,8 +734,8 @@ fn fill_events(conn: &mut rusqlite::Connection, rows: usize, now: i64) -> anyhow
     let tx = conn.transaction()?;
     tx.execute(
         "INSERT INTO integrations (id, name, webhook_secret, created_at) VALUES
-             ('int_bench_quiet', 'Quiet Shop', 'whsec_bench_quiet', 1),
-             ('int_bench_new', 'New Shop', 'whsec_bench_new', 2)",
+             ('int_bench_quiet', 'Quiet Shop', seal('whsec_bench_quiet'), 1),
+             ('int_bench_new', 'New Shop', seal('whsec_bench_new'), 2)",
         [],
     )?;
     {
