@@ -34,6 +34,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub processor: ProcessorConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub backup: BackupConfig,
     /// Where each value came from; not a setting itself.
     #[serde(skip)]
     pub origin: Origin,
@@ -458,6 +460,49 @@ impl Default for LogConfig {
     }
 }
 
+/// `GET /metrics` (Prometheus text). Off unless one of the two is set, so it is never open to
+/// the internet by accident.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on this address of its own (e.g. `127.0.0.1:9090`), without a token.
+    pub listen: String,
+    /// A bearer token: when set, `/metrics` is also served on `server.listen` to requests that
+    /// carry `Authorization: Bearer <token>`.
+    pub token: Secret,
+}
+
+impl MetricsConfig {
+    pub fn is_enabled(&self) -> bool {
+        !self.listen.is_empty() || !self.token.is_empty()
+    }
+}
+
+/// The scheduled backup `serve` makes (`mailmycustomer backup` makes one by hand).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Hours between scheduled backups; 0 turns them off.
+    pub interval_hours: u64,
+    /// Where they go. Empty: a `backups` directory beside the database.
+    pub dir: PathBuf,
+    /// How many scheduled backups are kept; older ones are deleted after a new one is checked.
+    pub keep: u32,
+    /// Compress them (zstd), as `backup --compress` does.
+    pub compress: bool,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            interval_hours: 0,
+            dir: PathBuf::new(),
+            keep: 7,
+            compress: true,
+        }
+    }
+}
+
 /// Values given as command-line flags; they win over everything else.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -675,6 +720,24 @@ impl Config {
                 "processor.concurrency must be at least 1".to_owned(),
             ));
         }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            problems.push((
+                "metrics.listen",
+                format!(
+                    "metrics.listen = {:?} is not an address and port such as \"127.0.0.1:9090\"",
+                    self.metrics.listen
+                ),
+            ));
+        }
+        if self.backup.keep == 0 {
+            problems.push((
+                "backup.keep",
+                "backup.keep must be at least 1 (backup.interval_hours = 0 turns backups off)"
+                    .to_owned(),
+            ));
+        }
         if self.database.path.as_os_str().is_empty() {
             problems.push(("database.path", "database.path is empty".to_owned()));
         }
@@ -835,6 +898,7 @@ impl Config {
             &mut shown.database.secret_key,
             &mut shown.stripe.connect.secret_key,
             &mut shown.stripe.connect.webhook_secret,
+            &mut shown.metrics.token,
         ] {
             if !secret.is_empty() {
                 *secret = Secret("[redacted]".to_owned());
