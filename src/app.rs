@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Notify};
 
-use crate::db::{self, Pool};
+use crate::db::{self, turns::WriteTurns, Pool};
 use crate::pipeline::prepare::Preparer;
 use crate::stripe::api::StripeClient;
 use crate::{Config, Error};
@@ -23,6 +23,8 @@ pub struct App {
     pub wake_sender: Arc<Notify>,
     /// What the template editor keeps between requests (resolved events, rendered previews).
     pub previews: crate::manage::preview::Previews,
+    /// Turns on the write lock among this process's writers, intake first (`db::turns`).
+    pub write_turns: Arc<WriteTurns>,
     config: watch::Sender<Arc<Config>>,
 }
 
@@ -47,6 +49,7 @@ impl App {
             wake_processor: Arc::new(Notify::new()),
             wake_sender: Arc::new(Notify::new()),
             previews: Default::default(),
+            write_turns: Default::default(),
             config: watch::Sender::new(Arc::new(config)),
         })
     }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::db::lock::ServeLock;
-use crate::db::{self, deliveries, writer::EventWriter};
+use crate::db::{self, checkpoint::Checkpointer, deliveries, writer::EventWriter};
 use crate::outbox::sender::Sender;
 use crate::outbox::smtp::Mailer;
 use crate::pipeline::{catchup::CatchUps, retention::Retention, Processor};
@@ -52,7 +52,7 @@ pub async fn serve_split(
         tokio::task::spawn_blocking(move || {
             // The key is found (and checked against the database) first: a wrong one stops
             // the start here, before anything else happens.
-            let options = db::Options::new(&opening)?;
+            let options = db::Options::new(&opening)?.with_background_checkpoints();
             let mut conn = db::open(&options)?;
             // Held until serve returns. With it, no other live process is sending, so rows
             // still marked `sending` belong to a server that died: they go out again at once
@@ -78,13 +78,25 @@ pub async fn serve_split(
     if config.smtp.is_configured() {
         Mailer::new(&config.smtp).map_err(|e| Error::Config(format!("smtp: {e}")))?;
     }
-    let (writer, writer_thread) =
-        EventWriter::start(writer_conn, WRITE_QUEUE, app.wake_processor.clone());
+    let checkpointer = {
+        let (options, turns) = (options.clone(), app.write_turns.clone());
+        let conn = tokio::task::spawn_blocking(move || db::open_background(&options))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        Checkpointer::start(conn, turns)
+    };
+    let (writer, writer_thread) = EventWriter::start(
+        writer_conn,
+        WRITE_QUEUE,
+        app.wake_processor.clone(),
+        app.write_turns.clone(),
+    );
 
     let (stop, stopped) = watch::channel(false);
     let processor = Processor {
         preparer: app.preparer.clone(),
         conn: Arc::new(Mutex::new(processor_conn)),
+        turns: app.write_turns.clone(),
         new_events: app.wake_processor.clone(),
         new_deliveries: app.wake_sender.clone(),
         config: app.watch_config(),
@@ -103,6 +115,7 @@ pub async fn serve_split(
                 .map_err(|e| Error::Io(std::io::Error::other(e)))??;
             let retention = Retention {
                 conn: Arc::new(Mutex::new(conn)),
+                turns: app.write_turns.clone(),
                 keep: Duration::from_secs(keep),
             };
             Some(tokio::spawn(retention.run(stopped.clone())))
@@ -194,6 +207,9 @@ pub async fn serve_split(
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
         .map_err(|_| Error::Io(std::io::Error::other("the event writer thread panicked")))?;
+    tokio::task::spawn_blocking(move || checkpointer.stop())
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     tracing::info!("stopped");
     Ok(served?)
 }
@@ -214,6 +230,7 @@ async fn start_sender(
     let sender = Arc::new(Sender {
         pool: app.pool.clone(),
         conn: Arc::new(Mutex::new(conn)),
+        turns: app.write_turns.clone(),
         config: app.watch_config(),
         wake: app.wake_sender.clone(),
         max_retry: Duration::from_secs(config.outbox.max_retry_hours * 3600),

@@ -456,7 +456,12 @@ mod tests {
                     }
                 }
                 93..=96 => {
-                    deliveries::prune(&conn, now - (5 + rng.below(20) as i64) * DAY).unwrap();
+                    deliveries::prune(
+                        &conn,
+                        now - (5 + rng.below(20) as i64) * DAY,
+                        &Default::default(),
+                    )
+                    .unwrap();
                 }
                 97 if live.len() > 1 => {
                     let gone = live.swap_remove(rng.below(live.len() as u64) as usize);

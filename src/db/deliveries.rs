@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::turns::WriteTurns;
 use crate::error::{classify_db_error, Error};
 use crate::trigger::TriggerKind;
 
@@ -988,9 +989,10 @@ pub(crate) fn delete_in_batches(
 
 /// Deletes finished deliveries and processed events older than `before` (unix seconds), in
 /// batches (see `delete_in_batches`). Rows still waiting to be sent are kept whatever their age.
-pub fn prune(conn: &Connection, before: i64) -> Result<(usize, usize), Error> {
+pub fn prune(conn: &Connection, before: i64, turns: &WriteTurns) -> Result<(usize, usize), Error> {
     // The status index holds exactly the finished rows by age: each batch starts at the front.
     let deliveries = delete_in_batches(|| {
+        let _turn = turns.background_turn();
         conn.prepare_cached(
             "DELETE FROM deliveries WHERE id IN (
                  SELECT id FROM deliveries INDEXED BY deliveries_status
@@ -1003,6 +1005,7 @@ pub fn prune(conn: &Connection, before: i64) -> Result<(usize, usize), Error> {
     // each batch goes on from the last (received_at, id) the previous one deleted.
     let mut after = (i64::MIN, i64::MIN);
     let events = delete_in_batches(|| {
+        let _turn = turns.background_turn();
         let mut stmt = conn
             .prepare_cached(
                 "DELETE FROM events WHERE id IN (
@@ -1068,10 +1071,10 @@ mod tests {
         .unwrap();
 
         // Retention takes the original (oldest) first; both resends lose their link to it.
-        let (pruned, _) = prune(&conn, 150).unwrap();
+        let (pruned, _) = prune(&conn, 150, &Default::default()).unwrap();
         assert_eq!(pruned, 1);
         assert!(get(&conn, first).unwrap().unwrap().resend_of.is_none());
-        assert_eq!(prune(&conn, 1000).unwrap().0, 2);
+        assert_eq!(prune(&conn, 1000, &Default::default()).unwrap().0, 2);
     }
 
     fn migrated() -> (Connection, String) {
@@ -1298,7 +1301,7 @@ mod tests {
             (d.status, d.from_address.as_deref()),
             (Status::Sent, Some("billing@example.com"))
         );
-        assert_eq!(prune(&conn, 1_000).unwrap().0, 1);
+        assert_eq!(prune(&conn, 1_000, &Default::default()).unwrap().0, 1);
         let left: i64 = conn
             .query_row("SELECT COUNT(*) FROM delivery_attempts", [], |r| r.get(0))
             .unwrap();

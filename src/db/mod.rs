@@ -11,6 +11,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod checkpoint;
 pub mod dashboard;
 pub mod deliveries;
 pub mod events;
@@ -20,6 +21,7 @@ pub mod sessions;
 pub mod settings;
 mod state;
 pub mod templates;
+pub mod turns;
 pub mod users;
 pub mod writer;
 
@@ -51,6 +53,10 @@ pub struct Options {
     pub path: PathBuf,
     pub busy_timeout: Duration,
     pub sealer: Arc<Sealer>,
+    /// No connection checkpoints inside its own commits: `serve` sets it and runs
+    /// `checkpoint::Checkpointer` instead, so no webhook waits on a checkpoint. Every other
+    /// process keeps SQLite's automatic checkpoints.
+    pub background_checkpoints: bool,
 }
 
 impl Options {
@@ -61,6 +67,7 @@ impl Options {
             path: config.database.path.clone(),
             busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
             sealer: Arc::new(Sealer::for_config(config)?),
+            background_checkpoints: false,
         })
     }
 
@@ -69,6 +76,14 @@ impl Options {
         let mut config = Config::default();
         config.database.path = path.to_owned();
         Options::new(&config)
+    }
+
+    /// For `serve`: see `background_checkpoints`.
+    pub fn with_background_checkpoints(self) -> Options {
+        Options {
+            background_checkpoints: true,
+            ..self
+        }
     }
 
     pub fn with_busy_timeout(self, busy_timeout: Duration) -> Options {
@@ -81,13 +96,20 @@ impl Options {
 
 /// Applied to every connection. `synchronous=FULL` makes each commit durable (fsync of the WAL)
 /// before a webhook is answered 2xx; see ARCHITECTURE.md for why NORMAL is not enough here.
+/// `journal_size_limit`: once a checkpoint has emptied the WAL, the next commit cuts the file
+/// back to this size, so a WAL that grew while a long reader held checkpoints back shrinks again.
 fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
-    )?;
+         PRAGMA foreign_keys = ON;
+         PRAGMA journal_size_limit = {};",
+        checkpoint::WAL_SIZE_LIMIT
+    ))?;
+    if options.background_checkpoints {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+    }
     register_sealing(conn, &options.sealer)
 }
 
@@ -154,6 +176,7 @@ pub fn memory() -> Result<Connection, Error> {
         path: PathBuf::from(":memory:"),
         busy_timeout: Duration::from_secs(5),
         sealer: Arc::new(Sealer::from_text(&seal::new_key_text()?, "a test key")?),
+        background_checkpoints: false,
     };
     let conn = Connection::open_in_memory().map_err(classify_db_error)?;
     configure(&conn, &options).map_err(classify_db_error)?;

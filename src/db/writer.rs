@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::events::{self, NewEvent, Stored};
+use super::turns::WriteTurns;
 use crate::error::{classify_db_error, Error};
 
 /// Most inserts committed together; bounds the transaction's size and the answer latency.
@@ -23,37 +24,43 @@ struct Job {
 #[derive(Clone)]
 pub struct EventWriter {
     jobs: mpsc::Sender<Job>,
+    turns: Arc<WriteTurns>,
 }
 
 impl EventWriter {
     /// Starts the writer thread on `conn`; `stored` is notified after each commit that stored a
-    /// new event. The thread ends when every `EventWriter` clone is dropped and the queue is
-    /// drained; join the handle to wait for the last commit.
+    /// new event. It writes in turns with the server's other writers (`turns`), first whenever
+    /// a webhook waits. The thread ends when every `EventWriter` clone is dropped and the queue
+    /// is drained; join the handle to wait for the last commit.
     pub fn start(
         conn: Connection,
         queue: usize,
         stored: Arc<Notify>,
+        turns: Arc<WriteTurns>,
     ) -> (EventWriter, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(queue);
+        let writer_turns = turns.clone();
         let handle = std::thread::Builder::new()
             .name("event-writer".into())
-            .spawn(move || run(conn, rx, &stored))
+            .spawn(move || run(conn, rx, &stored, &writer_turns))
             .expect("spawn the event writer thread");
-        (EventWriter { jobs }, handle)
+        (EventWriter { jobs, turns }, handle)
     }
 
     /// Stores the event durably; returns once it is committed (or was already stored).
     pub async fn store(&self, event: NewEvent) -> Result<Stored, Error> {
         let (reply, answer) = oneshot::channel();
+        let ticket = self.turns.intake_ticket();
         self.jobs
             .send(Job { event, reply })
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        ticket.handed_over();
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify, turns: &WriteTurns) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -63,33 +70,45 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stored: &Notify) {
                 Err(_) => break,
             }
         }
-        match commit(&mut conn, batch.iter().map(|j| &j.event)) {
-            Ok(results) => {
-                if results.contains(&Stored::New) {
+        let taken = batch.len();
+        answer_batch(&mut conn, &mut batch, stored, turns);
+        turns.intake_answered(taken);
+    }
+}
+
+/// Commits the batch and answers each of its webhooks.
+fn answer_batch(conn: &mut Connection, batch: &mut Vec<Job>, stored: &Notify, turns: &WriteTurns) {
+    let turn = turns.intake_turn();
+    let committed = commit(conn, batch.iter().map(|j| &j.event));
+    drop(turn);
+    match committed {
+        Ok(results) => {
+            if results.contains(&Stored::New) {
+                stored.notify_one();
+            }
+            for (job, result) in batch.drain(..).zip(results) {
+                let _ = job.reply.send(Ok(result));
+            }
+        }
+        // One bad row (say, its integration was removed a moment ago) must not fail the
+        // others that shared its transaction: retry each alone and answer each its own way.
+        Err(batch_error) if batch.len() > 1 => {
+            tracing::debug!(error = %batch_error, size = batch.len(), "group commit failed, retrying one by one");
+            for job in batch.drain(..) {
+                let turn = turns.intake_turn();
+                let result = commit(conn, std::iter::once(&job.event))
+                    .map(|mut r| r.remove(0))
+                    .map_err(classify_db_error);
+                drop(turn);
+                if matches!(result, Ok(Stored::New)) {
                     stored.notify_one();
                 }
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(Ok(result));
-                }
+                let _ = job.reply.send(result);
             }
-            // One bad row (say, its integration was removed a moment ago) must not fail the
-            // others that shared its transaction: retry each alone and answer each its own way.
-            Err(batch_error) if batch.len() > 1 => {
-                tracing::debug!(error = %batch_error, size = batch.len(), "group commit failed, retrying one by one");
-                for job in batch.drain(..) {
-                    let result = commit(&mut conn, std::iter::once(&job.event))
-                        .map(|mut r| r.remove(0))
-                        .map_err(classify_db_error);
-                    if matches!(result, Ok(Stored::New)) {
-                        stored.notify_one();
-                    }
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(error) => {
-                if let Some(job) = batch.pop() {
-                    let _ = job.reply.send(Err(classify_db_error(error)));
-                }
+        }
+        Err(error) => {
+            if let Some(job) = batch.pop() {
+                let _ = job.reply.send(Err(classify_db_error(error)));
             }
         }
     }

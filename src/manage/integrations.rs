@@ -356,8 +356,11 @@ pub async fn erase(app: &App, id: &str) -> Result<Erased, Error> {
             let started = Instant::now();
             let key = id.to_owned();
             let deleted = patiently(|| {
-                let key = key.clone();
-                app.db(move |c| integrations::erase_batch(c, &key, held))
+                let (key, turns) = (key.clone(), app.write_turns.clone());
+                app.db(move |c| {
+                    let _turn = turns.background_turn();
+                    integrations::erase_batch(c, &key, held)
+                })
             })
             .await?;
             *total += deleted;

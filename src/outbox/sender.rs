@@ -22,7 +22,7 @@ use tokio::sync::{watch, Notify};
 use super::smtp::{reply_code, Mailer, OutgoingEmail, SendError, SmtpConnection};
 use crate::config::SmtpConfig;
 use crate::db::deliveries::{self, AttemptResult, Delivery, Outcome};
-use crate::db::{self, integrations, now_unix, Pool};
+use crate::db::{self, integrations, now_unix, turns::WriteTurns, Pool};
 use crate::pipeline::WAITING_FOR_SMTP;
 use crate::{Config, Error};
 
@@ -37,6 +37,9 @@ pub struct Sender {
     /// The sender's write connection (claims and outcomes), opened with `synchronous=NORMAL`:
     /// a write lost to a power cut can only make a message go out again, never lose one.
     pub conn: Arc<Mutex<Connection>>,
+    /// Claims wait while webhooks wait to be stored; outcomes go at the next gap
+    /// (`db::turns`).
+    pub turns: Arc<WriteTurns>,
     /// The effective config; its `smtp` section says where and how to send.
     pub config: watch::Receiver<Arc<Config>>,
     /// Notified when the processor queues deliveries.
@@ -197,9 +200,10 @@ impl Sender {
     }
 
     async fn claim(&self) -> Result<Vec<Delivery>, Error> {
-        let conn = self.conn.clone();
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let lease = self.lease.as_secs() as i64;
         tokio::task::spawn_blocking(move || {
+            let _turn = turns.background_turn();
             let conn = conn.lock().expect("sender connection");
             deliveries::claim_due(&conn, now_unix(), lease, CLAIM_BATCH)
         })
@@ -303,8 +307,9 @@ impl Sender {
     async fn renew(&self, d: &Delivery) -> bool {
         let (id, owner) = (d.id, d.lease_owner.unwrap_or_default());
         let until = now_unix() + self.lease.as_secs() as i64;
-        let conn = self.conn.clone();
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let renewed = tokio::task::spawn_blocking(move || {
+            let _turn = turns.prompt_turn();
             deliveries::renew_lease(&conn.lock().expect("sender connection"), id, owner, until)
         })
         .await;
@@ -372,8 +377,9 @@ impl Sender {
         let (id, attempts, created_at) = (d.id, d.attempts, d.created_at);
         let owner = d.lease_owner.unwrap_or_default();
         let (max_retry, retry_base) = (self.max_retry, self.retry_base);
-        let conn = self.conn.clone();
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let outcome = tokio::task::spawn_blocking(move || {
+            let _turn = turns.prompt_turn();
             let conn = conn.lock().expect("sender connection");
             let Sent { result, from, took } = sent;
             let gave_up;
@@ -443,9 +449,10 @@ impl Sender {
     /// Puts a claimed row back, due now, without counting an attempt (unless another worker
     /// holds it by now).
     async fn release(&self, d: Delivery) {
-        let conn = self.conn.clone();
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let owner = d.lease_owner.unwrap_or_default();
         let _ = tokio::task::spawn_blocking(move || {
+            let _turn = turns.prompt_turn();
             let conn = conn.lock().expect("sender connection");
             deliveries::release(&conn, d.id, owner, now_unix())
         })

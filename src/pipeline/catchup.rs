@@ -225,7 +225,12 @@ pub async fn once(app: &App, id: &str) -> Result<Caught, Error> {
     let conn = tokio::task::spawn_blocking(move || db::open(&options))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let (writer, thread) = EventWriter::start(conn, 64, app.wake_processor.clone());
+    let (writer, thread) = EventWriter::start(
+        conn,
+        64,
+        app.wake_processor.clone(),
+        app.write_turns.clone(),
+    );
     let caught = catch_up(app, &writer, &integration).await;
     // The thread ends once its last handle is gone and its queue is committed.
     drop(writer);

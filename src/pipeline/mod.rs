@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::db::deliveries::{Inserted, Status};
 use crate::db::events::{self, DueEvent, Processing, StoredEvent};
-use crate::db::{self, integrations, now_unix, templates};
+use crate::db::{self, integrations, now_unix, templates, turns::WriteTurns};
 use crate::error::classify_db_error;
 use crate::{Config, Error};
 use prepare::{Outcome, Preparer};
@@ -54,6 +54,8 @@ pub struct Processor {
     pub preparer: Arc<Preparer>,
     /// The processor's own write connection.
     pub conn: Arc<Mutex<Connection>>,
+    /// Its commits wait while webhooks wait to be stored (`db::turns`).
+    pub turns: Arc<WriteTurns>,
     /// Notified by intake after it commits new events.
     pub new_events: Arc<Notify>,
     /// Notified after deliveries are queued, to wake the sender.
@@ -377,7 +379,7 @@ impl Processor {
         if batch.is_empty() {
             return None;
         }
-        let conn = self.conn.clone();
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let policy = RetryPolicy {
             max_retry: self.max_retry,
             base: self.retry_base,
@@ -385,6 +387,7 @@ impl Processor {
         let smtp_configured = self.config.borrow().smtp.is_configured();
         Some(tokio::task::spawn_blocking(move || {
             let ids = batch.iter().map(|(meta, _)| meta.id).collect();
+            let _turn = turns.background_turn();
             let result = record(&mut lock(&conn), batch, smtp_configured, &policy);
             (ids, result)
         }))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::db::{deliveries, now_unix};
+use crate::db::{deliveries, now_unix, turns::WriteTurns};
 
 /// How often old rows are looked for.
 const EVERY: Duration = Duration::from_secs(3600);
@@ -20,6 +20,8 @@ const AFTER_FAILURE: Duration = Duration::from_secs(60);
 pub struct Retention {
     /// Its own write connection: the processor's stays free for its commits.
     pub conn: Arc<Mutex<Connection>>,
+    /// Each batch waits its turn, after intake (`db::turns`).
+    pub turns: Arc<WriteTurns>,
     /// Rows older than this go.
     pub keep: Duration,
 }
@@ -44,9 +46,9 @@ impl Retention {
     /// One prune; false when it failed and should be tried again soon.
     async fn prune_once(&self) -> bool {
         let before = now_unix() - self.keep.as_secs() as i64;
-        let conn = self.conn.clone();
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let pruned = tokio::task::spawn_blocking(move || {
-            deliveries::prune(&conn.lock().expect("retention connection"), before)
+            deliveries::prune(&conn.lock().expect("retention connection"), before, &turns)
         })
         .await;
         match pruned {

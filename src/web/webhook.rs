@@ -27,8 +27,13 @@ use crate::web::{error_response, for_log, json_response, truncated};
 pub struct Intake {
     pub(crate) writer: EventWriter,
     /// Integrations recently looked up, with when (see `find_integration`).
-    integrations: Mutex<HashMap<String, (Instant, Integration)>>,
+    integrations: Mutex<HashMap<String, (Instant, Lookup)>>,
 }
+
+/// One lookup of an integration, shared by every request for it while it runs and then for
+/// `INTEGRATION_TTL`: when the memo expires in a storm, one request reads the database and the
+/// others wait for its answer, rather than each taking a blocking thread for the same row.
+type Lookup = Arc<tokio::sync::OnceCell<Option<Integration>>>;
 
 impl Intake {
     pub fn new(writer: EventWriter) -> Intake {
@@ -114,23 +119,38 @@ pub async fn receive(
 /// made with the CLI (another process) is seen.
 const INTEGRATION_TTL: Duration = Duration::from_secs(1);
 
-/// The integration, from a short-lived memo or the database. Unknown ids are not remembered, so
-/// requests with made-up ids cannot grow it.
+/// The integration, from a short-lived memo or the database (one read at a time per id, see
+/// `Lookup`). Unknown ids are not remembered, so requests with made-up ids cannot grow it.
 async fn find_integration(app: &App, state: &Intake, id: &str) -> Result<Integration, Error> {
-    if let Some((at, integration)) = state.integrations.lock().expect("memo").get(id) {
-        if at.elapsed() < INTEGRATION_TTL {
-            return Ok(integration.clone());
+    let lookup = {
+        let mut memo = state.integrations.lock().expect("memo");
+        match memo.get(id) {
+            Some((at, lookup)) if at.elapsed() < INTEGRATION_TTL => lookup.clone(),
+            _ => {
+                memo.retain(|_, (at, _)| at.elapsed() < INTEGRATION_TTL);
+                let lookup = Lookup::default();
+                memo.insert(id.to_owned(), (Instant::now(), lookup.clone()));
+                lookup
+            }
+        }
+    };
+    // A failed read leaves the cell empty: the next request waiting on it reads again.
+    let found = lookup
+        .get_or_try_init(|| {
+            let key = id.to_owned();
+            app.db(move |conn| integrations::get(conn, &key))
+        })
+        .await?;
+    match found {
+        Some(integration) => Ok(integration.clone()),
+        None => {
+            let mut memo = state.integrations.lock().expect("memo");
+            if memo.get(id).is_some_and(|(_, l)| Arc::ptr_eq(l, &lookup)) {
+                memo.remove(id);
+            }
+            Err(Error::UnknownIntegration(truncated(id)))
         }
     }
-    let key = id.to_owned();
-    let found = app
-        .db(move |conn| integrations::get(conn, &key))
-        .await?
-        .ok_or_else(|| Error::UnknownIntegration(truncated(id)))?;
-    let mut memo = state.integrations.lock().expect("memo");
-    memo.retain(|_, (at, _)| at.elapsed() < INTEGRATION_TTL);
-    memo.insert(id.to_owned(), (Instant::now(), found.clone()));
-    Ok(found)
 }
 
 async fn intake(

@@ -843,7 +843,8 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
     )
     .unwrap();
 
-    let (gone_deliveries, gone_events) = deliveries::prune(&conn, (old + recent) / 2).unwrap();
+    let (gone_deliveries, gone_events) =
+        deliveries::prune(&conn, (old + recent) / 2, &Default::default()).unwrap();
     assert_eq!(
         (gone_deliveries, gone_events),
         (3, 4),

@@ -524,7 +524,8 @@ fn retention_in_batches_keeps_exactly_what_must_stay() {
     );
     let deliveries_before = count("SELECT COUNT(*) FROM deliveries");
 
-    let (gone_deliveries, gone_events) = deliveries::prune(&conn, old + 1).unwrap();
+    let (gone_deliveries, gone_events) =
+        deliveries::prune(&conn, old + 1, &Default::default()).unwrap();
     assert_eq!(gone_deliveries as i64, deliveries_before - waiting);
     assert_eq!(gone_events as i64, deliveries_before - waiting);
     assert_eq!(count("SELECT COUNT(*) FROM deliveries"), waiting);

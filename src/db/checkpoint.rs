@@ -1,0 +1,236 @@
+//! Checkpoints off the intake path. SQLite's automatic checkpoint runs inside whichever commit
+//! pushes the WAL past 1,000 pages, so during a storm every few hundred webhooks waited on a
+//! copy of the WAL into the database file and its fsync (40–48% of the intake writer's time in
+//! the profiles). `serve` turns that off on all its connections (`Options::background_checkpoints`)
+//! and runs this thread instead:
+//!
+//! - every `TICK` after writes, a PASSIVE checkpoint on its own connection. It takes no write
+//!   lock, so intake goes on committing meanwhile; it is repeated while it is catching up.
+//! - A WAL is only rewound to its start by a commit that finds every frame already in the
+//!   database, which a storm that never pauses would never give. So when what is left is small,
+//!   the last pass runs in a write turn (`db::turns`, at the next gap between intake batches):
+//!   nothing is appended meanwhile, it finishes, and the next commit starts the WAL over.
+//!
+//! The bound: the WAL holds about what is written in one `TICK` plus the passes' time (a few
+//! MB during a storm), and its file is cut back to `WAL_SIZE_LIMIT` at that rewind. A reader
+//! that keeps one snapshot for long (a backup, a big export) stops any checkpoint from copying
+//! past its snapshot; the WAL then grows for as long as it reads, and once it is done the next
+//! passes copy everything, the WAL starts over, and its file shrinks back to the limit.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::turns::WriteTurns;
+
+/// How often the WAL is looked at while something writes.
+const TICK: Duration = Duration::from_millis(100);
+/// With nothing written through the turns, a look this often still (a CLI command, a page).
+const IDLE_TICK: Duration = Duration::from_secs(5);
+/// Frames left after a pass that the last, turn-holding pass may copy: about a millisecond of
+/// copying, so intake's wait for it stays short.
+const TAIL_FRAMES: i64 = 1024;
+/// Passes without a turn before the last one, while each leaves more than `TAIL_FRAMES`.
+const MAX_PASSES: usize = 4;
+/// The size, in bytes, a WAL file is cut back to when it starts over (`journal_size_limit`).
+pub const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// What one `PRAGMA wal_checkpoint` reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Another checkpoint held the checkpoint lock (a CLI command's automatic one).
+    pub busy: bool,
+    /// Frames in the WAL.
+    pub frames: i64,
+    /// Of those, how many are in the database file now.
+    pub copied: i64,
+}
+
+impl Pass {
+    fn left(&self) -> i64 {
+        (self.frames - self.copied).max(0)
+    }
+}
+
+pub fn passive(conn: &Connection) -> rusqlite::Result<Pass> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Pass {
+            busy: r.get::<_, i64>(0)? != 0,
+            frames: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })
+}
+
+/// Copies the WAL into the database, in passes beside intake and a last one in a write turn,
+/// so the next commit can start the WAL over (see the module's comment).
+pub fn checkpoint(conn: &Connection, turns: &WriteTurns) -> rusqlite::Result<Pass> {
+    let mut pass = passive(conn)?;
+    for _ in 1..MAX_PASSES {
+        if pass.busy || pass.left() <= TAIL_FRAMES {
+            break;
+        }
+        pass = passive(conn)?;
+    }
+    if !pass.busy && pass.left() > 0 {
+        let _turn = turns.prompt_turn();
+        pass = passive(conn)?;
+    }
+    Ok(pass)
+}
+
+/// The thread; dropping it (a start that failed halfway) tells it to stop, `stop` also waits.
+pub struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn start(conn: Connection, turns: Arc<WriteTurns>) -> Checkpointer {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpointer".into())
+            .spawn(move || run(&conn, &turns, &stopping))
+            .expect("spawn the checkpointer thread");
+        Checkpointer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread after one last checkpoint (call it when the writers are done).
+    pub fn stop(mut self) {
+        self.signal();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn signal(&self) {
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.signal();
+    }
+}
+
+fn run(conn: &Connection, turns: &WriteTurns, stop: &(Mutex<bool>, Condvar)) {
+    let mut seen = turns.writes();
+    let mut last = Instant::now();
+    let mut failing = false;
+    loop {
+        let stopping = {
+            let guard = stop.0.lock().unwrap_or_else(|p| p.into_inner());
+            let (guard, _) = stop
+                .1
+                .wait_timeout_while(guard, TICK, |stopped| !*stopped)
+                .unwrap_or_else(|p| p.into_inner());
+            *guard
+        };
+        let writes = turns.writes();
+        if !stopping && writes == seen && last.elapsed() < IDLE_TICK {
+            continue;
+        }
+        seen = writes;
+        last = Instant::now();
+        match checkpoint(conn, turns) {
+            Ok(_) => {
+                if std::mem::replace(&mut failing, false) {
+                    tracing::info!("checkpoints work again");
+                }
+            }
+            // Logged once per spell: a full disk would otherwise log ten lines a second.
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::error!(error = %e, "checkpoint failed; the WAL grows until one works");
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db;
+
+    fn wal_frames(conn: &Connection) -> i64 {
+        passive(conn).unwrap().frames
+    }
+
+    #[test]
+    fn a_checkpoint_empties_the_wal_so_the_next_commit_starts_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = db::Options::at(&dir.path().join("t.db"))
+            .unwrap()
+            .with_background_checkpoints();
+        let writer = db::open(&options).unwrap();
+        let checkpointer = db::open(&options).unwrap();
+        writer.execute_batch("CREATE TABLE t (x BLOB); ").unwrap();
+        let turns = WriteTurns::default();
+        let write = |n: usize| {
+            for _ in 0..n {
+                writer
+                    .execute("INSERT INTO t VALUES (zeroblob(6000))", [])
+                    .unwrap();
+            }
+        };
+        write(2000);
+        // No automatic checkpoint: every commit's pages are still in the WAL.
+        let before = wal_frames(&checkpointer);
+        assert!(before > 4000, "{before}");
+        let pass = checkpoint(&checkpointer, &turns).unwrap();
+        assert_eq!(pass.left(), 0, "{pass:?}");
+        // The WAL starts over: it holds only what came after.
+        write(10);
+        let after = wal_frames(&checkpointer);
+        assert!(
+            after < 100,
+            "the WAL went on growing: {after} frames after {before}"
+        );
+    }
+
+    #[test]
+    fn a_long_reader_holds_the_wal_back_and_it_starts_over_once_the_reader_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let options = db::Options::at(&path)
+            .unwrap()
+            .with_background_checkpoints();
+        let writer = db::open(&options).unwrap();
+        let checkpointer = db::open(&options).unwrap();
+        let mut reader = db::open(&options).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let turns = WriteTurns::default();
+        let read = reader.transaction().unwrap();
+        let _: i64 = read
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        for _ in 0..500 {
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(6000))", [])
+                .unwrap();
+        }
+        let held = checkpoint(&checkpointer, &turns).unwrap();
+        assert!(
+            held.left() > 900,
+            "the reader's snapshot must keep frames: {held:?}"
+        );
+        drop(read);
+        assert_eq!(checkpoint(&checkpointer, &turns).unwrap().left(), 0);
+        writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        assert!(wal_frames(&checkpointer) < 10);
+    }
+}

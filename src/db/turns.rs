@@ -1,0 +1,280 @@
+//! Whose turn it is to write. SQLite lets one connection write at a time; a writer that finds the
+//! lock taken sleeps in the busy handler (1, 2, 5 ms…) however soon the lock frees, and during a
+//! webhook storm those sleeps land on the requests Stripe is waiting for. So the server's own
+//! writers take turns here instead, and webhook intake goes first:
+//!
+//! - intake's writer waits only for a background transaction already under way (they are short:
+//!   no checkpoint runs inside one, see `checkpoint`);
+//! - the processor, the sender, retention and the checkpointer's last step write only while no
+//!   webhook waits to be stored. During a storm they fall behind and catch up after; events are
+//!   durable before their 2xx, so nothing is lost by waiting.
+//! - A background writer that has waited `PATIENCE` is let in between two intake batches, so a
+//!   storm that never pauses delays emails but cannot stop them.
+//!
+//! Other processes (a CLI command) and the pages' rare writes still meet SQLite's own lock and
+//! its busy timeout.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a background writer yields to a storm before it is let in between two batches.
+const PATIENCE: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+pub struct WriteTurns {
+    /// Webhooks handed to the writer and not yet answered (queued or in the batch being
+    /// committed).
+    intake_queued: AtomicUsize,
+    /// Turns taken so far; the checkpointer looks for new writes with it.
+    writes: AtomicU64,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    intake_writing: bool,
+    background_writing: bool,
+    /// Background writers that waited `PATIENCE` and now go before intake's next batch.
+    background_overdue: usize,
+}
+
+impl WriteTurns {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is a few flags changed in single statements; a panic elsewhere never leaves
+        // it half-changed.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A webhook is on its way to the writer: background writers hold back until it is
+    /// answered. Dropping the ticket before `handed_over` (the request gave up while the queue
+    /// was full) takes it back.
+    pub fn intake_ticket(&self) -> IntakeTicket<'_> {
+        self.intake_queued.fetch_add(1, Ordering::SeqCst);
+        IntakeTicket {
+            turns: self,
+            live: true,
+        }
+    }
+
+    /// The writer answered `n` webhooks.
+    pub fn intake_answered(&self, n: usize) {
+        if n > 0 && self.intake_queued.fetch_sub(n, Ordering::SeqCst) == n {
+            // Taking the lock orders this wake-up after a waiter's check of the count.
+            let _state = self.state();
+            self.changed.notify_all();
+        }
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    pub fn intake_waiting(&self) -> bool {
+        self.intake_queued.load(Ordering::SeqCst) > 0
+    }
+
+    /// Intake's writer, before its transaction: waits for a background transaction under way
+    /// and for background writers that waited too long, then holds the turn until dropped.
+    pub fn intake_turn(&self) -> Turn<'_> {
+        let mut state = self.state();
+        while state.background_writing || state.background_overdue > 0 {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.intake_writing = true;
+        Turn {
+            turns: self,
+            intake: true,
+        }
+    }
+
+    /// A background writer, before its transaction: waits until no webhook waits to be stored
+    /// (or `PATIENCE` passed) and no other writer writes, then holds the turn until dropped.
+    /// Blocking: call it on the thread that then writes.
+    pub fn background_turn(&self) -> Turn<'_> {
+        self.turn_after(PATIENCE)
+    }
+
+    /// As `background_turn`, but let in at the next gap between intake's batches: for a write
+    /// that must not wait out a storm, such as the `sent` mark of an email the relay accepted
+    /// (until it is committed, a crash would send the email again).
+    pub fn prompt_turn(&self) -> Turn<'_> {
+        self.turn_after(Duration::ZERO)
+    }
+
+    fn turn_after(&self, patience: Duration) -> Turn<'_> {
+        let deadline = Instant::now() + patience;
+        let mut overdue = false;
+        let mut state = self.state();
+        loop {
+            let others_writing = state.intake_writing || state.background_writing;
+            if !others_writing && (overdue || !self.intake_waiting()) {
+                break;
+            }
+            let now = Instant::now();
+            if !overdue && now >= deadline {
+                overdue = true;
+                state.background_overdue += 1;
+                continue;
+            }
+            let wait = match overdue {
+                true => Duration::from_secs(1),
+                false => deadline - now,
+            };
+            state = self
+                .changed
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if overdue {
+            state.background_overdue -= 1;
+        }
+        state.background_writing = true;
+        Turn {
+            turns: self,
+            intake: false,
+        }
+    }
+}
+
+/// See `WriteTurns::intake_ticket`.
+pub struct IntakeTicket<'a> {
+    turns: &'a WriteTurns,
+    live: bool,
+}
+
+impl IntakeTicket<'_> {
+    /// The writer has the webhook now and will count it answered.
+    pub fn handed_over(mut self) {
+        self.live = false;
+    }
+}
+
+impl Drop for IntakeTicket<'_> {
+    fn drop(&mut self) {
+        if self.live {
+            self.turns.intake_answered(1);
+        }
+    }
+}
+
+/// The right to write, until dropped.
+pub struct Turn<'a> {
+    turns: &'a WriteTurns,
+    intake: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.turns.writes.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.turns.state();
+        match self.intake {
+            true => state.intake_writing = false,
+            false => state.background_writing = false,
+        }
+        self.turns.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn background_waits_while_a_webhook_is_queued_and_goes_once_it_is_answered() {
+        let turns = Arc::new(WriteTurns::default());
+        let ticket = turns.intake_ticket();
+        ticket.handed_over();
+        let waiter = {
+            let turns = turns.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                drop(turns.background_turn());
+                started.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        turns.intake_answered(1);
+        let waited = waiter.join().unwrap();
+        assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        assert!(
+            waited < PATIENCE,
+            "let in when the queue emptied: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_background_writer_gets_in_between_batches_of_a_storm_that_never_pauses() {
+        let turns = Arc::new(WriteTurns::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Intake always has a webhook queued and writes batch after batch.
+        let storm = {
+            let (turns, stop) = (turns.clone(), stop.clone());
+            std::thread::spawn(move || {
+                turns.intake_ticket().handed_over();
+                while !stop.load(Ordering::SeqCst) {
+                    let _turn = turns.intake_turn();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                turns.intake_answered(1);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let started = Instant::now();
+        drop(turns.background_turn());
+        let waited = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        storm.join().unwrap();
+        assert!(waited >= PATIENCE, "{waited:?}");
+        assert!(waited < PATIENCE * 3, "{waited:?}");
+    }
+
+    #[test]
+    fn a_prompt_turn_goes_at_the_next_gap_between_batches() {
+        let turns = Arc::new(WriteTurns::default());
+        turns.intake_ticket().handed_over();
+        let intake = turns.intake_turn();
+        let prompt = {
+            let turns = turns.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                drop(turns.prompt_turn());
+                started.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        drop(intake);
+        let waited = prompt.join().unwrap();
+        assert!(waited < PATIENCE / 2, "{waited:?}");
+        turns.intake_answered(1);
+    }
+
+    #[test]
+    fn intake_waits_for_the_background_transaction_under_way_and_never_writes_beside_it() {
+        let turns = Arc::new(WriteTurns::default());
+        let background = turns.background_turn();
+        let intake = {
+            let turns = turns.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let _turn = turns.intake_turn();
+                started.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        drop(background);
+        assert!(intake.join().unwrap() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_ticket_given_up_before_the_writer_took_it_is_taken_back() {
+        let turns = WriteTurns::default();
+        drop(turns.intake_ticket());
+        assert!(!turns.intake_waiting());
+        turns.intake_ticket().handed_over();
+        assert!(turns.intake_waiting());
+    }
+}
