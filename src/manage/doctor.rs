@@ -210,7 +210,7 @@ fn check_config(config: &Config, file: Option<&Path>) -> Check {
 /// page laid over it (what the server runs with) and what the later checks need.
 async fn check_database(run: &mut Run<'_>, config: Config) -> (Config, Found) {
     let path = config.database.path.clone();
-    let mut found = Found::default();
+    let found = Found::default();
     if !path.exists() {
         run.add(Check::fail(
             "database",
@@ -223,53 +223,84 @@ async fn check_database(run: &mut Run<'_>, config: Config) -> (Config, Found) {
         ));
         return (config, found);
     }
-    let opened = db::Options::new(&config).and_then(|options| {
-        let conn = db::open_read_only(&options)?;
-        Ok((conn, options.sealer.location().to_owned()))
+    // First the file as SQLite sees it, without the key: a damaged file and a wrong key are
+    // different troubles with different fixes, and the checks that need no key still run.
+    let plain = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| {
+        conn.busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(conn)
     });
-    let (conn, key_location) = match opened {
-        Ok(opened) => opened,
+    let plain = match plain {
+        Ok(conn) => conn,
         Err(e) => {
             run.add(Check::fail(
                 "database",
-                e.to_string(),
-                Some(format!(
-                    "a file SQLite cannot read is damaged: restore the last backup while the \
-                     server is stopped (`mailmycustomer restore FILE`); a refused key needs the \
-                     key the database was sealed with (database.secret_key, \
-                     MMC_DATABASE__SECRET_KEY[_FILE], or the key file {})",
-                    crate::seal::key_file(&path).display()
-                )),
+                format!("cannot read {} as a SQLite database: {e}", path.display()),
+                Some(restore()),
             ));
             return (config, found);
         }
     };
-    let checked = tokio::task::spawn_blocking(move || read_database(conn, config)).await;
-    let (config, checks, read) = match checked {
-        Ok(done) => done,
+    run.add(Check::ok(
+        "database",
+        format!("{} opens (read-only)", path.display()),
+    ));
+    let keyed = match db::Options::new(&config).and_then(|options| {
+        let conn = db::open_read_only(&options)?;
+        Ok((conn, options.sealer.location().to_owned()))
+    }) {
+        Ok((conn, location)) => {
+            run.add(Check::ok(
+                "database key",
+                format!("the key from {location} opens its secrets"),
+            ));
+            Some(conn)
+        }
+        // The message names where the key was looked for and what to give instead.
+        Err(e) => {
+            run.add(Check::fail("database key", e.to_string(), None));
+            None
+        }
+    };
+    let checked = tokio::task::spawn_blocking(move || read_database(plain, keyed, config)).await;
+    match checked {
+        Ok((config, checks, read)) => {
+            for check in checks {
+                run.add(check);
+            }
+            (config, read)
+        }
         Err(e) => {
             run.add(Check::fail(
                 "database",
                 format!("the check stopped: {e}"),
                 None,
             ));
-            return (Config::default(), found);
+            (Config::default(), found)
         }
-    };
-    let first = Check::ok(
-        "database",
-        format!("{} opens with the key from {key_location}", path.display()),
-    );
-    run.add(first);
-    for check in checks {
-        run.add(check);
     }
-    found = read;
-    (config, found)
 }
 
-/// The blocking part of the database checks, on the read-only connection.
-fn read_database(conn: rusqlite::Connection, config: Config) -> (Config, Vec<Check>, Found) {
+/// What to do about a damaged database file.
+fn restore() -> String {
+    "the file is damaged: stop the server and restore the last backup \
+     (`mailmycustomer restore FILE`), or a Litestream replica"
+        .to_owned()
+}
+
+/// The blocking part of the database checks: the file's on `conn`, what needs the secrets on
+/// `keyed` (none when the key does not open them).
+fn read_database(
+    conn: rusqlite::Connection,
+    keyed: Option<rusqlite::Connection>,
+    config: Config,
+) -> (Config, Vec<Check>, Found) {
     let path = config.database.path.clone();
     let mut checks = Vec::new();
     let mut found = Found::default();
@@ -291,7 +322,10 @@ fn read_database(conn: rusqlite::Connection, config: Config) -> (Config, Vec<Che
             true
         }
         Ok(lines) => {
-            checks.push(damaged(lines.join("; ")));
+            // SQLite puts several findings in one row, a line each.
+            checks.push(damaged(
+                lines.join("\n").lines().collect::<Vec<_>>().join("; "),
+            ));
             false
         }
         Err(e) => {
@@ -368,11 +402,18 @@ fn read_database(conn: rusqlite::Connection, config: Config) -> (Config, Vec<Che
         Some(free) => Check::ok("database disk", format!("{} MB free", free / 1_000_000)),
     });
 
-    if !integrity_ok {
-        // The rows of a damaged file are not worth reading further.
+    found.newest_event = conn
+        .query_row(
+            "SELECT created, received_at FROM events ORDER BY received_at DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok();
+    // The rows of a damaged file are not worth reading further.
+    let Some(keyed) = keyed.filter(|_| integrity_ok) else {
         return (config, checks, found);
-    }
-    let config = match db::settings::load(&conn) {
+    };
+    let config = match db::settings::load(&keyed) {
         Ok(saved) if saved.is_empty() => config,
         Ok(saved) => match config.with_saved(&saved) {
             Ok(effective) => {
@@ -396,17 +437,10 @@ fn read_database(conn: rusqlite::Connection, config: Config) -> (Config, Vec<Che
             config
         }
     };
-    match db::integrations::list(&conn) {
+    match db::integrations::list(&keyed) {
         Ok(all) => found.integrations = Some(all),
         Err(e) => checks.push(Check::fail("integrations", e.to_string(), None)),
     }
-    found.newest_event = conn
-        .query_row(
-            "SELECT created, received_at FROM events ORDER BY received_at DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .ok();
     (config, checks, found)
 }
 
@@ -414,11 +448,7 @@ fn damaged(what: String) -> Check {
     Check::fail(
         "database integrity",
         format!("PRAGMA quick_check: {what}"),
-        Some(
-            "the file is damaged: stop the server and restore the last backup \
-             (`mailmycustomer restore FILE`), or a Litestream replica"
-                .to_owned(),
-        ),
+        Some(restore()),
     )
 }
 
@@ -756,6 +786,12 @@ async fn check_dkim(smtp: &SmtpConfig) -> Check {
          (\"v=DKIM1; k=rsa or ed25519; p=<base64 public key>\"), or set smtp.dkim_selector to \
          the selector whose record holds it"
     ));
+    let no_record = |e: &mail_auth::Error| {
+        matches!(
+            e,
+            mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_))
+        )
+    };
     match verified.first().map(|o| o.result()) {
         Some(DkimResult::Pass) => Check::ok(
             "dkim",
@@ -768,6 +804,15 @@ async fn check_dkim(smtp: &SmtpConfig) -> Check {
             "dkim",
             format!("the DNS lookup of {record} failed for now ({e})"),
         ),
+        Some(DkimResult::Fail(e) | DkimResult::PermError(e) | DkimResult::Neutral(e))
+            if no_record(e) =>
+        {
+            Check::fail(
+                "dkim",
+                format!("there is no TXT record at {record} ({e})"),
+                publish,
+            )
+        }
         Some(DkimResult::Fail(e) | DkimResult::PermError(e) | DkimResult::Neutral(e)) => {
             Check::fail(
                 "dkim",
