@@ -359,48 +359,8 @@ fn read_database(
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-    checks.push(match wal_bytes > WAL_LIMIT_BYTES {
-        false => Check::ok(
-            "database wal",
-            format!(
-                "{:.1} MB (a WAL past {} MB means checkpoints are held back)",
-                wal_bytes as f64 / 1e6,
-                WAL_LIMIT_BYTES / (1024 * 1024)
-            ),
-        ),
-        true => Check::fail(
-            "database wal",
-            format!(
-                "{:.1} MB, past {} MB: checkpoints cannot reset it, so a reader keeps an old \
-                 snapshot open (an open sqlite3 shell, a stuck backup, a Litestream that stopped \
-                 replicating)",
-                wal_bytes as f64 / 1e6,
-                WAL_LIMIT_BYTES / (1024 * 1024)
-            ),
-            Some(
-                "end that reader (close the shell, stop the stuck process); the server's next \
-                 checkpoint then starts the WAL over"
-                    .to_owned(),
-            ),
-        ),
-    });
-
-    checks.push(match free_bytes(&path) {
-        None => Check::skip("database disk", "the system cannot say what is free"),
-        Some(free) if free < MIN_FREE_BYTES => Check::fail(
-            "database disk",
-            format!(
-                "{} MB free on the database's disk, under {} MB: webhooks are refused (503) soon",
-                free / 1_000_000,
-                MIN_FREE_BYTES / 1_000_000
-            ),
-            Some(format!(
-                "free some space on the disk holding {}",
-                path.display()
-            )),
-        ),
-        Some(free) => Check::ok("database disk", format!("{} MB free", free / 1_000_000)),
-    });
+    checks.push(wal_check(wal_bytes));
+    checks.push(disk_check(free_bytes(&path), &path));
 
     found.newest_event = conn
         .query_row(
@@ -442,6 +402,55 @@ fn read_database(
         Err(e) => checks.push(Check::fail("integrations", e.to_string(), None)),
     }
     (config, checks, found)
+}
+
+/// The WAL's size against `WAL_LIMIT_BYTES`.
+fn wal_check(wal_bytes: u64) -> Check {
+    match wal_bytes > WAL_LIMIT_BYTES {
+        false => Check::ok(
+            "database wal",
+            format!(
+                "{:.1} MB (a WAL past {} MB means checkpoints are held back)",
+                wal_bytes as f64 / 1e6,
+                WAL_LIMIT_BYTES / (1024 * 1024)
+            ),
+        ),
+        true => Check::fail(
+            "database wal",
+            format!(
+                "{:.1} MB, past {} MB: checkpoints cannot reset it, so a reader keeps an old \
+                 snapshot open (an open sqlite3 shell, a stuck backup, a Litestream that stopped \
+                 replicating)",
+                wal_bytes as f64 / 1e6,
+                WAL_LIMIT_BYTES / (1024 * 1024)
+            ),
+            Some(
+                "end that reader (close the shell, stop the stuck process); the server's next \
+                 checkpoint then starts the WAL over"
+                    .to_owned(),
+            ),
+        ),
+    }
+}
+
+/// The free space under the database against `MIN_FREE_BYTES`, the bound `/readyz` uses.
+fn disk_check(free: Option<u64>, path: &Path) -> Check {
+    match free {
+        None => Check::skip("database disk", "the system cannot say what is free"),
+        Some(free) if free < MIN_FREE_BYTES => Check::fail(
+            "database disk",
+            format!(
+                "{} MB free on the database's disk, under {} MB: /readyz answers 503 and SQLite may fail to write",
+                free / 1_000_000,
+                MIN_FREE_BYTES / 1_000_000
+            ),
+            Some(format!(
+                "free some space on the disk holding {}",
+                path.display()
+            )),
+        ),
+        Some(free) => Check::ok("database disk", format!("{} MB free", free / 1_000_000)),
+    }
 }
 
 fn damaged(what: String) -> Check {
@@ -645,22 +654,7 @@ async fn check_clock(
          {tolerance} s from this clock"
     ));
     let Some(creds) = creds else {
-        // Without a key, the newest event says only this much: Stripe made it at `created`,
-        // and this clock said `received_at` when it came, which cannot be earlier.
-        if let Some((created, received)) = newest_event {
-            if created - received > bound {
-                return Check::fail(
-                    "clock",
-                    format!(
-                        "the newest event arrived {} s before Stripe made it, by this clock: it \
-                         is behind (a hint only: no API key to ask Stripe the time)",
-                        created - received
-                    ),
-                    fix,
-                );
-            }
-        }
-        return Check::skip("clock", "no API key to ask Stripe the time");
+        return clock_hint(newest_event, tolerance, fix);
     };
     match stripe_offset(&config.stripe.api_base, &creds).await {
         Ok(offset) if offset.abs() > bound => Check::fail(
@@ -674,6 +668,23 @@ async fn check_clock(
         ),
         Ok(offset) => Check::ok("clock", format!("within {} s of Stripe's", offset.abs())),
         Err(why) => Check::fail("clock", why, None),
+    }
+}
+
+/// Without a key, the newest event says only this much: Stripe made it at `created`, and this
+/// clock said `received_at` when it came, which cannot be earlier than `created`.
+fn clock_hint(newest_event: Option<(i64, i64)>, tolerance: i64, fix: Option<String>) -> Check {
+    match newest_event {
+        Some((created, received)) if created - received > tolerance / 2 => Check::fail(
+            "clock",
+            format!(
+                "the newest event arrived {} s before Stripe made it, by this clock: it is \
+                 behind (a hint only: no API key to ask Stripe the time)",
+                created - received
+            ),
+            fix,
+        ),
+        _ => Check::skip("clock", "no API key to ask Stripe the time"),
     }
 }
 
@@ -868,6 +879,45 @@ mod tests {
         );
         let good = Config::load_unchecked(None, vec![], &Overrides::default()).unwrap();
         assert_eq!(check_config(&good, None).status, Status::Ok);
+    }
+
+    #[test]
+    fn a_wal_past_a_gib_fails_naming_what_holds_it() {
+        assert_eq!(wal_check(0).status, Status::Ok);
+        assert_eq!(wal_check(WAL_LIMIT_BYTES).status, Status::Ok);
+        let held = wal_check(WAL_LIMIT_BYTES + 1);
+        assert_eq!(held.status, Status::Fail);
+        assert!(held.detail.contains("past 1024 MB"), "{held:?}");
+        assert!(held.detail.contains("sqlite3 shell"), "{held:?}");
+        assert!(held.fix.is_some());
+    }
+
+    #[test]
+    fn a_disk_under_the_readyz_bound_fails() {
+        let path = Path::new("/var/lib/mmc/mailmycustomer.db");
+        assert_eq!(disk_check(Some(MIN_FREE_BYTES), path).status, Status::Ok);
+        let full = disk_check(Some(MIN_FREE_BYTES - 1), path);
+        assert_eq!(full.status, Status::Fail);
+        assert!(full.fix.unwrap().contains("/var/lib/mmc/mailmycustomer.db"));
+        assert_eq!(disk_check(None, path).status, Status::Skip);
+    }
+
+    #[test]
+    fn without_a_key_only_an_event_from_the_future_says_the_clock_is_behind() {
+        let fix = Some("fix".to_owned());
+        assert_eq!(clock_hint(None, 300, fix.clone()).status, Status::Skip);
+        // Received a minute after Stripe made it (a retry, a catch-up): nothing to say.
+        assert_eq!(
+            clock_hint(Some((1000, 1060)), 300, fix.clone()).status,
+            Status::Skip
+        );
+        assert_eq!(
+            clock_hint(Some((1150, 1000)), 300, fix.clone()).status,
+            Status::Skip
+        );
+        let behind = clock_hint(Some((1151, 1000)), 300, fix);
+        assert_eq!(behind.status, Status::Fail);
+        assert!(behind.detail.contains("151 s before"), "{behind:?}");
     }
 
     #[test]
