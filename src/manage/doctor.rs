@@ -159,7 +159,7 @@ pub async fn run(
     };
     run.add(check_config(&config, file));
 
-    let (config, found) = check_database(&mut run, config).await;
+    let (config, found) = check_database(&mut run, config, file).await;
     run.add(check_smtp(&config.smtp).await);
     let clock_creds = check_stripe(&mut run, &config, found.integrations.as_deref()).await;
     run.add(check_public_url(&config, found.integrations.as_deref()));
@@ -206,22 +206,44 @@ fn check_config(config: &Config, file: Option<&Path>) -> Check {
     )
 }
 
-/// The database checks, one line each; returns the config with the values saved on the settings
-/// page laid over it (what the server runs with) and what the later checks need.
-async fn check_database(run: &mut Run<'_>, config: Config) -> (Config, Found) {
+/// The database checks, one line each, off the async executor; returns the config with the
+/// values saved on the settings page laid over it (what the server runs with) and what the
+/// later checks need.
+async fn check_database(run: &mut Run<'_>, config: Config, file: Option<&Path>) -> (Config, Found) {
+    let kept = config.clone();
+    let file = file.map(Path::to_path_buf);
+    match tokio::task::spawn_blocking(move || database_checks(config, file.as_deref())).await {
+        Ok((config, checks, found)) => {
+            for check in checks {
+                run.add(check);
+            }
+            (config, found)
+        }
+        Err(e) => {
+            run.add(Check::fail(
+                "database",
+                format!("the check stopped: {e}"),
+                None,
+            ));
+            (kept, Found::default())
+        }
+    }
+}
+
+fn database_checks(config: Config, file: Option<&Path>) -> (Config, Vec<Check>, Found) {
     let path = config.database.path.clone();
-    let found = Found::default();
+    let mut checks = Vec::new();
     if !path.exists() {
-        run.add(Check::fail(
+        checks.push(Check::fail(
             "database",
             format!("there is no database at {}", path.display()),
             Some(format!(
                 "check database.path (set in {}); `mailmycustomer migrate` or `serve` makes a new \
                  one, `mailmycustomer restore FILE` puts a backup there",
-                layer(&config.source("database.path"), None)
+                layer(&config.source("database.path"), file)
             )),
         ));
-        return (config, found);
+        return (config, checks, Found::default());
     }
     // First the file as SQLite sees it, without the key: a damaged file and a wrong key are
     // different troubles with different fixes, and the checks that need no key still run.
@@ -239,15 +261,15 @@ async fn check_database(run: &mut Run<'_>, config: Config) -> (Config, Found) {
     let plain = match plain {
         Ok(conn) => conn,
         Err(e) => {
-            run.add(Check::fail(
+            checks.push(Check::fail(
                 "database",
                 format!("cannot read {} as a SQLite database: {e}", path.display()),
                 Some(restore()),
             ));
-            return (config, found);
+            return (config, checks, Found::default());
         }
     };
-    run.add(Check::ok(
+    checks.push(Check::ok(
         "database",
         format!("{} opens (read-only)", path.display()),
     ));
@@ -256,7 +278,7 @@ async fn check_database(run: &mut Run<'_>, config: Config) -> (Config, Found) {
         Ok((conn, options.sealer.location().to_owned()))
     }) {
         Ok((conn, location)) => {
-            run.add(Check::ok(
+            checks.push(Check::ok(
                 "database key",
                 format!("the key from {location} opens its secrets"),
             ));
@@ -264,27 +286,11 @@ async fn check_database(run: &mut Run<'_>, config: Config) -> (Config, Found) {
         }
         // The message names where the key was looked for and what to give instead.
         Err(e) => {
-            run.add(Check::fail("database key", e.to_string(), None));
+            checks.push(Check::fail("database key", e.to_string(), None));
             None
         }
     };
-    let checked = tokio::task::spawn_blocking(move || read_database(plain, keyed, config)).await;
-    match checked {
-        Ok((config, checks, read)) => {
-            for check in checks {
-                run.add(check);
-            }
-            (config, read)
-        }
-        Err(e) => {
-            run.add(Check::fail(
-                "database",
-                format!("the check stopped: {e}"),
-                None,
-            ));
-            (Config::default(), found)
-        }
-    }
+    read_database(plain, keyed, config, checks)
 }
 
 /// What to do about a damaged database file.
@@ -300,9 +306,9 @@ fn read_database(
     conn: rusqlite::Connection,
     keyed: Option<rusqlite::Connection>,
     config: Config,
+    mut checks: Vec<Check>,
 ) -> (Config, Vec<Check>, Found) {
     let path = config.database.path.clone();
-    let mut checks = Vec::new();
     let mut found = Found::default();
 
     // quick_check reads every page and checks each b-tree's structure, but not that every index
