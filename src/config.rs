@@ -520,6 +520,18 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, Error> {
+        let config = Config::load_unchecked(file, env, overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `load` short of `validate`: the layers read and merged, each key's source kept, so
+    /// `doctor` can name the layer that set each value `problems` reports.
+    pub fn load_unchecked(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, Error> {
         let mut sources = BTreeMap::new();
         let mut tree = match file {
             Some(path) => {
@@ -585,7 +597,6 @@ impl Config {
             sources.insert("log.level".into(), Source::Flag("--log-level"));
         }
         config.origin.sources = sources;
-        config.validate()?;
         Ok(config)
     }
 
@@ -601,7 +612,7 @@ impl Config {
 
     /// What `validate` reports, each problem with the key it is about, so the settings page can
     /// mark the field.
-    fn problems(&self) -> Vec<(&'static str, String)> {
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         if let Err(e) = self.server.listen.parse::<SocketAddr>() {
             problems.push((

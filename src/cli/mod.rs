@@ -8,6 +8,7 @@
 mod backup;
 mod catalog;
 mod catchup;
+mod doctor;
 mod events;
 mod integration;
 mod log;
@@ -135,6 +136,10 @@ pub enum Command {
         #[arg(long, value_name = "ADDRESS")]
         to: String,
     },
+    /// Check the config, the database, the SMTP relay, each Stripe key, the public URL, the
+    /// clock and the DKIM record, one line each with the fix for what fails (sends no mail,
+    /// changes nothing; safe while the server runs). Exit code 0 only when nothing fails.
+    Doctor,
     /// Show what a Stripe event file would send: the trigger, the template and the rendered
     /// email. Sends nothing.
     Preview {
@@ -289,6 +294,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Doctor => doctor::run(cli.config.as_deref(), &overrides),
         command => {
             let config = loaded?;
             init_logging(&config)?;
@@ -310,7 +316,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                     integration,
                     html,
                 } => template::preview(&config, &event, integration.as_deref(), html),
-                Command::InitConfig | Command::Config { .. } => unreachable!("handled above"),
+                Command::InitConfig | Command::Config { .. } | Command::Doctor => {
+                    unreachable!("handled above")
+                }
             };
             result.map_err(name_the_flag)
         }

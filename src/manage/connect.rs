@@ -431,7 +431,9 @@ pub fn reachability(config: &Config) -> Option<String> {
     public_url_problem(config, false).map(|problem| format!("{problem}."))
 }
 
-fn public_url_problem(config: &Config, live: bool) -> Option<String> {
+/// What is wrong with `server.public_url` for Stripe to send to (`live`: for a live-mode key),
+/// or `None`; `connect` refuses on it and `doctor` reports it.
+pub fn public_url_problem(config: &Config, live: bool) -> Option<String> {
     match config.server.public_url.trim() {
         "" => Some(
             "server.public_url is not set, so Stripe has no address to send events to".to_owned(),
@@ -570,7 +572,8 @@ async fn check_key(app: &App, creds: &Credentials<'_>) -> Result<Account, Error>
     }
 }
 
-fn write_missing() -> Missing {
+/// The webhook-endpoint write permission, as `lacking` names it.
+pub fn write_missing() -> Missing {
     Missing {
         permission: PERMISSIONS
             .iter()
@@ -581,7 +584,7 @@ fn write_missing() -> Missing {
 }
 
 /// The refusal naming every missing permission, what to grant and why.
-fn lacking(missing: &[Missing]) -> Error {
+pub fn lacking(missing: &[Missing]) -> Error {
     let each: Vec<String> = missing
         .iter()
         .map(|m| {

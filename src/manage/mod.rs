@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod connect;
 pub mod dashboard;
 pub mod deliveries;
+pub mod doctor;
 pub mod events;
 pub mod integrations;
 pub mod oauth;

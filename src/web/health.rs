@@ -13,13 +13,9 @@ use poem::{handler, Response};
 
 use crate::app::App;
 use crate::db;
+use crate::manage::doctor::{free_bytes, MIN_FREE_BYTES};
 use crate::web::json_response;
 use crate::Error;
-
-/// Below this much free space on the database's filesystem the server is not ready: SQLite
-/// needs room for the WAL and for each transaction's pages, and a webhook refused with 503 for
-/// a full disk is retried by Stripe, while one that fails halfway is not better.
-const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 #[handler]
 pub async fn healthz(Data(app): Data<&Arc<App>>) -> Response {
@@ -87,15 +83,4 @@ fn not_ready(reason: &str) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         serde_json::json!({ "status": "not_ready", "reason": reason }),
     )
-}
-
-/// Free space for unprivileged writers on the filesystem holding `database`; `None` when the
-/// system cannot say.
-fn free_bytes(database: &std::path::Path) -> Option<u64> {
-    let dir = match database.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -10,6 +10,7 @@ mod connect_key;
 mod connect_oauth;
 mod dashboard;
 mod delivery;
+mod doctor;
 mod editor_ui;
 mod events_ui;
 mod facts;

@@ -105,6 +105,8 @@ struct State {
     hangs: Vec<String>,
     held: usize,
     release: tokio::sync::watch::Sender<u64>,
+    /// Seconds the fake's clock (its `Date` header) is ahead of the machine's; negative: behind.
+    clock_offset: i64,
     #[allow(dead_code)]
     endpoints: endpoints::Endpoints,
     events: events::Events,
@@ -144,6 +146,7 @@ impl FakeStripe {
             hangs: Vec::new(),
             held: 0,
             release: tokio::sync::watch::Sender::new(0),
+            clock_offset: 0,
             endpoints: Default::default(),
             events: Default::default(),
             oauth: Default::default(),
@@ -360,6 +363,12 @@ impl FakeStripe {
         });
     }
 
+    /// Every answer's `Date` is `seconds` ahead of this machine's clock (behind when negative),
+    /// as if this machine's clock were off by as much.
+    pub fn clock_offset(&self, seconds: i64) {
+        self.state.lock().unwrap().clock_offset = seconds;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -459,7 +468,8 @@ impl State {
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap())
             .content_type(content_type)
-            .header("Request-Id", request_id);
+            .header("Request-Id", request_id)
+            .header("Date", http_date(self.clock_offset));
         for (name, value) in headers {
             response = response.header(name, value);
         }
@@ -652,6 +662,14 @@ impl State {
 }
 
 /// Stripe's answer to a missing or malformed key, or `None` when the key looks like one.
+/// Now plus `offset` seconds as an HTTP `Date` (`Wed, 02 Dec 2026 09:50:15 GMT`).
+fn http_date(offset: i64) -> String {
+    let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + offset).unwrap();
+    jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&at)
+        .unwrap()
+}
+
 fn check_key(req: &Recorded) -> Option<Value> {
     let Some(authorization) = req.authorization.as_deref() else {
         return Some(stripe_error(
