@@ -378,9 +378,10 @@ impl Sender {
         let owner = d.lease_owner.unwrap_or_default();
         let (max_retry, retry_base) = (self.max_retry, self.retry_base);
         let (conn, turns) = (self.conn.clone(), self.turns.clone());
+        // Until the outcome is committed, the lease running out would send the email again: a
+        // database that is busy or stalls a while is waited out, for at most a third of the lease (it is renewed at half).
+        let patience = self.lease / 3;
         let outcome = tokio::task::spawn_blocking(move || {
-            let _turn = turns.prompt_turn();
-            let conn = conn.lock().expect("sender connection");
             let Sent { result, from, took } = sent;
             let gave_up;
             let (outcome, reply) = match &result {
@@ -408,20 +409,32 @@ impl Sender {
                 Ok((_, reply)) => reply.get(..3).and_then(|c| c.parse().ok()),
                 Err(e) => reply_code(e.message()),
             };
-            deliveries::record_attempt(
-                &conn,
-                &AttemptResult {
-                    id,
-                    owner,
-                    outcome,
-                    reply,
-                    reply_code,
-                    from_address: &from,
-                    duration_ms: took.as_millis().try_into().unwrap_or(i64::MAX),
-                    now,
-                },
-            )
-            .map(|held| (held, result))
+            let attempt = AttemptResult {
+                id,
+                owner,
+                outcome,
+                reply,
+                reply_code,
+                from_address: &from,
+                duration_ms: took.as_millis().try_into().unwrap_or(i64::MAX),
+                now,
+            };
+            let started = Instant::now();
+            let mut pause = Duration::from_millis(50);
+            loop {
+                let recorded = {
+                    let _turn = turns.prompt_turn();
+                    deliveries::record_attempt(&conn.lock().expect("sender connection"), &attempt)
+                };
+                match recorded {
+                    Err(Error::DatabaseUnavailable(e)) if started.elapsed() + pause < patience => {
+                        tracing::warn!(delivery = id, error = %e, "outbox: the database is busy; recording the outcome again shortly");
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                    recorded => return recorded.map(|held| (held, result)),
+                }
+            }
         })
         .await;
         match outcome {

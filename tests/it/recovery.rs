@@ -268,6 +268,67 @@ async fn a_slow_relay_conversation_renews_its_lease_and_the_email_goes_once() {
     server.stop().await;
 }
 
+/// The relay accepted the message, and the database is locked by another process for longer
+/// than the busy timeout just then: the `sent` mark is recorded once the lock is gone, and the
+/// email is not sent again when the lease runs out.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_the_database_was_too_busy_to_record_is_recorded_later_and_the_email_goes_once()
+{
+    const LEASE: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let relay = slow_to_accept_first_message(sink.port, Duration::from_secs(1)).await;
+    let mut config = test_config(dir.path());
+    smtp_config(&mut config, relay);
+    config.outbox.lease_secs = LEASE;
+    config.database.busy_timeout_ms = 200;
+    let id = add_integration(&config, "shop", SECRET);
+    let path = config.database.path.clone();
+    let server = TestServer::start_with(config, id).await;
+    server
+        .deliver(distinct_invoice_paid("busy", 0))
+        .await
+        .assert_stored(false);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(
+        &path,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'sending'",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "never sending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another process's write transaction, from before the relay's answer to well after it.
+    let holder = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            std::thread::sleep(Duration::from_millis(2500));
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    };
+    holder.await.unwrap();
+    while count(
+        &path,
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'sent'",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "not recorded as sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the lease: a row left `sending` would have been claimed and sent again by now.
+    tokio::time::sleep(Duration::from_secs(LEASE + 2)).await;
+    assert_eq!(sink.messages().len(), 1, "the relay got the message once");
+    assert_eq!(
+        count(&path, "SELECT SUM(attempts) FROM deliveries"),
+        1,
+        "one attempt"
+    );
+    server.stop().await;
+}
+
 /// Adds `n` finished deliveries and their events, created at `at`, each the size of a real one
 /// (Stripe's 6 KB `invoice.paid` payload, a rendered HTML and text email, its own recipient).
 fn add_history(path: &Path, integration: &str, n: usize, at: i64) {
