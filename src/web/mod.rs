@@ -14,6 +14,7 @@ pub mod flash;
 pub mod health;
 pub mod layout;
 pub mod listener;
+pub mod metrics;
 pub mod pages;
 pub mod security;
 pub mod webhook;
@@ -52,8 +53,18 @@ pub fn routes(
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz));
     if serves != Serves::Admin {
-        route = route.at("/webhooks/stripe/connect", post(connect_webhook::receive));
-        route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
+        route = route.at(
+            "/webhooks/stripe/connect",
+            post(connect_webhook::receive).around(metrics::timed),
+        );
+        route = route.at(
+            "/webhooks/stripe/:integration_id",
+            post(webhook::receive).around(metrics::timed),
+        );
+        // On the webhooks' listener only behind the token (`metrics.listen` has its own).
+        if !app.config().metrics.token.is_empty() {
+            route = route.at("/metrics", get(metrics::scrape));
+        }
     }
     if serves != Serves::Public {
         let deadline = std::time::Duration::from_secs(app.config().server.body_timeout_secs);
