@@ -1,7 +1,7 @@
 //! `GET /metrics` (`crate::metrics` renders it), never open by accident: served on
 //! `metrics.listen`, a listener of its own, and, when `metrics.token` is set, on `server.listen`
-//! to requests carrying `Authorization: Bearer <token>`. With both empty it is 404 everywhere.
-//! A token, when set, is required on either listener.
+//! (and `admin_listen`) to requests carrying `Authorization: Bearer <token>`. With both empty
+//! it is 404 everywhere. A token, when set, is required on every listener.
 //!
 //! Also `timed`, the middleware that measures intake latency around the webhook routes.
 
@@ -17,8 +17,23 @@ use subtle::ConstantTimeEq;
 use crate::app::App;
 use crate::web::{error_response, json_response, security};
 
+/// `/metrics` on the server's own listeners: there only behind `metrics.token`. Answered
+/// even when off (404), so the path never falls through to a page behind sign-in.
 #[handler]
-pub async fn scrape(request: &Request, Data(app): Data<&Arc<App>>) -> Response {
+pub async fn on_listen(request: &Request, Data(app): Data<&Arc<App>>) -> Response {
+    if app.config().metrics.token.is_empty() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    answer(request, app).await
+}
+
+/// `/metrics` on `metrics.listen`.
+#[handler]
+pub async fn on_own_listener(request: &Request, Data(app): Data<&Arc<App>>) -> Response {
+    answer(request, app).await
+}
+
+async fn answer(request: &Request, app: &App) -> Response {
     let config = app.config();
     if !config.metrics.is_enabled() {
         return StatusCode::NOT_FOUND.into_response();
@@ -39,12 +54,9 @@ pub async fn scrape(request: &Request, Data(app): Data<&Arc<App>>) -> Response {
         return response;
     }
     match crate::metrics::render(app).await {
-        Ok(Some(text)) => text
-            .with_header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-            )
-            .into_response(),
+        Ok(Some(text)) => Response::builder()
+            .content_type(crate::metrics::CONTENT_TYPE)
+            .body(text),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(err) => {
             tracing::error!(error = %err, detail = ?err, "metrics: cannot read the database");
@@ -73,7 +85,7 @@ fn bearer_matches(request: &Request, token: &str) -> bool {
 /// What `metrics.listen` serves: `/metrics` and nothing else.
 pub fn routes(app: Arc<App>) -> impl Endpoint {
     Route::new()
-        .at("/metrics", get(scrape))
+        .at("/metrics", get(on_own_listener))
         .around(security::headers)
         .data(app)
 }

@@ -51,7 +51,8 @@ pub fn routes(
 ) -> impl Endpoint {
     let mut route = Route::new()
         .at("/healthz", get(health::healthz))
-        .at("/readyz", get(health::readyz));
+        .at("/readyz", get(health::readyz))
+        .at("/metrics", get(metrics::on_listen));
     if serves != Serves::Admin {
         route = route.at(
             "/webhooks/stripe/connect",
@@ -61,10 +62,6 @@ pub fn routes(
             "/webhooks/stripe/:integration_id",
             post(webhook::receive).around(metrics::timed),
         );
-        // On the webhooks' listener only behind the token (`metrics.listen` has its own).
-        if !app.config().metrics.token.is_empty() {
-            route = route.at("/metrics", get(metrics::scrape));
-        }
     }
     if serves != Serves::Public {
         let deadline = std::time::Duration::from_secs(app.config().server.body_timeout_secs);
