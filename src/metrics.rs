@@ -257,7 +257,9 @@ pub fn is_on() -> bool {
     on().is_some()
 }
 
-/// An event's outcome, recorded by the processor.
+/// An event's outcome, counted as the processor records it in the transaction that commits it.
+/// A commit the database refuses is redone, and its events are then counted again: the count
+/// can run ahead of the rows only by such a failed commit's events (the log says when).
 pub fn event(outcome: Processing) {
     let Some(m) = on() else { return };
     m.events

@@ -1,6 +1,7 @@
 //! `serve(config, listener, shutdown)`: opens and migrates the database, builds the `App`,
 //! starts the event writer, the processor, retention, the catch-up and the sender, and serves
-//! HTTP (and `/metrics` on `metrics.listen` when set) until `shutdown` resolves, finishing requests in flight; then stops the background work.
+//! HTTP (and `/metrics` on `metrics.listen` when set) until `shutdown` resolves, finishing
+//! requests in flight; then stops the background work.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
