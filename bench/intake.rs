@@ -164,7 +164,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Intake> {
     Ok(result)
 }
 
-fn check_errors(what: &str, report: &Report, failures: &mut Vec<String>) {
+pub(crate) fn check_errors(what: &str, report: &Report, failures: &mut Vec<String>) {
     if report.errors > 0 || report.ok != report.sent {
         failures.push(format!(
             "intake {what}: {} of {} requests failed, first: {}",
@@ -176,7 +176,7 @@ fn check_errors(what: &str, report: &Report, failures: &mut Vec<String>) {
 }
 
 /// Waits until the processor has no pending event left; how long that took, if it did.
-fn drain(db_path: &std::path::Path, within: Duration) -> Option<Duration> {
+pub(crate) fn drain(db_path: &std::path::Path, within: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < within {
         let pending = support::count(

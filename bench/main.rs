@@ -3,7 +3,7 @@
 //! BENCHMARKS.md for what each phase measures and the results on the reference machine.
 //!
 //! ```text
-//! mmc_bench [--smoke] [--bin PATH] [intake] [e2e] [startup] [log]   (no phase: all of them)
+//! mmc_bench [--smoke] [--bin PATH] [intake] [e2e] [startup] [log] [metrics]   (no phase: all but metrics)
 //! ```
 //!
 //! `--smoke` runs a few hundred events and 10k log rows and checks correctness only (every
@@ -16,6 +16,7 @@ mod events;
 mod http;
 mod intake;
 mod logscale;
+mod metrics;
 mod startup;
 mod support;
 
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use support::{mib, ms, rate, Bench, Table};
 
 const USAGE: &str =
-    "usage: mmc_bench [--smoke] [--bin PATH] [--tmp DIR] [intake] [e2e] [startup] [log]";
+    "usage: mmc_bench [--smoke] [--bin PATH] [--tmp DIR] [intake] [e2e] [startup] [log] [metrics]";
 
 fn main() -> ExitCode {
     match run() {
@@ -70,7 +71,7 @@ fn run() -> anyhow::Result<bool> {
             }
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
-            "intake" | "e2e" | "startup" | "log" => phases.push(arg),
+            "intake" | "e2e" | "startup" | "log" | "metrics" => phases.push(arg),
             "all" => {}
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -124,6 +125,7 @@ fn run() -> anyhow::Result<bool> {
             "e2e" => e2e::run(&bench, &mut failures).map(|r| results.e2e = Some(r)),
             "startup" => startup::run(&bench, &mut failures).map(|r| results.startup = Some(r)),
             "log" => logscale::run(&bench, &mut failures).map(|r| results.log = Some(r)),
+            "metrics" => metrics::run(&bench, &mut failures),
             _ => unreachable!("phases are checked above"),
         };
         if let Err(e) = outcome {

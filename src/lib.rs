@@ -13,6 +13,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manage;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod seal;

@@ -1,6 +1,7 @@
 //! `serve(config, listener, shutdown)`: opens and migrates the database, builds the `App`,
 //! starts the event writer, the processor, retention, the catch-up and the sender, and serves
-//! HTTP until `shutdown` resolves, finishing requests in flight; then stops the background work.
+//! HTTP (and `/metrics` on `metrics.listen` when set) until `shutdown` resolves, finishing
+//! requests in flight; then stops the background work.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,18 @@ pub async fn serve_split(
     admin: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    // Bound first, so an address in use stops the start before anything else happens.
+    let metrics_listener = match config.metrics.listen.as_str() {
+        "" => None,
+        address => Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            Error::Config(format!(
+                "cannot listen on metrics.listen = {address:?}: {e}"
+            ))
+        })?),
+    };
+    if config.metrics.is_enabled() {
+        crate::metrics::enable();
+    }
     let opening = config.clone();
     let (_lock, writer_conn, processor_conn, schema_version, options) =
         tokio::task::spawn_blocking(move || {
@@ -134,16 +147,26 @@ pub async fn serve_split(
             Some(tokio::spawn(catch_ups.run(stopped.clone())))
         }
     };
+    let metrics_stop = stopped.clone();
     let sender = start_sender(&config, &options, &app, stopped).await?;
 
     let address = listener.local_addr()?;
     let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
+    let metrics_address = metrics_listener
+        .as_ref()
+        .map(|m| m.local_addr())
+        .transpose()?;
     let auth = Arc::new(Auth::default());
     let pages_url = auth::pages_url(&config, admin_address.unwrap_or(address), admin.is_some());
     auth.offer_setup(&app, &pages_url).await?;
     tracing::info!(
         listen = %address,
         pages = %admin_address.map_or("on listen".to_owned(), |a| a.to_string()),
+        metrics = %match (metrics_address, config.metrics.token.is_empty()) {
+            (Some(address), _) => address.to_string(),
+            (None, false) => "on listen, behind metrics.token".to_owned(),
+            (None, true) => "off".to_owned(),
+        },
         database = %config.database.path.display(),
         schema_version,
         "MailMyCustomer is serving; webhooks go to {}/webhooks/stripe/<integration id>",
@@ -157,6 +180,15 @@ pub async fn serve_split(
         idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
     };
     let intake = Arc::new(Intake::new(writer));
+    // Stopped with the background work, after the last webhook was answered.
+    let metrics_served = metrics_listener.map(|m| {
+        let routes = web::metrics::routes(app.clone());
+        let mut stop = metrics_stop;
+        let until = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(listener::serve(m, routes, limits, until, grace))
+    });
     let served = match admin {
         None => {
             let routes = web::routes(app, intake, auth, Serves::Everything);
@@ -200,6 +232,13 @@ pub async fn serve_split(
     }
     if let Err(e) = sender.await {
         tracing::error!(error = %e, "the sender panicked");
+    }
+    if let Some(metrics_served) = metrics_served {
+        match metrics_served.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the metrics listener failed"),
+            Err(e) => tracing::error!(error = %e, "the metrics listener panicked"),
+        }
     }
     // The routes held the last writer handle; once they are gone the writer drains its queue
     // and ends, so every answered webhook is on disk before serve returns.

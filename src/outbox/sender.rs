@@ -252,6 +252,7 @@ impl Sender {
                 .await
             {
                 Some(result) => {
+                    crate::metrics::smtp_send(&result, sending.elapsed());
                     let sent = Sent {
                         result,
                         from: relay.mailer.from_address(from.as_deref()).to_owned(),

@@ -280,7 +280,9 @@ impl CatchUps {
             .filter(|i| i.is_listening() && Credentials::of(i).is_some())
         {
             let started = Instant::now();
-            match catch_up(&self.app, &self.writer, integration).await {
+            let caught = catch_up(&self.app, &self.writer, integration).await;
+            crate::metrics::catch_up(&integration.id, &caught);
+            match caught {
                 // A run that found nothing missing is the usual case: not worth a line an hour.
                 Ok(caught) if caught.stored + caught.unreadable == 0 => tracing::debug!(
                     integration = %integration.id,

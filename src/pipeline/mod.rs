@@ -639,6 +639,7 @@ fn record(
             }
             Finished::Panicked(detail) => {
                 events::finish(&tx, event.id, Processing::Failed, &detail, now)?;
+                crate::metrics::event(Processing::Failed);
                 tracing::error!(event = %event.stripe_event_id, event_type = %event.event_type, "not emailed: {detail}");
                 continue;
             }
@@ -686,6 +687,7 @@ fn record(
             Outcome::Disconnect(reason) => {
                 integrations::disconnect(&tx, &event.integration_id, &reason)?;
                 events::finish(&tx, event.id, Processing::Ignored, &reason, now)?;
+                crate::metrics::event(Processing::Ignored);
                 tracing::warn!(integration = %event.integration_id, "{reason}");
             }
             Outcome::Retry(reason) => {
@@ -722,6 +724,7 @@ pub const WAITING_FOR_SMTP: &str =
     "waiting for SMTP settings: set the relay on the Settings page (or smtp.host and smtp.from_address in the config)";
 
 fn log_outcome(event: &EventMeta, state: Processing, detail: &str) {
+    crate::metrics::event(state);
     match state {
         Processing::Failed => {
             tracing::warn!(event = %event.stripe_event_id, event_type = %event.event_type, "not emailed: {detail}")

@@ -551,7 +551,9 @@ impl StripeClient {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (error, hint) = match self.attempt(creds, call, resource, attempts).await {
+            let attempt = self.attempt(creds, call, resource, attempts).await;
+            crate::metrics::stripe_call(attempt.as_ref().err().map(|(error, _)| error));
+            let (error, hint) = match attempt {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };

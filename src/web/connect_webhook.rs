@@ -69,6 +69,7 @@ pub async fn receive(
                 stored,
             },
         )) => {
+            crate::metrics::webhook_stored(&integration, stored);
             let duplicate = stored == Stored::Duplicate;
             tracing::info!(
                 integration = %integration,
@@ -84,6 +85,7 @@ pub async fn receive(
             )
         }
         Ok((envelope, Routed::Unowned)) => {
+            crate::metrics::webhook_unrouted();
             let unrouted = crate::manage::oauth::count_unrouted();
             tracing::warn!(
                 account = %for_log(envelope.account.as_deref().unwrap_or("(none)")),
@@ -98,6 +100,7 @@ pub async fn receive(
             )
         }
         Err(err) => {
+            crate::metrics::webhook_refused(crate::metrics::CONNECT, &err);
             if err.status().is_server_error() {
                 tracing::error!(error = %err, detail = ?err, "connect webhook not stored");
             } else {

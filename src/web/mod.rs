@@ -14,6 +14,7 @@ pub mod flash;
 pub mod health;
 pub mod layout;
 pub mod listener;
+pub mod metrics;
 pub mod pages;
 pub mod security;
 pub mod webhook;
@@ -50,10 +51,17 @@ pub fn routes(
 ) -> impl Endpoint {
     let mut route = Route::new()
         .at("/healthz", get(health::healthz))
-        .at("/readyz", get(health::readyz));
+        .at("/readyz", get(health::readyz))
+        .at("/metrics", get(metrics::on_listen));
     if serves != Serves::Admin {
-        route = route.at("/webhooks/stripe/connect", post(connect_webhook::receive));
-        route = route.at("/webhooks/stripe/:integration_id", post(webhook::receive));
+        route = route.at(
+            "/webhooks/stripe/connect",
+            post(connect_webhook::receive).around(metrics::timed),
+        );
+        route = route.at(
+            "/webhooks/stripe/:integration_id",
+            post(webhook::receive).around(metrics::timed),
+        );
     }
     if serves != Serves::Public {
         let deadline = std::time::Duration::from_secs(app.config().server.body_timeout_secs);

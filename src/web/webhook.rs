@@ -76,6 +76,7 @@ pub async fn receive(
     .await
     {
         Ok((envelope, stored)) => {
+            crate::metrics::webhook_stored(&integration_id, stored);
             let duplicate = stored == Stored::Duplicate;
             tracing::info!(
                 integration = %for_log(&integration_id),
@@ -90,6 +91,7 @@ pub async fn receive(
             )
         }
         Err(err) => {
+            crate::metrics::webhook_refused(&integration_id, &err);
             if err.status().is_server_error() {
                 tracing::error!(integration = %for_log(&integration_id), error = %err, detail = ?err, "webhook not stored");
             } else {

@@ -23,6 +23,7 @@ mod intake;
 mod integrations_ui;
 mod litestream;
 mod log_ui;
+mod metrics;
 mod pipeline;
 mod processor;
 mod recovery;
