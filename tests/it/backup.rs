@@ -34,8 +34,32 @@ fn stop(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// The Stripe event ids in the backup at `path`, plain or zstd (decoded beside it).
+fn ids_in_backup(path: &Path) -> BTreeSet<String> {
+    let raw = std::fs::read(path).unwrap();
+    if !raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return stored_ids(path);
+    }
+    let plain = path.with_extension("decoded");
+    std::fs::write(&plain, zstd::decode_all(&raw[..]).unwrap()).unwrap();
+    let ids = stored_ids(&plain);
+    std::fs::remove_file(&plain).unwrap();
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_it_back() {
+    backup_under_load_and_restore(false).await;
+}
+
+/// As above, with `backup --compress`: the copy is checked plain, then written as zstd; restore
+/// finds it is one by its bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_backup_under_load_holds_every_acknowledged_event_and_restores() {
+    backup_under_load_and_restore(true).await;
+}
+
+async fn backup_under_load_and_restore(compress: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (id, _) = add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
     let Spawned { child, addr } = spawn_serve(dir.path(), &[]);
@@ -74,17 +98,38 @@ async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_i
     }
     let before_backup: Vec<String> = acknowledged.lock().unwrap().clone();
 
-    let copy = dir.path().join("backup.db");
+    let copy = dir
+        .path()
+        .join(if compress { "backup.zst" } else { "backup.db" });
     let backup_dir = dir.path().to_owned();
     let copy_arg = copy.to_str().unwrap().to_owned();
-    let (ok, out, err) =
-        tokio::task::spawn_blocking(move || run(mmc(&backup_dir, &["backup", &copy_arg])))
-            .await
-            .unwrap();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["backup", &copy_arg];
+        if compress {
+            args.push("--compress");
+        }
+        run(mmc(&backup_dir, &args))
+    })
+    .await
+    .unwrap();
     assert!(ok, "{err}");
     assert!(
         out.contains("integrity check ok") && out.contains("stay sealed"),
         "{out}"
+    );
+    let kind = if compress { "(zstd," } else { "(plain SQLite," };
+    assert!(out.contains("database ") && out.contains(kind), "{out}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let raw = std::fs::read(&copy).unwrap();
+    assert_eq!(
+        raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        compress,
+        "zstd's magic bytes exactly when compressed"
     );
     // Some webhooks after the backup, then stop.
     let during = acknowledged.lock().unwrap().len();
@@ -95,7 +140,7 @@ async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_i
     load.await.unwrap();
     let all: Vec<String> = acknowledged.lock().unwrap().clone();
 
-    let in_copy = stored_ids(&copy);
+    let in_copy = ids_in_backup(&copy);
     let missing: Vec<&String> = before_backup
         .iter()
         .filter(|e| !in_copy.contains(*e))
@@ -109,7 +154,7 @@ async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_i
         "the copy is a moment, not the end"
     );
     assert!(
-        !dir.path().join("backup.db-wal").exists(),
+        !dir.path().join("backup.db-wal").exists() && !dir.path().join("backup.zst-wal").exists(),
         "a backup is one file"
     );
 
@@ -194,6 +239,52 @@ fn restore_refuses_what_is_not_a_backup_and_keeps_the_database() {
     assert!(
         !ok && err.contains("cannot create the backup file"),
         "{err}"
+    );
+}
+
+/// A compressed backup cut short (a copy interrupted, a disk that filled) is refused by its
+/// decoder before anything moves: the database is the one it was, nothing is left beside it.
+#[test]
+fn a_truncated_compressed_backup_is_refused_and_the_database_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let whole = dir.path().join("whole.db.zst");
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &["backup", "--compress", whole.to_str().unwrap()],
+    ));
+    assert!(ok, "{err}");
+    add_integration_cli(dir.path(), &["--name", "later", "--webhook-secret", SECRET]);
+    let raw = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.db.zst");
+    std::fs::write(&cut, &raw[..raw.len() * 2 / 3]).unwrap();
+    let names = || -> BTreeSet<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            // restore takes the serve lock, which leaves its (empty) lock file.
+            .filter(|n| !n.ends_with(".lock"))
+            .collect()
+    };
+    let before = names();
+
+    let (ok, _, err) = run(mmc(dir.path(), &["restore", cut.to_str().unwrap()]));
+    assert!(!ok && err.contains("does not decode whole"), "{err}");
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(ok && out.contains("shop") && out.contains("later"), "{out}");
+    assert_eq!(
+        before,
+        names(),
+        "no .restoring file and nothing moved aside"
+    );
+
+    // The whole one restores, and it is the moment it was taken.
+    let (ok, out, err) = run(mmc(dir.path(), &["restore", whole.to_str().unwrap()]));
+    assert!(ok && out.contains("(zstd)"), "{out}{err}");
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(
+        ok && out.contains("shop") && !out.contains("later"),
+        "{out}"
     );
 }
 
