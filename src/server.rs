@@ -122,6 +122,9 @@ pub async fn serve_split(
         }
     };
     let sender = start_sender(&config, &options, &app, stopped).await?;
+    let backups = db::scheduled_backup::Schedule::from_config(&config)
+        .map(|s| s.start())
+        .transpose()?;
 
     let address = listener.local_addr()?;
     let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
@@ -187,6 +190,9 @@ pub async fn serve_split(
     }
     if let Err(e) = sender.await {
         tracing::error!(error = %e, "the sender panicked");
+    }
+    if let Some(backups) = backups {
+        let _ = tokio::task::spawn_blocking(move || backups.stop(grace)).await;
     }
     // The routes held the last writer handle; once they are gone the writer drains its queue
     // and ends, so every answered webhook is on disk before serve returns.

@@ -319,3 +319,71 @@ fn a_restored_backup_needs_the_key_it_was_sealed_with() {
         "{out}{err}"
     );
 }
+
+/// `serve` with `[backup]` on: the newest backup in the directory is older than the interval,
+/// so one is made at start, checked and compressed, and the oldest of ours beyond `keep` go;
+/// files it did not name stay. A stop ends the schedule with the server.
+#[test]
+fn serve_backs_up_at_start_when_the_newest_backup_is_stale_and_keeps_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let backups = dir.path().join("kept");
+    std::fs::create_dir(&backups).unwrap();
+    let stale = [
+        "mailmycustomer-20200101T000000Z.db.zst",
+        "mailmycustomer-20200102T000000Z.db.zst",
+    ];
+    let foreign = ["before-upgrade-20200101T000000Z.db.zst", "notes.txt"];
+    for name in stale.iter().chain(&foreign) {
+        std::fs::write(backups.join(name), "x").unwrap();
+    }
+    let Spawned { child, .. } = spawn_serve(
+        dir.path(),
+        &[
+            ("MMC_BACKUP__INTERVAL_HOURS", "24".to_owned()),
+            ("MMC_BACKUP__KEEP", "2".to_owned()),
+            ("MMC_BACKUP__DIR", backups.to_str().unwrap().to_owned()),
+        ],
+    );
+    let names = || -> BTreeSet<String> {
+        std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let fresh = loop {
+        // Pruned: the made one is checked and renamed before the oldest go.
+        let now = names();
+        let made = now
+            .iter()
+            .find(|n| n.starts_with("mailmycustomer-2") && !stale.contains(&n.as_str()));
+        if let Some(made) = made.filter(|_| !now.contains(stale[0])) {
+            break made.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop(child);
+    let left = names();
+    let expected: BTreeSet<String> = [fresh.as_str(), stale[1]]
+        .into_iter()
+        .chain(foreign)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(left, expected, "keep = 2 of ours, and the others untouched");
+    assert!(fresh.ends_with("Z.db.zst"), "{fresh}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(backups.join(&fresh))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // It is a whole backup: restore puts it back.
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &["restore", backups.join(&fresh).to_str().unwrap()],
+    ));
+    assert!(ok && out.contains("1 integration(s)"), "{out}{err}");
+}
