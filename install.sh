@@ -354,13 +354,16 @@ upgrade_prepare() {
     fi
 }
 
-# Waits up to HEALTH_WAIT seconds for the installed binary's server to answer /healthz.
+# Waits up to HEALTH_WAIT seconds for the installed binary's server to answer /healthz; fails
+# at once when the service is no longer active (the unit is Type=simple: active from its start
+# until its process exits, so a binary that dies at start is not waited for).
 wait_healthy() {
     deadline=$(($(date +%s) + HEALTH_WAIT))
     while :; do
         if "$PREFIX$BIN_PATH" healthcheck --config "$PREFIX$CONFIG_PATH" --timeout 2 >/dev/null 2>&1; then
             return 0
         fi
+        "$SYSTEMCTL" is-active --quiet "$NAME" || return 1
         [ "$(date +%s)" -lt "$deadline" ] || return 1
         sleep 1
     done
@@ -368,7 +371,7 @@ wait_healthy() {
 
 # The new binary did not come up: the previous one goes back and is started, and the run fails.
 roll_back() {
-    warn "$NAME did not answer /healthz within $HEALTH_WAIT s on the new binary; putting the previous one back"
+    warn "$NAME did not answer /healthz on the new binary (it stopped, or $HEALTH_WAIT s passed); putting the previous one back"
     "$SYSTEMCTL" stop "$NAME" || warn "\`$SYSTEMCTL stop $NAME\` failed"
     mv -f "$PREFIX$BIN_PATH.previous" "$PREFIX$BIN_PATH"
     "$SYSTEMCTL" start "$NAME" || warn "\`$SYSTEMCTL start $NAME\` failed"

@@ -574,7 +574,7 @@ fn upgrade(prefix: &Path, binary: &Path) -> Output {
         ],
         &[
             ("MAILMYCUSTOMER_SYSTEMCTL", systemctl.as_path()),
-            ("MAILMYCUSTOMER_HEALTH_WAIT_SECS", Path::new("8")),
+            ("MAILMYCUSTOMER_HEALTH_WAIT_SECS", Path::new("30")),
         ],
     )
 }
