@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs MailMyCustomer as a hardened systemd service: the binary, a system user, a config
 # file that is never overwritten, the state directory and the unit. Safe to run again to
-# upgrade: the binary and the unit are replaced, the config is kept.
+# upgrade: the binary and the unit are replaced, the config is kept; a running service is
+# stopped, its database backed up, restarted on the new binary and checked, and put back on the
+# old binary if it does not answer /healthz.
 set -eu
 
 NAME=mailmycustomer
@@ -26,6 +28,13 @@ Installs MailMyCustomer as a systemd service:
 and the system user and group mailmycustomer. It enables and starts nothing unless --start is
 given. Running it again upgrades the binary and the unit and keeps the config.
 
+Upgrading (a binary is already installed): a running service is stopped first and the database
+is backed up by the new binary (which refuses a database newer than itself, so a downgrade
+stops here) to /var/lib/mailmycustomer/backups/before-upgrade-<UTC time>.db.zst. The old binary
+is kept as /usr/local/bin/mailmycustomer.previous. The service is started again (or with
+--start) and must answer /healthz on server.listen within 30 s; if it does not, the old binary
+is put back and started, and install.sh exits 1 saying where the backup is.
+
 Options:
   --binary PATH      Install this binary instead of building one from this checkout with
                      `cargo build --release --locked`. Run as root (sudo), install.sh builds
@@ -39,6 +48,13 @@ Options:
                      Without it, a real install asks first when run from a terminal.
   --start            Then enable the service and (re)start it. Not with --prefix.
   -h, --help         Print this help.
+
+Environment (not MMC_*: those are the binary's settings, and it refuses unknown ones):
+  MAILMYCUSTOMER_SYSTEMCTL  The service manager to run instead of systemctl (same verbs:
+                            is-active, stop, start, restart, enable, daemon-reload). When set,
+                            it is used under --prefix too, for the staged system.
+  MAILMYCUSTOMER_HEALTH_WAIT_SECS
+                            How long a (re)started service has to answer /healthz (default 30).
 
 Installing to the real system (no --prefix, no --dry-run) needs root. Build as your user
 first so that root needs no Rust toolchain:
@@ -63,6 +79,10 @@ usage_error() {
 
 say() {
     printf '==> %s\n' "$*"
+}
+
+warn() {
+    printf 'install.sh: %s\n' "$*" >&2
 }
 
 # Prints a command the way a shell would read it back, single-quoting words that need it.
@@ -215,7 +235,22 @@ IS_ROOT=0
 # systemd runs when this directory exists (see sd_booted(3)); containers often lack it.
 SYSTEMD_RUNNING=0
 [ ! -d /run/systemd/system ] || SYSTEMD_RUNNING=1
-if [ "$START" = 1 ] && [ "$SYSTEMD_RUNNING" = 0 ]; then
+
+# The service manager: systemctl on a real system with systemd, or whatever MAILMYCUSTOMER_SYSTEMCTL
+# names (with systemctl's verbs), also for a staged system under --prefix.
+SYSTEMCTL=${MAILMYCUSTOMER_SYSTEMCTL:-systemctl}
+MANAGED=0
+if [ -n "${MAILMYCUSTOMER_SYSTEMCTL:-}" ]; then
+    MANAGED=1
+elif [ "$REAL_SYSTEM" = 1 ] && [ "$SYSTEMD_RUNNING" = 1 ] && command -v systemctl >/dev/null 2>&1; then
+    MANAGED=1
+fi
+HEALTH_WAIT=${MAILMYCUSTOMER_HEALTH_WAIT_SECS:-30}
+case $HEALTH_WAIT in
+    '' | *[!0-9]*) die 2 "MAILMYCUSTOMER_HEALTH_WAIT_SECS=$HEALTH_WAIT: give a whole number of seconds" ;;
+esac
+
+if [ "$START" = 1 ] && [ "$MANAGED" = 0 ]; then
     die 1 "--start: systemd is not running on this machine, so the service cannot be started; leave --start out and start $BIN_PATH serve with your service manager"
 fi
 
@@ -253,6 +288,103 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 umask 022
 
+# --- Upgrade helpers -------------------------------------------------------------------------
+
+# Runs a command as the service user on the real system (so files it makes beside the database,
+# such as SQLite's -shm, stay the service's own), as the caller otherwise; from /, the working
+# directory systemd gives the service, so a relative database.path means the same.
+as_service() {
+    if [ "$REAL_SYSTEM" = 1 ] && [ "$IS_ROOT" = 1 ] && command -v runuser >/dev/null 2>&1; then
+        (cd / && runuser -u "$NAME" -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+# The database.path the installed config gives (as the new binary reads it), resolved from /.
+database_path() {
+    db=$("$PREFIX$BIN_PATH.new" config dump --config "$PREFIX$CONFIG_PATH" 2>/dev/null |
+        sed -n '/^\[database\]/,/^\[/ s/^path = "\(.*\)"$/\1/p') || db=
+    case $db in
+        '') ;;
+        /*) printf '%s\n' "$db" ;;
+        *) printf '/%s\n' "${db#./}" ;;
+    esac
+}
+
+# Before the binary is replaced: stop the service if it runs, and back the database up with the
+# new binary (it reads every older schema; its check refuses a database newer than itself).
+upgrade_prepare() {
+    if [ "$MANAGED" = 1 ]; then
+        if [ "$DRY_RUN" = 1 ]; then
+            printf '    would run: %s (if it is running)\n' "$(show "$SYSTEMCTL" stop "$NAME")"
+        elif "$SYSTEMCTL" is-active --quiet "$NAME"; then
+            WAS_RUNNING=1
+            say "Stopping $NAME (running the previous binary) for the upgrade"
+            "$SYSTEMCTL" stop "$NAME" || die 1 "\`$SYSTEMCTL stop $NAME\` failed; nothing was changed but $PREFIX$BIN_PATH.new"
+        fi
+    fi
+    backup_dir=$PREFIX$STATE_DIR/backups
+    BACKUP_FILE=$backup_dir/before-upgrade-$(date -u +%Y%m%dT%H%M%SZ).db.zst
+    if [ "$DRY_RUN" = 1 ]; then
+        printf '    would run: %s (if the database exists)\n' \
+            "$(show "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" backup --compress "$BACKUP_FILE")"
+        return 0
+    fi
+    db=
+    [ ! -f "$PREFIX$CONFIG_PATH" ] || db=$(database_path)
+    if [ -z "$db" ] || [ ! -f "$db" ]; then
+        say "No database to back up${db:+ at $db}"
+        BACKUP_FILE=
+        return 0
+    fi
+    say "Backing up $db to $BACKUP_FILE"
+    install -d -m 0700 "$backup_dir"
+    if [ "$REAL_SYSTEM" = 1 ] && [ "$IS_ROOT" = 1 ]; then
+        chown "$NAME:$NAME" "$backup_dir"
+    fi
+    if ! as_service "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" backup --compress "$BACKUP_FILE"; then
+        rm -f "$PREFIX$BIN_PATH.new"
+        again=
+        if [ "$WAS_RUNNING" = 1 ]; then
+            again="; $NAME was started again on the previous binary"
+            "$SYSTEMCTL" start "$NAME" || again="; \`$SYSTEMCTL start $NAME\` failed too: start it by hand"
+        fi
+        die 1 "the backup before the upgrade failed (see above), so nothing was upgraded$again"
+    fi
+}
+
+# Waits up to HEALTH_WAIT seconds for the installed binary's server to answer /healthz; fails
+# at once when the service is no longer active (the unit is Type=simple: active from its start
+# until its process exits, so a binary that dies at start is not waited for).
+wait_healthy() {
+    deadline=$(($(date +%s) + HEALTH_WAIT))
+    while :; do
+        if "$PREFIX$BIN_PATH" healthcheck --config "$PREFIX$CONFIG_PATH" --timeout 2 >/dev/null 2>&1; then
+            return 0
+        fi
+        "$SYSTEMCTL" is-active --quiet "$NAME" || return 1
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 1
+    done
+}
+
+# The new binary did not come up: the previous one goes back and is started, and the run fails.
+roll_back() {
+    warn "$NAME did not answer /healthz on the new binary (it stopped, or $HEALTH_WAIT s passed); putting the previous one back"
+    "$SYSTEMCTL" stop "$NAME" || warn "\`$SYSTEMCTL stop $NAME\` failed"
+    mv -f "$PREFIX$BIN_PATH.previous" "$PREFIX$BIN_PATH"
+    "$SYSTEMCTL" start "$NAME" || warn "\`$SYSTEMCTL start $NAME\` failed"
+    if wait_healthy; then
+        back="the previous binary serves again"
+    else
+        back="the previous binary does not answer /healthz either (the new one may have migrated the database): stop $NAME and restore the backup with \`$NAME --config $CONFIG_PATH restore FILE\`"
+    fi
+    where="no database was backed up (there was none)"
+    [ -z "$BACKUP_FILE" ] || where="the database as it was before the upgrade is in $BACKUP_FILE"
+    die 1 "upgrade rolled back: $back; $where. See the new binary's log (journalctl -u $NAME) for why it failed."
+}
+
 # --- Binary ----------------------------------------------------------------------------------
 
 # A build runs code from every crate (build scripts, procedural macros), so it never runs as
@@ -283,6 +415,20 @@ run install -d -m 0755 "$PREFIX${BIN_PATH%/*}"
 # Copy next to the target and rename over it, so a running service keeps its old file and
 # nobody ever executes a half-written one.
 run install -m 0755 "$BINARY" "$PREFIX$BIN_PATH.new"
+
+UPGRADE=0
+WAS_RUNNING=0
+BACKUP_FILE=
+# A staged install without a service manager only stages files: nothing runs there to stop or
+# back up (and its config names the real system's database, not a staged one).
+if [ -e "$PREFIX$BIN_PATH" ] && { [ "$REAL_SYSTEM" = 1 ] || [ "$MANAGED" = 1 ]; }; then
+    UPGRADE=1
+fi
+if [ "$UPGRADE" = 1 ]; then
+    upgrade_prepare
+    say "Keeping the previous binary as $PREFIX$BIN_PATH.previous"
+    run cp -p "$PREFIX$BIN_PATH" "$PREFIX$BIN_PATH.previous"
+fi
 run mv -f "$PREFIX$BIN_PATH.new" "$PREFIX$BIN_PATH"
 
 # --- User ------------------------------------------------------------------------------------
@@ -377,7 +523,7 @@ fi
 
 # --- systemctl -------------------------------------------------------------------------------
 
-if [ "$REAL_SYSTEM" = 0 ]; then
+if [ "$REAL_SYSTEM" = 0 ] && [ "$MANAGED" = 0 ]; then
     if [ "$DRY_RUN" = 1 ]; then
         say "Dry run done: nothing was changed under $PREFIX"
     else
@@ -386,24 +532,38 @@ if [ "$REAL_SYSTEM" = 0 ]; then
     exit 0
 fi
 
-if ! command -v systemctl >/dev/null 2>&1; then
+if [ "$MANAGED" = 0 ] && ! command -v systemctl >/dev/null 2>&1; then
     say "systemctl not found: run '$BIN_PATH serve --config $CONFIG_PATH' as user $NAME with your service manager"
     exit 0
 fi
 
-if [ "$SYSTEMD_RUNNING" = 1 ]; then
-    say "Reloading systemd"
-    run systemctl daemon-reload
+if [ "$MANAGED" = 1 ]; then
+    say "Reloading the service manager"
+    run "$SYSTEMCTL" daemon-reload
 else
     say "systemd is not running here (a container?): skipping systemctl daemon-reload"
 fi
 
+STARTED=0
 if [ "$START" = 1 ]; then
     say "Enabling and (re)starting $NAME"
-    run systemctl enable "$NAME"
-    run systemctl restart "$NAME"
-elif [ "$DRY_RUN" = 0 ] && [ "$SYSTEMD_RUNNING" = 1 ] && systemctl is-active --quiet "$NAME"; then
-    say "$NAME is running the previous binary: 'systemctl restart $NAME' switches to the new one"
+    run "$SYSTEMCTL" enable "$NAME"
+    run "$SYSTEMCTL" restart "$NAME"
+    STARTED=1
+elif [ "$WAS_RUNNING" = 1 ]; then
+    say "Starting $NAME again, on the new binary"
+    run "$SYSTEMCTL" start "$NAME"
+    STARTED=1
+elif [ "$UPGRADE" = 1 ] && [ "$DRY_RUN" = 1 ] && [ "$MANAGED" = 1 ]; then
+    printf '    would run: %s (if it was running), then wait up to %s s for /healthz\n' \
+        "$(show "$SYSTEMCTL" start "$NAME")" "$HEALTH_WAIT"
+fi
+
+if [ "$UPGRADE" = 1 ] && [ "$STARTED" = 1 ] && [ "$DRY_RUN" = 0 ]; then
+    say "Waiting up to $HEALTH_WAIT s for $NAME to answer /healthz"
+    wait_healthy || roll_back
+    say "$NAME serves on the new binary; the previous one is kept as $PREFIX$BIN_PATH.previous"
+    [ -z "$BACKUP_FILE" ] || say "The database as it was before the upgrade: $BACKUP_FILE"
 fi
 
 if [ "$DRY_RUN" = 1 ]; then

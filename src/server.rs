@@ -149,6 +149,9 @@ pub async fn serve_split(
     };
     let metrics_stop = stopped.clone();
     let sender = start_sender(&config, &options, &app, stopped).await?;
+    let backups = db::scheduled_backup::Schedule::from_config(&config)
+        .map(|s| s.start())
+        .transpose()?;
 
     let address = listener.local_addr()?;
     let admin_address = admin.as_ref().map(|a| a.local_addr()).transpose()?;
@@ -239,6 +242,9 @@ pub async fn serve_split(
             Ok(Err(e)) => tracing::error!(error = %e, "the metrics listener failed"),
             Err(e) => tracing::error!(error = %e, "the metrics listener panicked"),
         }
+    }
+    if let Some(backups) = backups {
+        let _ = tokio::task::spawn_blocking(move || backups.stop(grace)).await;
     }
     // The routes held the last writer handle; once they are gone the writer drains its queue
     // and ends, so every answered webhook is on disk before serve returns.

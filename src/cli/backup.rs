@@ -7,14 +7,33 @@ use std::process::ExitCode;
 use crate::config::Config;
 use crate::db::{self, backup::Summary, lock::ServeLock};
 
-pub fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(config: &Config, file: &Path, compress: bool) -> anyhow::Result<ExitCode> {
+    let database = &config.database.path;
     let started = std::time::Instant::now();
-    let summary = db::backup::copy(&config.database.path, file)?;
+    // The main file only: what the WAL holds beside it is in the copy too, but not in this size.
+    let database_bytes = db::backup::file_size(database);
+    let (summary, backup_bytes, kind) = match compress {
+        false => {
+            let summary = db::backup::copy(database, file)?;
+            (summary.clone(), summary.bytes, "plain SQLite")
+        }
+        true => {
+            let made = db::backup::copy_compressed(database, file)?;
+            (made.summary, made.bytes, "zstd")
+        }
+    };
     println!(
         "backed up {} to {} in {:.1} s",
-        config.database.path.display(),
+        database.display(),
         file.display(),
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  database {}, backup {} ({kind}, {:.1}% of the checked copy's {})",
+        megabytes(database_bytes),
+        megabytes(backup_bytes),
+        100.0 * backup_bytes as f64 / summary.bytes.max(1) as f64,
+        megabytes(summary.bytes),
     );
     print_summary(&summary);
     println!(
@@ -33,9 +52,24 @@ pub fn restore(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
             "{e}\nrestore replaces the database, so it runs only while no server uses it"
         )
     })?;
+    let started = std::time::Instant::now();
+    let compressed = db::backup::is_compressed(file)?;
     let aside = db::backup::restore(file, database, db::now_unix())?;
-    println!("restored {} to {}", file.display(), database.display());
-    print_summary(&db::backup::verify(database)?);
+    let took = started.elapsed();
+    let summary = db::backup::verify(database)?;
+    println!(
+        "restored {} to {} in {:.1} s",
+        file.display(),
+        database.display(),
+        took.as_secs_f64()
+    );
+    println!(
+        "  backup {} ({}), database {}",
+        megabytes(db::backup::file_size(file)),
+        if compressed { "zstd" } else { "plain SQLite" },
+        megabytes(summary.bytes)
+    );
+    print_summary(&summary);
     match aside {
         Some(aside) => println!(
             "The database it replaced is kept at {} (with its -wal and -shm, if any); delete it \
@@ -49,6 +83,10 @@ pub fn restore(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
          with that key."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn print_summary(s: &Summary) {

@@ -81,6 +81,9 @@ pub enum Command {
         /// Where the copy goes; it must not exist yet.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Write it compressed with zstd, to FILE as named (`restore` reads either kind).
+        #[arg(long)]
+        compress: bool,
     },
     /// Put a backup in place of the database (only while no server uses it); the database it
     /// replaces is kept aside.
@@ -301,7 +304,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             let result = match command {
                 Command::Serve { .. } => serve(config, cli.config.is_some()),
                 Command::Migrate => migrate(&config),
-                Command::Backup { file } => backup::backup(&config, &file),
+                Command::Backup { file, compress } => backup::backup(&config, &file, compress),
                 Command::Restore { file } => backup::restore(&config, &file),
                 Command::Healthcheck { url, timeout } => healthcheck(&config, url, timeout),
                 Command::Integration { action } => integration::run(&config, action),

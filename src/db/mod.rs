@@ -17,6 +17,7 @@ pub mod deliveries;
 pub mod events;
 pub mod integrations;
 pub mod lock;
+pub mod scheduled_backup;
 pub mod sessions;
 pub mod settings;
 mod state;

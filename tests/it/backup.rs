@@ -34,8 +34,32 @@ fn stop(mut child: std::process::Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// The Stripe event ids in the backup at `path`, plain or zstd (decoded beside it).
+fn ids_in_backup(path: &Path) -> BTreeSet<String> {
+    let raw = std::fs::read(path).unwrap();
+    if !raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return stored_ids(path);
+    }
+    let plain = path.with_extension("decoded");
+    std::fs::write(&plain, zstd::decode_all(&raw[..]).unwrap()).unwrap();
+    let ids = stored_ids(&plain);
+    std::fs::remove_file(&plain).unwrap();
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_it_back() {
+    backup_under_load_and_restore(false).await;
+}
+
+/// As above, with `backup --compress`: the copy is checked plain, then written as zstd; restore
+/// finds it is one by its bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_backup_under_load_holds_every_acknowledged_event_and_restores() {
+    backup_under_load_and_restore(true).await;
+}
+
+async fn backup_under_load_and_restore(compress: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (id, _) = add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
     let Spawned { child, addr } = spawn_serve(dir.path(), &[]);
@@ -74,17 +98,38 @@ async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_i
     }
     let before_backup: Vec<String> = acknowledged.lock().unwrap().clone();
 
-    let copy = dir.path().join("backup.db");
+    let copy = dir
+        .path()
+        .join(if compress { "backup.zst" } else { "backup.db" });
     let backup_dir = dir.path().to_owned();
     let copy_arg = copy.to_str().unwrap().to_owned();
-    let (ok, out, err) =
-        tokio::task::spawn_blocking(move || run(mmc(&backup_dir, &["backup", &copy_arg])))
-            .await
-            .unwrap();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["backup", &copy_arg];
+        if compress {
+            args.push("--compress");
+        }
+        run(mmc(&backup_dir, &args))
+    })
+    .await
+    .unwrap();
     assert!(ok, "{err}");
     assert!(
         out.contains("integrity check ok") && out.contains("stay sealed"),
         "{out}"
+    );
+    let kind = if compress { "(zstd," } else { "(plain SQLite," };
+    assert!(out.contains("database ") && out.contains(kind), "{out}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let raw = std::fs::read(&copy).unwrap();
+    assert_eq!(
+        raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        compress,
+        "zstd's magic bytes exactly when compressed"
     );
     // Some webhooks after the backup, then stop.
     let during = acknowledged.lock().unwrap().len();
@@ -95,7 +140,7 @@ async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_i
     load.await.unwrap();
     let all: Vec<String> = acknowledged.lock().unwrap().clone();
 
-    let in_copy = stored_ids(&copy);
+    let in_copy = ids_in_backup(&copy);
     let missing: Vec<&String> = before_backup
         .iter()
         .filter(|e| !in_copy.contains(*e))
@@ -109,7 +154,7 @@ async fn a_backup_under_load_holds_every_acknowledged_event_and_a_restore_puts_i
         "the copy is a moment, not the end"
     );
     assert!(
-        !dir.path().join("backup.db-wal").exists(),
+        !dir.path().join("backup.db-wal").exists() && !dir.path().join("backup.zst-wal").exists(),
         "a backup is one file"
     );
 
@@ -197,6 +242,52 @@ fn restore_refuses_what_is_not_a_backup_and_keeps_the_database() {
     );
 }
 
+/// A compressed backup cut short (a copy interrupted, a disk that filled) is refused by its
+/// decoder before anything moves: the database is the one it was, nothing is left beside it.
+#[test]
+fn a_truncated_compressed_backup_is_refused_and_the_database_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let whole = dir.path().join("whole.db.zst");
+    let (ok, _, err) = run(mmc(
+        dir.path(),
+        &["backup", "--compress", whole.to_str().unwrap()],
+    ));
+    assert!(ok, "{err}");
+    add_integration_cli(dir.path(), &["--name", "later", "--webhook-secret", SECRET]);
+    let raw = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.db.zst");
+    std::fs::write(&cut, &raw[..raw.len() * 2 / 3]).unwrap();
+    let names = || -> BTreeSet<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            // restore takes the serve lock, which leaves its (empty) lock file.
+            .filter(|n| !n.ends_with(".lock"))
+            .collect()
+    };
+    let before = names();
+
+    let (ok, _, err) = run(mmc(dir.path(), &["restore", cut.to_str().unwrap()]));
+    assert!(!ok && err.contains("does not decode whole"), "{err}");
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(ok && out.contains("shop") && out.contains("later"), "{out}");
+    assert_eq!(
+        before,
+        names(),
+        "no .restoring file and nothing moved aside"
+    );
+
+    // The whole one restores, and it is the moment it was taken.
+    let (ok, out, err) = run(mmc(dir.path(), &["restore", whole.to_str().unwrap()]));
+    assert!(ok && out.contains("(zstd)"), "{out}{err}");
+    let (ok, out, _) = run(mmc(dir.path(), &["integration", "list"]));
+    assert!(
+        ok && out.contains("shop") && !out.contains("later"),
+        "{out}"
+    );
+}
+
 /// Secrets stay sealed in a backup, so a restore on another machine needs the key too: without
 /// it every command refuses, naming where the key was looked for; with it, all works.
 #[test]
@@ -227,4 +318,72 @@ fn a_restored_backup_needs_the_key_it_was_sealed_with() {
         ok && out.contains("shop") && out.contains("whsec_…"),
         "{out}{err}"
     );
+}
+
+/// `serve` with `[backup]` on: the newest backup in the directory is older than the interval,
+/// so one is made at start, checked and compressed, and the oldest of ours beyond `keep` go;
+/// files it did not name stay. A stop ends the schedule with the server.
+#[test]
+fn serve_backs_up_at_start_when_the_newest_backup_is_stale_and_keeps_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let backups = dir.path().join("kept");
+    std::fs::create_dir(&backups).unwrap();
+    let stale = [
+        "mailmycustomer-20200101T000000Z.db.zst",
+        "mailmycustomer-20200102T000000Z.db.zst",
+    ];
+    let foreign = ["before-upgrade-20200101T000000Z.db.zst", "notes.txt"];
+    for name in stale.iter().chain(&foreign) {
+        std::fs::write(backups.join(name), "x").unwrap();
+    }
+    let Spawned { child, .. } = spawn_serve(
+        dir.path(),
+        &[
+            ("MMC_BACKUP__INTERVAL_HOURS", "24".to_owned()),
+            ("MMC_BACKUP__KEEP", "2".to_owned()),
+            ("MMC_BACKUP__DIR", backups.to_str().unwrap().to_owned()),
+        ],
+    );
+    let names = || -> BTreeSet<String> {
+        std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let fresh = loop {
+        // Pruned: the made one is checked and renamed before the oldest go.
+        let now = names();
+        let made = now
+            .iter()
+            .find(|n| n.starts_with("mailmycustomer-2") && !stale.contains(&n.as_str()));
+        if let Some(made) = made.filter(|_| !now.contains(stale[0])) {
+            break made.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop(child);
+    let left = names();
+    let expected: BTreeSet<String> = [fresh.as_str(), stale[1]]
+        .into_iter()
+        .chain(foreign)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(left, expected, "keep = 2 of ours, and the others untouched");
+    assert!(fresh.ends_with("Z.db.zst"), "{fresh}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(backups.join(&fresh))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // It is a whole backup: restore puts it back.
+    let (ok, out, err) = run(mmc(
+        dir.path(),
+        &["restore", backups.join(&fresh).to_str().unwrap()],
+    ));
+    assert!(ok && out.contains("1 integration(s)"), "{out}{err}");
 }

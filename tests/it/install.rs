@@ -415,3 +415,291 @@ fn help_lists_every_flag_and_unknown_flags_exit_2() {
     assert!(stderr.contains("unknown option: --frobnicate"), "{stderr}");
     assert!(stderr.contains("Usage:"), "{stderr}");
 }
+
+/// A stand-in for systemctl in `prefix`: `start` runs the staged binary's `serve` in the
+/// background (pid file, log), `stop` sends SIGTERM and waits for it to end, `is-active` asks
+/// whether it lives; `enable` and `daemon-reload` do nothing. No systemd here, but a real server.
+fn stand_in_systemctl(prefix: &Path) -> PathBuf {
+    let script = prefix.join("systemctl");
+    let p = prefix.to_str().unwrap();
+    fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+set -eu
+run='{p}/run'
+pidfile=$run/mailmycustomer.pid
+mkdir -p "$run"
+echo "$*" >>"$run/calls"
+alive() {{
+    [ -f "$pidfile" ] || return 1
+    state=$(cut -d' ' -f3 "/proc/$(cat "$pidfile")/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}}
+case $1 in
+    is-active) alive ;;
+    start)
+        '{p}/usr/local/bin/mailmycustomer' serve --config '{p}/etc/mailmycustomer/config.toml' \
+            </dev/null >>"$run/service.log" 2>&1 &
+        echo $! >"$pidfile"
+        ;;
+    stop)
+        if alive; then
+            kill -TERM "$(cat "$pidfile")"
+            while alive; do sleep 0.1; done
+        fi
+        rm -f "$pidfile"
+        ;;
+    restart) "$0" stop "$2"; "$0" start "$2" ;;
+    enable | daemon-reload) ;;
+    *) exit 2 ;;
+esac
+"#
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Stops the stand-in's server when a test ends, passed or not.
+struct Service(PathBuf);
+
+impl Service {
+    fn ctl(&self, verb: &str) -> bool {
+        command(&self.0)
+            .args([verb, "mailmycustomer"])
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// The server's process id, from the stand-in's pid file.
+    fn pid(&self) -> String {
+        let file = self.0.parent().unwrap().join("run/mailmycustomer.pid");
+        fs::read_to_string(file).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.ctl("stop");
+    }
+}
+
+/// A "newer" build for the upgrade: a script answering `--version` with its own version and
+/// handing everything else to the test binary, marking the processes it starts (in their
+/// environment) so a test sees which build serves. With `broken`, `serve` exits 1 at once.
+fn newer_build(dir: &Path, broken: bool) -> PathBuf {
+    let path = dir.join("mailmycustomer");
+    let serve = if broken {
+        r#"for arg in "$@"; do
+    if [ "$arg" = serve ]; then echo "this build is broken on purpose" >&2; exit 1; fi
+done"#
+    } else {
+        ""
+    };
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\ncase ${{1:-}} in --version) echo 'mailmycustomer 99.0.0-test'; exit 0 ;; esac\n\
+             {serve}\nMAILMYCUSTOMER_TEST_BUILD=newer exec '{BIN}' \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Installs the test binary into `prefix` as the "older" version, points its config at a
+/// database in the staged state directory and a free loopback port, adds an integration and
+/// starts it with the stand-in. Returns the service and the staged config.
+fn older_install_serving(prefix: &Path) -> (Service, PathBuf) {
+    let systemctl = stand_in_systemctl(prefix);
+    install_into(prefix);
+    let s = staged(prefix);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = s.state.join("mailmycustomer.db");
+    let config = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace(DB_LINE, &format!("path = \"{}\"", db.display()))
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+    fs::write(&s.config, config).unwrap();
+    let cfg = s.config.to_str().unwrap();
+    let out = command(&s.binary)
+        .args(["--config", cfg, "integration", "add", "--name", "shop"])
+        .args(["--webhook-secret", "whsec_upgrade_test_secret_0123456789"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "integration add");
+    let service = Service(systemctl);
+    assert!(service.ctl("start"));
+    assert!(healthy(&s), "the older build serves before the upgrade");
+    (service, s.config)
+}
+
+fn healthy(s: &Staged) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let out = command(&s.binary)
+            .args(["healthcheck", "--config", s.config.to_str().unwrap()])
+            .args(["--timeout", "2"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}
+
+fn upgrade(prefix: &Path, binary: &Path) -> Output {
+    let systemctl = prefix.join("systemctl");
+    install_sh_as(
+        None,
+        &[
+            "--prefix",
+            prefix.to_str().unwrap(),
+            "--binary",
+            binary.to_str().unwrap(),
+            "--non-interactive",
+        ],
+        &[
+            ("MAILMYCUSTOMER_SYSTEMCTL", systemctl.as_path()),
+            ("MAILMYCUSTOMER_HEALTH_WAIT_SECS", Path::new("30")),
+        ],
+    )
+}
+
+fn serving_build(pid: &str) -> Option<String> {
+    let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"MAILMYCUSTOMER_TEST_BUILD="))
+        .map(text)
+}
+
+fn integrations(s: &Staged) -> String {
+    let out = command(&s.binary)
+        .args([
+            "--config",
+            s.config.to_str().unwrap(),
+            "integration",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out, "integration list");
+    text(&out.stdout)
+}
+
+fn upgrade_backups(s: &Staged) -> Vec<PathBuf> {
+    fs::read_dir(s.state.join("backups"))
+        .map(|dir| {
+            dir.map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_str().unwrap();
+                    name.starts_with("before-upgrade-") && name.ends_with("Z.db.zst")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 14, "Upgrades": a running older install is stopped, its database backed up, the
+/// binary replaced (the old one kept aside), and the newer build serves the same data.
+#[test]
+fn an_upgrade_in_place_stops_backs_up_and_serves_the_newer_build_with_the_data() {
+    let prefix = tempfile::tempdir().unwrap();
+    let builds = tempfile::tempdir().unwrap();
+    let (service, _) = older_install_serving(prefix.path());
+    let s = staged(prefix.path());
+    let old_pid = service.pid();
+    assert_eq!(serving_build(&old_pid), None);
+
+    let out = upgrade(prefix.path(), &newer_build(builds.path(), false));
+    assert_ok(&out, "the upgrade");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("serves on the new binary"), "{stdout}");
+
+    assert_eq!(version_of(&s.binary).trim(), "mailmycustomer 99.0.0-test");
+    let previous = prefix.path().join("usr/local/bin/mailmycustomer.previous");
+    assert_eq!(version_of(&previous), version_of(Path::new(BIN)));
+    assert!(healthy(&s));
+    let pid = service.pid();
+    assert_ne!(pid, old_pid, "restarted");
+    assert_eq!(serving_build(&pid).as_deref(), Some("newer"));
+    assert!(integrations(&s).contains("shop"), "the data is kept");
+
+    let backups = upgrade_backups(&s);
+    assert_eq!(backups.len(), 1, "{stdout}");
+    assert!(stdout.contains(backups[0].to_str().unwrap()), "{stdout}");
+    // A whole backup of that database, made with the service stopped (the stand-in's calls).
+    let check = command(&s.binary)
+        .args(["--config", s.config.to_str().unwrap(), "restore"])
+        .arg(&backups[0])
+        .output()
+        .unwrap();
+    assert!(
+        text(&check.stderr).contains("already serving"),
+        "restore refuses while it serves, after reading the backup: {}",
+        text(&check.stderr)
+    );
+    let calls = fs::read_to_string(prefix.path().join("run/calls")).unwrap();
+    let order: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("stop") || l.starts_with("start"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "start mailmycustomer",
+            "stop mailmycustomer",
+            "start mailmycustomer"
+        ]
+    );
+}
+
+/// An upgrade to a build that never answers /healthz is rolled back: the old binary is put
+/// back and serves the data again, the run fails saying so and where the backup is.
+#[test]
+fn an_upgrade_to_a_build_that_fails_health_rolls_back_to_the_old_one() {
+    let prefix = tempfile::tempdir().unwrap();
+    let builds = tempfile::tempdir().unwrap();
+    let (service, _) = older_install_serving(prefix.path());
+    let s = staged(prefix.path());
+
+    let out = upgrade(prefix.path(), &newer_build(builds.path(), true));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("rolled back") && stderr.contains("the previous binary serves again"),
+        "{stderr}"
+    );
+    let backups = upgrade_backups(&s);
+    assert_eq!(backups.len(), 1, "{stderr}");
+    assert!(stderr.contains(backups[0].to_str().unwrap()), "{stderr}");
+    assert!(fs::metadata(&backups[0]).unwrap().len() > 0);
+
+    assert_eq!(
+        version_of(&s.binary),
+        version_of(Path::new(BIN)),
+        "the old binary is back"
+    );
+    assert!(healthy(&s));
+    assert_eq!(serving_build(&service.pid()), None, "the old build serves");
+    assert!(integrations(&s).contains("shop"));
+    let log = fs::read_to_string(prefix.path().join("run/service.log")).unwrap();
+    assert!(
+        log.contains("broken on purpose"),
+        "the new build really ran: {log}"
+    );
+}
