@@ -3,7 +3,7 @@
 //! BENCHMARKS.md for what each phase measures and the results on the reference machine.
 //!
 //! ```text
-//! mmc_bench [--smoke] [--bin PATH] [intake] [e2e] [startup] [log]   (no phase: all of them)
+//! mmc_bench [--smoke] [--bin PATH] [intake] [e2e] [startup] [log] [storm]   (no phase: all)
 //! ```
 //!
 //! `--smoke` runs a few hundred events and 10k log rows and checks correctness only (every
@@ -17,6 +17,7 @@ mod http;
 mod intake;
 mod logscale;
 mod startup;
+mod storm;
 mod support;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use support::{mib, ms, rate, Bench, Table};
 
 const USAGE: &str =
-    "usage: mmc_bench [--smoke] [--bin PATH] [--tmp DIR] [intake] [e2e] [startup] [log]";
+    "usage: mmc_bench [--smoke] [--bin PATH] [--tmp DIR] [intake] [e2e] [startup] [log] [storm]";
 
 fn main() -> ExitCode {
     match run() {
@@ -45,6 +46,7 @@ struct Results {
     e2e: Option<e2e::EndToEnd>,
     startup: Option<startup::Startup>,
     log: Option<logscale::LogScale>,
+    storm: Option<storm::Storm>,
 }
 
 fn run() -> anyhow::Result<bool> {
@@ -70,7 +72,7 @@ fn run() -> anyhow::Result<bool> {
             }
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
-            "intake" | "e2e" | "startup" | "log" => phases.push(arg),
+            "intake" | "e2e" | "startup" | "log" | "storm" => phases.push(arg),
             "all" => {}
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -80,7 +82,7 @@ fn run() -> anyhow::Result<bool> {
         }
     }
     if phases.is_empty() {
-        phases = ["intake", "e2e", "startup", "log"]
+        phases = ["intake", "e2e", "startup", "log", "storm"]
             .map(String::from)
             .to_vec();
     }
@@ -124,6 +126,7 @@ fn run() -> anyhow::Result<bool> {
             "e2e" => e2e::run(&bench, &mut failures).map(|r| results.e2e = Some(r)),
             "startup" => startup::run(&bench, &mut failures).map(|r| results.startup = Some(r)),
             "log" => logscale::run(&bench, &mut failures).map(|r| results.log = Some(r)),
+            "storm" => storm::run(&bench, &mut failures).map(|r| results.storm = Some(r)),
             _ => unreachable!("phases are checked above"),
         };
         if let Err(e) = outcome {
@@ -214,6 +217,9 @@ fn targets(r: &Results) {
                 q.median <= Duration::from_millis(10),
             );
         }
+    }
+    if let Some(s) = &r.storm {
+        s.targets(&mut add);
     }
     println!("### Targets\n");
     table.print();
