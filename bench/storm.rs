@@ -106,15 +106,28 @@ pub struct Prefill {
 pub struct Storm {
     pub runs: Vec<Run>,
     pub prefill: Option<Prefill>,
+    /// `MMC_BENCH_STORM_SCALE`: 1 unless rounds were shrunk.
+    pub scale: f64,
 }
 
-/// Events per round at each concurrency.
-fn plan(smoke: bool) -> [(usize, usize); 3] {
-    if smoke {
-        [(1, 20), (16, 64), (64, 160)]
+const LEVELS: [usize; 3] = [1, 16, 64];
+
+/// Events per round at each concurrency; `scale` (`MMC_BENCH_STORM_SCALE`, e.g. 0.1) shrinks
+/// them for a quicker look between two changes, or a disk too small for the full run.
+fn plan(smoke: bool, scale: f64) -> [(usize, usize); 3] {
+    let counts = if smoke {
+        [20, 64, 160]
     } else {
-        [(1, 5_000), (16, 30_000), (64, 50_000)]
+        [5_000, 30_000, 50_000]
+    };
+    let mut plan = [(0, 0); 3];
+    for (slot, (concurrency, count)) in plan.iter_mut().zip(LEVELS.into_iter().zip(counts)) {
+        *slot = (
+            concurrency,
+            ((count as f64 * scale) as usize).max(concurrency),
+        );
     }
+    plan
 }
 
 pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Storm> {
@@ -125,14 +138,25 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Storm> {
         Err(_) if b.smoke => 3_000,
         Err(_) => 400_000,
     };
+    let scale = match std::env::var("MMC_BENCH_STORM_SCALE") {
+        Ok(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s <= 1.0)
+            .with_context(|| format!("MMC_BENCH_STORM_SCALE={s:?}: expected a number in (0, 1]"))?,
+        Err(_) => 1.0,
+    };
+    let plan = plan(b.smoke, scale);
     let mut storm = Storm {
         runs: Vec::new(),
         prefill: None,
+        scale,
     };
     // The empty database first: its files are gone before the big copy is made.
-    storm.runs.push(storm_run(b, None, failures)?);
+    storm.runs.push(storm_run(b, None, &plan, failures)?);
     let mut prefill = prefilled(b, prefill_events)?;
-    let run = storm_run(b, Some(&mut prefill), failures);
+    let run = storm_run(b, Some(&mut prefill), &plan, failures);
     storm.prefill = Some(prefill);
     storm.runs.push(run?);
     print(&storm);
@@ -143,17 +167,19 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Storm> {
 fn storm_run(
     b: &Bench,
     prefill: Option<&mut Prefill>,
+    plan: &[(usize, usize)],
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Run> {
     let prefilled = prefill.is_some();
     let what = if prefilled { "pre-filled" } else { "empty" };
     let dir = b.tempdir(&format!("storm-{what}"))?;
     let db_path = dir.path().join("mmc.db");
-    let plan = plan(b.smoke);
+    // What the rounds add: a stored event and its sent delivery take about 10 KB.
+    let posted: usize = plan.iter().map(|(_, n)| n * ROUNDS).sum();
+    let growth = posted as u64 * 12 * 1024;
     let (integration, secret) = match prefill {
         Some(prefill) => {
-            let posted: usize = plan.iter().map(|(_, n)| n * ROUNDS).sum();
-            check_space(dir.path(), prefill.bytes + posted as u64 * 12 * 1024)?;
+            check_space(dir.path(), prefill.bytes + growth)?;
             let t0 = Instant::now();
             std::fs::copy(&prefill.path, &db_path).context("copying the pre-filled database")?;
             std::fs::copy(key_file(&prefill.path), key_file(&db_path))?;
@@ -161,6 +187,7 @@ fn storm_run(
             (HISTORY_INTEGRATION.to_owned(), HISTORY_SECRET.to_owned())
         }
         None => {
+            check_space(dir.path(), growth)?;
             let secret = format!("whsec_bench_{}", b.run_id);
             (support::add_integration(&b.bin, &db_path, &secret)?, secret)
         }
@@ -205,7 +232,7 @@ fn storm_run(
 
     let mut rounds = Vec::new();
     let mut probes = Vec::new();
-    for (concurrency, count) in plan {
+    for &(concurrency, count) in plan {
         for index in 0..ROUNDS {
             // The merchant works during the middle c=64 round, one probe of each kind about
             // every 1/20 of the round before it.
@@ -945,6 +972,12 @@ fn print(s: &Storm) {
     println!(
         "### Storm: consecutive rounds on one server process (distinct signed invoice.paid, each emailed to smtp-sink, outbox drained between rounds)\n"
     );
+    if s.scale < 1.0 {
+        println!(
+            "**Rounds scaled by MMC_BENCH_STORM_SCALE={}**: not the issue's round sizes.\n",
+            s.scale
+        );
+    }
     if let Some(p) = &s.prefill {
         println!(
             "Pre-filled database: {} events and their deliveries over {HISTORY_DAYS} days, {}, {}; copied for this run in {}.\n",
@@ -1014,7 +1047,7 @@ fn print(s: &Storm) {
             "max (worst round)",
             "errors",
         ]);
-        for (concurrency, _) in plan(false) {
+        for concurrency in LEVELS {
             let Some(sum) = Summary::of(&run.level(concurrency)) else {
                 continue;
             };
