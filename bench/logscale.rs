@@ -423,13 +423,13 @@ fn time_page(
 }
 
 /// A keep-alive HTTP/1.1 client with the session cookie, blocking, for page timings.
-struct PageClient {
+pub(crate) struct PageClient {
     stream: std::net::TcpStream,
     cookie: String,
 }
 
 impl PageClient {
-    fn open(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<PageClient> {
+    pub(crate) fn open(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<PageClient> {
         let stream = std::net::TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -440,7 +440,7 @@ impl PageClient {
     }
 
     /// One GET; the status and the body (the answer must carry a Content-Length).
-    fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
+    pub(crate) fn get(&mut self, path: &str) -> anyhow::Result<(u16, String)> {
         use std::io::{Read, Write};
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\n\r\n",
@@ -552,7 +552,7 @@ impl Rng {
 
 /// A built-in-sized email: the rendered bodies of our templates are about 2 KB of HTML and
 /// 0.6 KB of text.
-fn bodies(name: &str, amount: &str, product: &str) -> (String, String) {
+pub(crate) fn bodies(name: &str, amount: &str, product: &str) -> (String, String) {
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Receipt</title></head>\
          <body style=\"margin:0;padding:0;background:#f4f5f7;font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif\">\

@@ -3,7 +3,7 @@
 //! BENCHMARKS.md for what each phase measures and the results on the reference machine.
 //!
 //! ```text
-//! mmc_bench [--smoke] [--bin PATH] [intake] [e2e] [startup] [log] [metrics]   (no phase: all but metrics)
+//! mmc_bench [--smoke] [--bin PATH] [intake] [e2e] [startup] [log] [metrics] [storm]   (no phase: all)
 //! ```
 //!
 //! `--smoke` runs a few hundred events and 10k log rows and checks correctness only (every
@@ -18,6 +18,7 @@ mod intake;
 mod logscale;
 mod metrics;
 mod startup;
+mod storm;
 mod support;
 
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use support::{mib, ms, rate, Bench, Table};
 
 const USAGE: &str =
-    "usage: mmc_bench [--smoke] [--bin PATH] [--tmp DIR] [intake] [e2e] [startup] [log] [metrics]";
+    "usage: mmc_bench [--smoke] [--bin PATH] [--tmp DIR] [intake] [e2e] [startup] [log] [metrics] [storm]";
 
 fn main() -> ExitCode {
     match run() {
@@ -46,6 +47,7 @@ struct Results {
     e2e: Option<e2e::EndToEnd>,
     startup: Option<startup::Startup>,
     log: Option<logscale::LogScale>,
+    storm: Option<storm::Storm>,
 }
 
 fn run() -> anyhow::Result<bool> {
@@ -71,7 +73,7 @@ fn run() -> anyhow::Result<bool> {
             }
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
-            "intake" | "e2e" | "startup" | "log" | "metrics" => phases.push(arg),
+            "intake" | "e2e" | "startup" | "log" | "metrics" | "storm" => phases.push(arg),
             "all" => {}
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -81,7 +83,7 @@ fn run() -> anyhow::Result<bool> {
         }
     }
     if phases.is_empty() {
-        phases = ["intake", "e2e", "startup", "log"]
+        phases = ["intake", "e2e", "startup", "log", "storm", "metrics"]
             .map(String::from)
             .to_vec();
     }
@@ -126,6 +128,7 @@ fn run() -> anyhow::Result<bool> {
             "startup" => startup::run(&bench, &mut failures).map(|r| results.startup = Some(r)),
             "log" => logscale::run(&bench, &mut failures).map(|r| results.log = Some(r)),
             "metrics" => metrics::run(&bench, &mut failures),
+            "storm" => storm::run(&bench, &mut failures).map(|r| results.storm = Some(r)),
             _ => unreachable!("phases are checked above"),
         };
         if let Err(e) = outcome {
@@ -216,6 +219,9 @@ fn targets(r: &Results) {
                 q.median <= Duration::from_millis(10),
             );
         }
+    }
+    if let Some(s) = &r.storm {
+        s.targets(&mut add);
     }
     println!("### Targets\n");
     table.print();

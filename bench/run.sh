@@ -2,7 +2,7 @@
 # Builds and runs the benchmarks (BENCHMARKS.md), printing markdown tables.
 #
 #   bash bench/run.sh                  every phase, on the release binary (fat LTO, as shipped)
-#   bash bench/run.sh intake e2e       only these phases (intake, e2e, startup, log, metrics)
+#   bash bench/run.sh intake e2e       only these phases (intake, e2e, startup, log, metrics, storm)
 #   bash bench/run.sh --smoke          CI: a few hundred events, 10k log rows, debug build;
 #                                      checks correctness only and exits non-zero on a failure
 #
