@@ -4,22 +4,26 @@
 //! the profiles). `serve` turns that off on all its connections (`Options::background_checkpoints`)
 //! and runs this thread instead:
 //!
-//! - every `TICK` after writes, a PASSIVE checkpoint on its own connection. It takes no write
-//!   lock, so intake goes on committing meanwhile; it is repeated while it is catching up.
+//! - every `TICK` it reads how many WAL frames are not in the database yet (a NOOP checkpoint,
+//!   which reads the WAL's index and writes nothing), and once `COPY_AFTER` are (SQLite's own
+//!   automatic threshold), runs PASSIVE checkpoints on its own connection. They take no write
+//!   lock, so intake goes on committing meanwhile; each fsyncs the database file, which is why
+//!   they do not run more often than SQLite's own would.
 //! - A WAL is only rewound to its start by a commit that finds every frame already in the
-//!   database, which a storm that never pauses would never give. So when what is left is small,
-//!   the last pass runs in a write turn (`db::turns`, at the next gap between intake batches):
-//!   nothing is appended meanwhile, it finishes, and the next commit starts the WAL over.
+//!   database, which a storm that never pauses would never give. So once the WAL holds
+//!   `RESTART_AFTER` frames, the last pass runs in a write turn (`db::turns`, at the next gap
+//!   between intake batches): nothing is appended meanwhile, it finishes, and the next commit
+//!   starts the WAL over.
 //!
-//! The bound: the WAL holds about what is written in one `TICK` plus the passes' time (a few
-//! MB during a storm), and its file is cut back to `WAL_SIZE_LIMIT` at that rewind. A reader
+//! The bound: the WAL holds `RESTART_AFTER` frames (16 MiB at 4 KiB pages) plus what is written
+//! during one tick and the passes, and its file is cut back to `WAL_SIZE_LIMIT` at that rewind. A reader
 //! that keeps one snapshot for long (a backup, a big export) stops any checkpoint from copying
 //! past its snapshot; the WAL then grows for as long as it reads, and once it is done the next
 //! passes copy everything, the WAL starts over, and its file shrinks back to the limit.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -27,8 +31,10 @@ use super::turns::WriteTurns;
 
 /// How often the WAL is looked at while something writes.
 const TICK: Duration = Duration::from_millis(100);
-/// With nothing written through the turns, a look this often still (a CLI command, a page).
-const IDLE_TICK: Duration = Duration::from_secs(5);
+/// Frames not yet in the database that start a checkpoint (SQLite's automatic threshold).
+const COPY_AFTER: i64 = 1000;
+/// Frames in the WAL past which the last pass holds a write turn, so the WAL starts over.
+const RESTART_AFTER: i64 = 4096;
 /// Frames left after a pass that the last, turn-holding pass may copy: about a millisecond of
 /// copying, so intake's wait for it stays short.
 const TAIL_FRAMES: i64 = 1024;
@@ -55,7 +61,16 @@ impl Pass {
 }
 
 pub fn passive(conn: &Connection) -> rusqlite::Result<Pass> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+    wal_checkpoint(conn, "PASSIVE")
+}
+
+/// The WAL's frames and how many are in the database, without copying anything.
+pub fn look(conn: &Connection) -> rusqlite::Result<Pass> {
+    wal_checkpoint(conn, "NOOP")
+}
+
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Pass> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         Ok(Pass {
             busy: r.get::<_, i64>(0)? != 0,
             frames: r.get(1)?,
@@ -64,9 +79,14 @@ pub fn passive(conn: &Connection) -> rusqlite::Result<Pass> {
     })
 }
 
-/// Copies the WAL into the database, in passes beside intake and a last one in a write turn,
+/// Copies the WAL into the database when `COPY_AFTER` frames wait (always when `all`), in
+/// passes beside intake, and a last one in a write turn past `RESTART_AFTER` (or when `all`)
 /// so the next commit can start the WAL over (see the module's comment).
-pub fn checkpoint(conn: &Connection, turns: &WriteTurns) -> rusqlite::Result<Pass> {
+pub fn checkpoint(conn: &Connection, turns: &WriteTurns, all: bool) -> rusqlite::Result<Pass> {
+    let looked = look(conn)?;
+    if !all && looked.left() < COPY_AFTER {
+        return Ok(looked);
+    }
     let mut pass = passive(conn)?;
     for _ in 1..MAX_PASSES {
         if pass.busy || pass.left() <= TAIL_FRAMES {
@@ -74,7 +94,7 @@ pub fn checkpoint(conn: &Connection, turns: &WriteTurns) -> rusqlite::Result<Pas
         }
         pass = passive(conn)?;
     }
-    if !pass.busy && pass.left() > 0 {
+    if !pass.busy && pass.left() > 0 && (all || pass.frames >= RESTART_AFTER) {
         let _turn = turns.prompt_turn();
         pass = passive(conn)?;
     }
@@ -122,8 +142,6 @@ impl Drop for Checkpointer {
 }
 
 fn run(conn: &Connection, turns: &WriteTurns, stop: &(Mutex<bool>, Condvar)) {
-    let mut seen = turns.writes();
-    let mut last = Instant::now();
     let mut failing = false;
     loop {
         let stopping = {
@@ -134,13 +152,7 @@ fn run(conn: &Connection, turns: &WriteTurns, stop: &(Mutex<bool>, Condvar)) {
                 .unwrap_or_else(|p| p.into_inner());
             *guard
         };
-        let writes = turns.writes();
-        if !stopping && writes == seen && last.elapsed() < IDLE_TICK {
-            continue;
-        }
-        seen = writes;
-        last = Instant::now();
-        match checkpoint(conn, turns) {
+        match checkpoint(conn, turns, stopping) {
             Ok(_) => {
                 if std::mem::replace(&mut failing, false) {
                     tracing::info!("checkpoints work again");
@@ -185,11 +197,14 @@ mod tests {
                     .unwrap();
             }
         };
+        write(10);
+        let few = checkpoint(&checkpointer, &turns, false).unwrap();
+        assert!(few.left() > 0, "a few frames wait for more: {few:?}");
         write(2000);
         // No automatic checkpoint: every commit's pages are still in the WAL.
         let before = wal_frames(&checkpointer);
         assert!(before > 4000, "{before}");
-        let pass = checkpoint(&checkpointer, &turns).unwrap();
+        let pass = checkpoint(&checkpointer, &turns, true).unwrap();
         assert_eq!(pass.left(), 0, "{pass:?}");
         // The WAL starts over: it holds only what came after.
         write(10);
@@ -223,13 +238,17 @@ mod tests {
                 .execute("INSERT INTO t VALUES (zeroblob(6000))", [])
                 .unwrap();
         }
-        let held = checkpoint(&checkpointer, &turns).unwrap();
+        let held = checkpoint(&checkpointer, &turns, true).unwrap();
+        assert!(
+            look(&checkpointer).unwrap().frames > 900,
+            "NOOP reads the frames"
+        );
         assert!(
             held.left() > 900,
             "the reader's snapshot must keep frames: {held:?}"
         );
         drop(read);
-        assert_eq!(checkpoint(&checkpointer, &turns).unwrap().left(), 0);
+        assert_eq!(checkpoint(&checkpointer, &turns, true).unwrap().left(), 0);
         writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
         assert!(wal_frames(&checkpointer) < 10);
     }

@@ -14,7 +14,7 @@
 //! Other processes (a CLI command) and the pages' rare writes still meet SQLite's own lock and
 //! its busy timeout.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,6 @@ pub struct WriteTurns {
     /// Webhooks handed to the writer and not yet answered (queued or in the batch being
     /// committed).
     intake_queued: AtomicUsize,
-    /// Turns taken so far; the checkpointer looks for new writes with it.
-    writes: AtomicU64,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -65,10 +63,6 @@ impl WriteTurns {
             let _state = self.state();
             self.changed.notify_all();
         }
-    }
-
-    pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
     }
 
     pub fn intake_waiting(&self) -> bool {
@@ -168,7 +162,6 @@ pub struct Turn<'a> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.turns.writes.fetch_add(1, Ordering::Relaxed);
         let mut state = self.turns.state();
         match self.intake {
             true => state.intake_writing = false,
