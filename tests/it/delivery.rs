@@ -35,25 +35,8 @@ async fn start(dir: &Path, fake: &FakeStripe, smtp_port: Option<u16>) -> TestSer
     if let Some(port) = smtp_port {
         smtp_config(&mut config, port);
     }
-    let id = add_keyed_integration(&config);
+    let id = add_keyed_integration(&config, KEY);
     TestServer::start_with(config, id).await
-}
-
-fn add_keyed_integration(config: &Config) -> String {
-    let mut conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
-    db::migrate(&mut conn).unwrap();
-    integrations::insert(
-        &conn,
-        &integrations::NewIntegration {
-            name: "Rosen Goods",
-            webhook_secret: SECRET,
-            api_key: Some(KEY),
-            stripe_account: None,
-            from_address: None,
-        },
-    )
-    .unwrap()
-    .id
 }
 
 /// Polls the log until `done` holds for the deliveries' status counts.
@@ -861,7 +844,7 @@ async fn an_integration_can_send_from_its_own_address() {
 fn retention_deletes_only_finished_old_deliveries_and_their_events() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    let id = add_keyed_integration(&config);
+    let id = add_keyed_integration(&config, KEY);
     let conn = db::open(&db::Options::at(&config.database.path).unwrap()).unwrap();
     let (old, recent) = (1_000_000, 2_000_000);
     let add = |n: i64, created: i64, status: &str| {
@@ -1034,7 +1017,7 @@ async fn the_rate_limit_spaces_messages_out() {
     config.stripe.api_base = fake.base_url.clone();
     smtp_config(&mut config, sink.port);
     config.smtp.rate_limit_per_sec = 10;
-    let id = add_keyed_integration(&config);
+    let id = add_keyed_integration(&config, KEY);
     let server = TestServer::start_with(config, id).await;
     let started = Instant::now();
     for i in 0..6 {

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use mailmycustomer::db::{self, integrations};
 use prometheus_parse::{Scrape, Value};
 
 use crate::cli::{mmc, run};
@@ -72,24 +71,6 @@ fn serve(dir: &Path, env: &[(&str, String)]) -> Served {
         addr,
         metrics,
     }
-}
-
-fn add_keyed(dir: &Path) -> String {
-    let config = test_config(dir);
-    let mut conn = db::open(&db::Options::new(&config).unwrap()).unwrap();
-    db::migrate(&mut conn).unwrap();
-    integrations::insert(
-        &conn,
-        &integrations::NewIntegration {
-            name: "Rosen Goods",
-            webhook_secret: SECRET,
-            api_key: Some(KEY),
-            stripe_account: None,
-            from_address: None,
-        },
-    )
-    .unwrap()
-    .id
 }
 
 async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
@@ -170,7 +151,7 @@ async fn the_counters_equal_what_the_test_did() {
     let fake = FakeStripe::start().await;
     populate(&fake);
     let sink = Sink::start();
-    let id = add_keyed(dir.path());
+    let id = add_keyed_integration(&test_config(dir.path()), KEY);
     let served = serve(
         dir.path(),
         &[
@@ -326,7 +307,7 @@ async fn the_counters_equal_what_the_test_did() {
 async fn an_event_waiting_for_stripe_shows_as_processor_lag() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeStripe::start().await;
-    let id = add_keyed(dir.path());
+    let id = add_keyed_integration(&test_config(dir.path()), KEY);
     // The catch-up is off, so the only calls are the event's lookups, all refused.
     fake.fail_next("/v1/", 500, 1000);
     let served = serve(
@@ -368,7 +349,7 @@ async fn an_event_waiting_for_stripe_shows_as_processor_lag() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_guards_metrics_on_either_listener() {
     let dir = tempfile::tempdir().unwrap();
-    add_keyed(dir.path());
+    add_keyed_integration(&test_config(dir.path()), KEY);
     let token = "mt_0123456789abcdef";
     let token_file = dir.path().join("metrics-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -427,7 +408,7 @@ async fn the_token_guards_metrics_on_either_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_separate_listener_serves_metrics_without_a_token_and_only_there() {
     let dir = tempfile::tempdir().unwrap();
-    add_keyed(dir.path());
+    add_keyed_integration(&test_config(dir.path()), KEY);
     let served = serve(
         dir.path(),
         &[("MMC_METRICS__LISTEN", "127.0.0.1:0".to_owned())],
@@ -444,7 +425,7 @@ async fn the_separate_listener_serves_metrics_without_a_token_and_only_there() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_alone_serves_metrics_on_listen() {
     let dir = tempfile::tempdir().unwrap();
-    add_keyed(dir.path());
+    add_keyed_integration(&test_config(dir.path()), KEY);
     let token = "mt_only_the_token";
     let served = serve(dir.path(), &[("MMC_METRICS__TOKEN", token.to_owned())]);
     assert!(
@@ -475,7 +456,7 @@ fn config_dump_hides_the_metrics_token() {
 #[test]
 fn a_metrics_address_in_use_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
-    add_keyed(dir.path());
+    add_keyed_integration(&test_config(dir.path()), KEY);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let (ok, _, err) =

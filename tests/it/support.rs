@@ -227,6 +227,15 @@ impl Reply {
 }
 
 pub fn add_integration(config: &Config, name: &str, secret: &str) -> String {
+    insert_integration(config, name, secret, None)
+}
+
+/// "Rosen Goods" with the test signing secret and `api_key`, so lookups go to the fake Stripe.
+pub fn add_keyed_integration(config: &Config, api_key: &str) -> String {
+    insert_integration(config, "Rosen Goods", SECRET, Some(api_key))
+}
+
+fn insert_integration(config: &Config, name: &str, secret: &str, api_key: Option<&str>) -> String {
     let mut conn = db::open(&db::Options::new(config).unwrap()).unwrap();
     db::migrate(&mut conn).unwrap();
     integrations::insert(
@@ -234,7 +243,7 @@ pub fn add_integration(config: &Config, name: &str, secret: &str) -> String {
         &integrations::NewIntegration {
             name,
             webhook_secret: secret,
-            api_key: None,
+            api_key,
             stripe_account: None,
             from_address: None,
         },
