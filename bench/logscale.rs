@@ -253,19 +253,9 @@ fn pages(
     repeats: usize,
     failures: &mut Vec<String>,
 ) -> anyhow::Result<Vec<PageTime>> {
-    let token = mailmycustomer::manage::users::SessionToken::generate()?;
+    let token = crate::storm::sign_in(path)?;
     {
         let conn = db::open(&db::Options::at(path)?)?;
-        let now = db::now_unix();
-        conn.execute(
-            "INSERT INTO users (email, password_hash, created_at) VALUES ('bench@bench.example', 'unused', ?1)",
-            [now],
-        )?;
-        conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at)
-             VALUES (?1, last_insert_rowid(), ?2, ?2)",
-            params![token.hash(), now],
-        )?;
         // The delivery page shows attempts: two for the newest delivery, as a 451 then a 250.
         conn.execute(
             "INSERT INTO delivery_attempts (delivery_id, at, outcome, reply_code, reply, duration_ms)
@@ -276,7 +266,7 @@ fn pages(
     }
     let log = path.with_extension("pages.log");
     let (mut server, _) = crate::support::Server::start(&b.bin, path, None, &log)?;
-    let mut client = PageClient::open(server.addr, token.as_str())?;
+    let mut client = PageClient::open(server.addr, &token)?;
 
     let day = |t: i64| {
         jiff::Timestamp::from_second(t)

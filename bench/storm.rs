@@ -524,7 +524,7 @@ fn merchant(
 
 /// A signed-in session made in the database, as a sign-in would leave it; returns the cookie's
 /// token.
-fn sign_in(db_path: &Path) -> anyhow::Result<String> {
+pub(crate) fn sign_in(db_path: &Path) -> anyhow::Result<String> {
     let token = mailmycustomer::manage::users::SessionToken::generate()?;
     let conn = db::open(&db::Options::at(db_path)?)?;
     let now = db::now_unix();
