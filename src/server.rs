@@ -103,6 +103,7 @@ pub async fn serve_split(
         WRITE_QUEUE,
         app.wake_processor.clone(),
         app.write_turns.clone(),
+        db::writer::LINGER,
     );
 
     let (stop, stopped) = watch::channel(false);

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 /// How long a background writer yields to a storm before it is let in between two batches.
 const PATIENCE: Duration = Duration::from_millis(200);
 
@@ -28,6 +30,8 @@ pub struct WriteTurns {
     intake_queued: AtomicUsize,
     state: Mutex<State>,
     changed: Condvar,
+    /// Notified when the last queued webhook is answered, for `yield_to_intake`.
+    intake_idle: Notify,
 }
 
 #[derive(Default)]
@@ -62,6 +66,7 @@ impl WriteTurns {
             // Taking the lock orders this wake-up after a waiter's check of the count.
             let _state = self.state();
             self.changed.notify_all();
+            self.intake_idle.notify_waiters();
         }
     }
 
@@ -87,7 +92,30 @@ impl WriteTurns {
     /// (or `PATIENCE` passed) and no other writer writes, then holds the turn until dropped.
     /// Blocking: call it on the thread that then writes.
     pub fn background_turn(&self) -> Turn<'_> {
-        self.turn_after(PATIENCE)
+        self.background_turn_since(Instant::now())
+    }
+
+    /// As `background_turn`, for a writer that began yielding at `since` (`yield_to_intake`).
+    pub fn background_turn_since(&self, since: Instant) -> Turn<'_> {
+        self.turn_after(PATIENCE.saturating_sub(since.elapsed()))
+    }
+
+    /// Waits without holding a thread until no webhook waits to be stored, or `PATIENCE`
+    /// passed; returns when the wait began, for `background_turn_since`. Background writers
+    /// call it before they go to a blocking thread for their turn: during a storm each of them
+    /// would otherwise hold one of tokio's blocking threads (and its memory) while it waits.
+    pub async fn yield_to_intake(&self) -> Instant {
+        let since = Instant::now();
+        let deadline = tokio::time::Instant::from_std(since + PATIENCE);
+        loop {
+            let idle = self.intake_idle.notified();
+            tokio::pin!(idle);
+            // Registered before the check, so an answer between the two is not missed.
+            idle.as_mut().enable();
+            if !self.intake_waiting() || tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return since;
+            }
+        }
     }
 
     /// As `background_turn`, but let in at the next gap between intake's batches: for a write
@@ -223,6 +251,44 @@ mod tests {
         storm.join().unwrap();
         assert!(waited >= PATIENCE, "{waited:?}");
         assert!(waited < PATIENCE * 3, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn yielding_to_intake_ends_when_the_queue_empties_and_keeps_the_patience_already_spent() {
+        let turns = Arc::new(WriteTurns::default());
+        assert!(turns.yield_to_intake().await.elapsed() < PATIENCE / 4);
+        turns.intake_ticket().handed_over();
+        let waiter = tokio::spawn({
+            let turns = turns.clone();
+            async move { turns.yield_to_intake().await.elapsed() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        turns.intake_answered(1);
+        let waited = waiter.await.unwrap();
+        assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        assert!(
+            waited < PATIENCE,
+            "let go when the queue emptied: {waited:?}"
+        );
+
+        // A storm that never pauses: the yield ends at PATIENCE, and the blocking turn after
+        // it does not wait a second PATIENCE.
+        turns.intake_ticket().handed_over();
+        let since = turns.yield_to_intake().await;
+        assert!(since.elapsed() >= PATIENCE, "{:?}", since.elapsed());
+        let storm_batch = turns.intake_turn();
+        let overdue = std::thread::spawn({
+            let turns = turns.clone();
+            move || {
+                drop(turns.background_turn_since(since));
+                since.elapsed()
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(storm_batch);
+        let waited = overdue.join().unwrap();
+        assert!(waited < PATIENCE * 3 / 2, "{waited:?}");
+        turns.intake_answered(1);
     }
 
     #[test]

@@ -202,8 +202,9 @@ impl Sender {
     async fn claim(&self) -> Result<Vec<Delivery>, Error> {
         let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let lease = self.lease.as_secs() as i64;
+        let since = self.turns.yield_to_intake().await;
         tokio::task::spawn_blocking(move || {
-            let _turn = turns.background_turn();
+            let _turn = turns.background_turn_since(since);
             let conn = conn.lock().expect("sender connection");
             deliveries::claim_due(&conn, now_unix(), lease, CLAIM_BATCH)
         })

@@ -181,11 +181,14 @@ pub async fn catch_up(
                 }
             };
             let stored = writer
-                .store(NewEvent {
-                    integration_id: integration.id.clone(),
-                    envelope,
-                    payload: text,
-                })
+                .store(
+                    NewEvent {
+                        integration_id: integration.id.clone(),
+                        envelope,
+                        payload: text,
+                    },
+                    None,
+                )
                 .await?;
             if stored == Stored::New {
                 caught.stored += 1;
@@ -230,6 +233,7 @@ pub async fn once(app: &App, id: &str) -> Result<Caught, Error> {
         64,
         app.wake_processor.clone(),
         app.write_turns.clone(),
+        db::writer::LINGER,
     );
     let caught = catch_up(app, &writer, &integration).await;
     // The thread ends once its last handle is gone and its queue is committed.

@@ -385,11 +385,22 @@ impl Processor {
             base: self.retry_base,
         };
         let smtp_configured = self.config.borrow().smtp.is_configured();
-        Some(tokio::task::spawn_blocking(move || {
-            let ids = batch.iter().map(|(meta, _)| meta.id).collect();
-            let _turn = turns.background_turn();
-            let result = record(&mut lock(&conn), batch, smtp_configured, &policy);
-            (ids, result)
+        Some(tokio::spawn(async move {
+            let since = turns.yield_to_intake().await;
+            let committing = tokio::task::spawn_blocking(move || {
+                let ids = batch.iter().map(|(meta, _)| meta.id).collect();
+                let _turn = turns.background_turn_since(since);
+                let result = record(&mut lock(&conn), batch, smtp_configured, &policy);
+                (ids, result)
+            });
+            match committing.await {
+                Ok(done) => done,
+                // Reported through this task's handle, as if it had failed itself.
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(cancelled) => panic!("the commit did not run: {cancelled}"),
+                },
+            }
         }))
     }
 

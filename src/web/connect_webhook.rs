@@ -134,12 +134,13 @@ async fn route(
     deadline: tokio::time::Instant,
 ) -> Result<(Envelope, Routed), Error> {
     // The same bounds and check as the per-integration route, with the platform's secret.
-    let (envelope, payload) = read_verified(
+    let (envelope, payload, arriving) = read_verified(
         config,
         request,
         body,
         deadline,
         config.stripe.connect.webhook_secret.expose(),
+        &intake.writer,
     )
     .await?;
 
@@ -155,11 +156,14 @@ async fn route(
     };
     let stored = intake
         .writer
-        .store(NewEvent {
-            integration_id: owner.id.clone(),
-            envelope: envelope.clone(),
-            payload,
-        })
+        .store(
+            NewEvent {
+                integration_id: owner.id.clone(),
+                envelope: envelope.clone(),
+                payload,
+            },
+            Some(arriving),
+        )
         .await?;
     if envelope.event_type == "account.application.deauthorized" {
         let (id, account) = (

@@ -17,7 +17,7 @@ use poem::{handler, Body, Request, Response};
 
 use crate::app::App;
 use crate::db::integrations::{self, Integration};
-use crate::db::writer::EventWriter;
+use crate::db::writer::{Arriving, EventWriter};
 use crate::db::{self, events::NewEvent, events::Stored};
 use crate::error::{Error, ReadBodyLimit};
 use crate::stripe::{envelope::Envelope, signature};
@@ -171,21 +171,25 @@ async fn intake(
         return Err(Error::IntegrationDisconnected(truncated(integration_id)));
     }
 
-    let (envelope, payload) = read_verified(
+    let (envelope, payload, arriving) = read_verified(
         config,
         request,
         body,
         body_deadline,
         integration.webhook_secret.expose(),
+        &state.writer,
     )
     .await?;
     let stored = state
         .writer
-        .store(NewEvent {
-            integration_id: integration.id,
-            envelope: envelope.clone(),
-            payload,
-        })
+        .store(
+            NewEvent {
+                integration_id: integration.id,
+                envelope: envelope.clone(),
+                payload,
+            },
+            Some(arriving),
+        )
         .await?;
     Ok((envelope, stored))
 }
@@ -193,14 +197,16 @@ async fn intake(
 /// The body of a webhook, read within the bounds (a declared length over
 /// `server.max_webhook_bytes` refused before reading, the whole body within the deadline),
 /// verified against `secret` on its raw bytes, then parsed: the envelope and the exact text to
-/// store. Shared by the per-integration route and the platform's Connect route.
+/// store, with the webhook counted as on its way to `writer` from when its body is read.
+/// Shared by the per-integration route and the platform's Connect route.
 pub(crate) async fn read_verified(
     config: &crate::Config,
     request: &Request,
     body: Body,
     deadline: tokio::time::Instant,
     secret: &str,
-) -> Result<(Envelope, String), Error> {
+    writer: &EventWriter,
+) -> Result<(Envelope, String, Arriving), Error> {
     let limit = config.server.max_webhook_bytes;
     let declared = request
         .headers()
@@ -215,6 +221,7 @@ pub(crate) async fn read_verified(
             secs: config.server.body_timeout_secs,
         })?
         .map_err(|e| e.into_error(limit))?;
+    let arriving = writer.arriving();
 
     let header = request
         .headers()
@@ -231,5 +238,5 @@ pub(crate) async fn read_verified(
     let envelope = Envelope::parse(&raw)?;
     let payload = String::from_utf8(raw.to_vec())
         .map_err(|_| Error::NotAnEvent("body is not UTF-8".to_owned()))?;
-    Ok((envelope, payload))
+    Ok((envelope, payload, arriving))
 }
