@@ -41,7 +41,15 @@ pub struct Preparer {
 enum Known {
     Product(Option<String>),
     Plan(Option<catalog::Plan>),
+    /// Neither the catalog nor Stripe (no key to ask with) could say, at this moment: asked
+    /// again after `UNANSWERED_FOR` or once the integration has a key, not for every event
+    /// that names it.
+    Unanswered(std::time::Instant),
 }
+
+/// How long a product or plan nobody could name stays unnamed before it is looked up again
+/// (a key added, or the catalog filled by another process, shows within this).
+const UNANSWERED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Preparer {
     pub fn new(pool: Pool, stripe: StripeClient) -> Preparer {
@@ -700,10 +708,19 @@ impl Lookups<'_> {
     /// the product was deleted: the email is still worth sending without it. Only an answer is
     /// remembered, so a name missed for want of a key is asked again once a key is added.
     async fn product_name(&self, id: &str) -> Result<Option<String>, LookupError> {
-        if let Some(Known::Product(name)) = self.preparer.known(&self.integration.id, id) {
-            return Ok(name);
+        match self.preparer.known(&self.integration.id, id) {
+            Some(Known::Product(name)) => return Ok(name),
+            Some(Known::Unanswered(at))
+                if at.elapsed() < UNANSWERED_FOR && self.credentials().is_none() =>
+            {
+                return Ok(None)
+            }
+            _ => {}
         }
         let Some(name) = self.fetch_product_name(id).await? else {
+            let now = std::time::Instant::now();
+            self.preparer
+                .remember(&self.integration.id, id, Known::Unanswered(now));
             return Ok(None);
         };
         self.preparer
@@ -746,10 +763,19 @@ impl Lookups<'_> {
         product: Option<&str>,
     ) -> Result<Option<catalog::Plan>, LookupError> {
         let Some(price) = price else { return Ok(None) };
-        if let Some(Known::Plan(plan)) = self.preparer.known(&self.integration.id, price) {
-            return Ok(plan);
+        match self.preparer.known(&self.integration.id, price) {
+            Some(Known::Plan(plan)) => return Ok(plan),
+            Some(Known::Unanswered(at))
+                if at.elapsed() < UNANSWERED_FOR && self.credentials().is_none() =>
+            {
+                return Ok(None)
+            }
+            _ => {}
         }
         let Some(plan) = self.fetch_plan(price, product).await? else {
+            let now = std::time::Instant::now();
+            self.preparer
+                .remember(&self.integration.id, price, Known::Unanswered(now));
             return Ok(None);
         };
         self.preparer
