@@ -80,6 +80,8 @@ pub async fn serve_split(
                 );
             }
             let background = db::open_background(&options)?;
+            db::keep_temporary_data_in_memory(&conn)?;
+            db::keep_temporary_data_in_memory(&background)?;
             Ok::<_, Error>((lock, conn, background, version, options))
         })
         .await
@@ -270,9 +272,13 @@ async fn start_sender(
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
     let options = options.clone();
-    let conn = tokio::task::spawn_blocking(move || db::open_background(&options))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let conn = tokio::task::spawn_blocking(move || {
+        let conn = db::open_background(&options)?;
+        db::keep_temporary_data_in_memory(&conn)?;
+        Ok::<_, Error>(conn)
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let sender = Arc::new(Sender {
         pool: app.pool.clone(),
         conn: Arc::new(Mutex::new(conn)),

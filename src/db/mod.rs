@@ -114,6 +114,15 @@ fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
     register_sealing(conn, &options.sealer)
 }
 
+/// For `serve`'s hot writers (intake, the processor, the sender), after migrating: a statement
+/// that may have to undo itself midway (an upsert, a trigger) keeps its statement journal in
+/// memory instead of a temporary file, one write per page. Not for connections that vacuum or
+/// build indexes: their temporary data can be as big as the database.
+pub fn keep_temporary_data_in_memory(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")
+        .map_err(classify_db_error)
+}
+
 /// Opens one connection with the project's settings; a key that does not open the database's
 /// secrets stops it here, before anything else is read or written.
 pub fn open(options: &Options) -> Result<Connection, Error> {
