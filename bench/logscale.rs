@@ -731,23 +731,25 @@ fn fill_events(conn: &mut rusqlite::Connection, rows: usize, now: i64) -> anyhow
         [],
     )?;
     {
-        let mut insert = tx.prepare_cached(
+        let mut event = tx.prepare_cached(
             "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                 received_at, payload, processing, processed_at)
-             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, ?4, 'queued', ?3)",
+                 received_at, processing, processed_at)
+             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, 'queued', ?3)",
         )?;
+        let mut payload_of = tx.prepare_cached(
+            "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), ?1)",
+        )?;
+        let mut insert = |integration: &str, id: &str, at: i64, payload: &str| {
+            event.execute(params![integration, id, at])?;
+            payload_of.execute([payload])
+        };
         for n in 0..events {
             let at = now - MONTH + (n as i64 * MONTH) / events.max(1) as i64;
             let id = format!("evt_bench_e{n:09}");
             let payload = format!("{{\"id\":\"{id}\",\"object\":\"event\",\"pad\":\"{pad}\"}}");
-            insert.execute(params![INTEGRATION, id, at, payload])?;
+            insert(INTEGRATION, &id, at, &payload)?;
         }
-        insert.execute(params![
-            "int_bench_quiet",
-            "evt_bench_quiet",
-            now - 2 * MONTH,
-            "{}"
-        ])?;
+        insert("int_bench_quiet", "evt_bench_quiet", now - 2 * MONTH, "{}")?;
     }
     // What the event processor records as it finishes each integration's events.
     tx.execute(

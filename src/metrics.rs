@@ -457,8 +457,8 @@ mod tests {
         let event = |id: &str, received_ago: i64, processing: &str, process_after: Option<i64>| {
             conn.execute(
                 "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                     received_at, payload, processing, process_after)
-                 VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}', ?4, ?5)",
+                     received_at, processing, process_after)
+                 VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, ?4, ?5)",
                 rusqlite::params![
                     integration,
                     id,

@@ -283,6 +283,7 @@ async fn start_sender(
         lease: Duration::from_secs(config.outbox.lease_secs),
         retry_base: Duration::from_secs(config.outbox.retry_base_secs),
         next_slot: Mutex::new(None),
+        outcomes: Default::default(),
     });
     Ok(tokio::spawn(sender.run(stop)))
 }

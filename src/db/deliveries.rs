@@ -689,23 +689,38 @@ pub enum Outcome<'a> {
 }
 
 /// Records an attempt's outcome on its row (as `mark_sent`, `mark_retry` or `mark_failed`) with
-/// the From address it used, in one UPDATE, and its `delivery_attempts` row, in one transaction:
-/// one commit per email, as before attempts were kept. False (and nothing written) when `owner` no longer holds
-/// the lease: the new holder's attempt is the one that counts.
+/// the From address it used, in one UPDATE, and its `delivery_attempts` row, in one transaction.
+/// False (and nothing written) when `owner` no longer holds the lease: the new holder's attempt
+/// is the one that counts.
 pub fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<bool, Error> {
+    Ok(record_attempts(conn, std::slice::from_ref(a))?[0])
+}
+
+/// `record_attempt` for several attempts in one transaction (the sender's group commit of
+/// outcomes): whether each row was still held.
+pub fn record_attempts(conn: &Connection, all: &[AttemptResult]) -> Result<Vec<bool>, Error> {
     let tx = conn.unchecked_transaction().map_err(classify_db_error)?;
+    let held = all
+        .iter()
+        .map(|a| record_in(&tx, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().map_err(classify_db_error)?;
+    Ok(held)
+}
+
+fn record_in(tx: &Connection, a: &AttemptResult) -> Result<bool, Error> {
     let from = Some(a.from_address);
     let (held, outcome) = match a.outcome {
         Outcome::Sent { message_id } => (
-            set_sent(&tx, a.id, a.owner, message_id, a.now, from)?,
+            set_sent(tx, a.id, a.owner, message_id, a.now, from)?,
             AttemptOutcome::Sent,
         ),
         Outcome::Retry { next_attempt_at } => (
-            set_retry(&tx, a.id, a.owner, a.reply, next_attempt_at, from)?,
+            set_retry(tx, a.id, a.owner, a.reply, next_attempt_at, from)?,
             AttemptOutcome::Retry,
         ),
         Outcome::Failed => (
-            set_failed(&tx, a.id, a.owner, a.reply, from)?,
+            set_failed(tx, a.id, a.owner, a.reply, from)?,
             AttemptOutcome::Failed,
         ),
     };
@@ -727,7 +742,6 @@ pub fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<bool, Erro
         ])
     })
     .map_err(classify_db_error)?;
-    tx.commit().map_err(classify_db_error)?;
     Ok(true)
 }
 

@@ -1,4 +1,6 @@
 //! The `events` table: every verified webhook, stored raw and once per (integration, event id).
+//! The raw body lives in `event_payloads` (migration V15), one row per event keyed by its id, so
+//! recording an outcome rewrites a small row and never the payload.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -98,14 +100,33 @@ pub struct StoredEvent {
     pub reprocessed_at: Option<i64>,
 }
 
-/// Inserts unless the event is already stored. Runs inside the caller's transaction.
+/// The ordering key of an event, as SQL over its `payload` column: the customer's id (plain or
+/// expanded, or the customer object itself), else the Stripe object's id; NULL when the payload
+/// has neither. Events with the same key are processed in Stripe's order. It was V3's generated
+/// column; since V15 it is read from the payload by `due_after` and stored in `events.order_key`
+/// only for postponed pending events, the rows `events_postponed_order` indexes.
+pub const ORDER_KEY_SQL: &str = "CASE
+        WHEN NOT json_valid(payload) THEN NULL
+        WHEN json_extract(payload, '$.data.object.object') = 'customer'
+             AND json_type(payload, '$.data.object.id') = 'text'
+            THEN json_extract(payload, '$.data.object.id')
+        WHEN json_type(payload, '$.data.object.customer') = 'text'
+            THEN json_extract(payload, '$.data.object.customer')
+        WHEN json_type(payload, '$.data.object.customer.id') = 'text'
+            THEN json_extract(payload, '$.data.object.customer.id')
+        WHEN json_type(payload, '$.data.object.id') = 'text'
+            THEN json_extract(payload, '$.data.object.id')
+    END";
+
+/// Inserts unless the event is already stored: the event's row, then its payload's (only for a
+/// new event). Runs inside the caller's transaction.
 pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite::Result<Stored> {
     let e = &event.envelope;
     let changed = conn
         .prepare_cached(
             "INSERT INTO events (integration_id, stripe_event_id, type, account, api_version,
-                                 livemode, created, received_at, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                                 livemode, created, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (integration_id, stripe_event_id) DO NOTHING",
         )?
         .execute(params![
@@ -117,18 +138,22 @@ pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite
             e.livemode,
             e.created,
             received_at,
-            event.payload,
         ])?;
-    Ok(if changed == 1 {
-        Stored::New
-    } else {
-        Stored::Duplicate
-    })
+    if changed != 1 {
+        return Ok(Stored::Duplicate);
+    }
+    conn.prepare_cached("INSERT INTO event_payloads (event_id, payload) VALUES (?1, ?2)")?
+        .execute(params![conn.last_insert_rowid(), event.payload])?;
+    Ok(Stored::New)
 }
 
-const COLUMNS: &str = "id, integration_id, stripe_event_id, type, account, api_version, livemode,
-    created, received_at, payload, processing, processing_detail, processing_attempts,
-    processed_at, reprocessed_at";
+const COLUMNS: &str = "e.id, e.integration_id, e.stripe_event_id, e.type, e.account,
+    e.api_version, e.livemode, e.created, e.received_at, p.payload, e.processing,
+    e.processing_detail, e.processing_attempts, e.processed_at, e.reprocessed_at";
+
+/// An event with its payload. CROSS JOIN keeps `events` the outer loop, so each query reads the
+/// index its `WHERE` names and looks each payload up by id.
+const FROM: &str = "events e CROSS JOIN event_payloads p ON p.event_id = e.id";
 
 fn from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
@@ -156,7 +181,9 @@ pub fn get(
     stripe_event_id: &str,
 ) -> Result<Option<StoredEvent>, Error> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM events WHERE integration_id = ?1 AND stripe_event_id = ?2"),
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE e.integration_id = ?1 AND e.stripe_event_id = ?2"
+        ),
         [integration_id, stripe_event_id],
         from_row,
     )
@@ -166,7 +193,7 @@ pub fn get(
 
 pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, Error> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM events WHERE id = ?1"),
+        &format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"),
         [id],
         from_row,
     )
@@ -180,8 +207,8 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>
     let mut rows = query(
         conn,
         &format!(
-            "SELECT {COLUMNS} FROM events
-             WHERE processing = 'pending' AND process_after IS NULL ORDER BY id LIMIT ?1"
+            "SELECT {COLUMNS} FROM {FROM}
+             WHERE e.processing = 'pending' AND e.process_after IS NULL ORDER BY e.id LIMIT ?1"
         ),
         rusqlite::params![limit as i64],
     )?;
@@ -189,9 +216,9 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>
         rows.extend(query(
             conn,
             &format!(
-                "SELECT {COLUMNS} FROM events
-                 WHERE processing = 'pending' AND process_after <= ?1
-                 ORDER BY process_after, id LIMIT ?2"
+                "SELECT {COLUMNS} FROM {FROM}
+                 WHERE e.processing = 'pending' AND e.process_after <= ?1
+                 ORDER BY e.process_after, e.id LIMIT ?2"
             ),
             rusqlite::params![now, (limit - rows.len()) as i64],
         )?);
@@ -240,12 +267,22 @@ pub fn finish(
     Ok(())
 }
 
+/// `SET` of `order_key` for an event that becomes postponed (enters `events_postponed_order`):
+/// read from its payload the first time, kept after (a payload never changes).
+fn set_order_key() -> String {
+    format!(
+        "order_key = COALESCE(order_key,
+             (SELECT {ORDER_KEY_SQL} FROM event_payloads WHERE event_id = events.id))"
+    )
+}
+
 /// Leaves the event pending, to be tried again at `process_after`.
 pub fn postpone(conn: &Connection, id: i64, detail: &str, process_after: i64) -> Result<(), Error> {
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "UPDATE events SET processing_detail = ?2, process_after = ?3,
-             processing_attempts = processing_attempts + 1 WHERE id = ?1",
-    )
+             processing_attempts = processing_attempts + 1, {} WHERE id = ?1",
+        set_order_key()
+    ))
     .and_then(|mut s| s.execute(params![id, detail, process_after]))
     .map_err(classify_db_error)?;
     Ok(())
@@ -265,8 +302,8 @@ pub fn count(conn: &Connection, integration_id: Option<&str>) -> Result<i64, Err
 #[derive(Debug, Clone)]
 pub struct DueEvent {
     pub event: StoredEvent,
-    /// The customer's id, else the Stripe object's id (`order_key`, migration V3): events with
-    /// the same key are processed in Stripe's order.
+    /// The customer's id, else the Stripe object's id (`ORDER_KEY_SQL`, read from the payload):
+    /// events with the same key are processed in Stripe's order.
     pub order_key: Option<String>,
     /// Read from the postponed part (it had been postponed and its time has come).
     pub postponed: bool,
@@ -298,9 +335,9 @@ pub fn due_after(
     };
     let mut rows = read(
         &format!(
-            "SELECT {COLUMNS}, order_key FROM events
-             WHERE processing = 'pending' AND process_after IS NULL AND id > ?1
-             ORDER BY id LIMIT ?2"
+            "SELECT {COLUMNS}, {ORDER_KEY_SQL} FROM {FROM}
+             WHERE e.processing = 'pending' AND e.process_after IS NULL AND e.id > ?1
+             ORDER BY e.id LIMIT ?2"
         ),
         &[&fresh_after, &(limit as i64)],
         false,
@@ -309,9 +346,9 @@ pub fn due_after(
         let more = (limit - rows.len() + postponed_held) as i64;
         rows.extend(read(
             &format!(
-                "SELECT {COLUMNS}, order_key FROM events
-                 WHERE processing = 'pending' AND process_after <= ?1
-                 ORDER BY process_after, id LIMIT ?2"
+                "SELECT {COLUMNS}, {ORDER_KEY_SQL} FROM {FROM}
+                 WHERE e.processing = 'pending' AND e.process_after <= ?1
+                 ORDER BY e.process_after, e.id LIMIT ?2"
             ),
             &[&now, &more],
             true,
@@ -353,9 +390,10 @@ pub fn postponed_before(
 /// Leaves an event pending until `process_after` without counting an attempt: it waits for an
 /// earlier event of the same customer, and has not failed itself.
 pub fn hold(conn: &Connection, id: i64, detail: &str, process_after: i64) -> Result<(), Error> {
-    conn.prepare_cached(
-        "UPDATE events SET processing_detail = ?2, process_after = ?3 WHERE id = ?1",
-    )
+    conn.prepare_cached(&format!(
+        "UPDATE events SET processing_detail = ?2, process_after = ?3, {} WHERE id = ?1",
+        set_order_key()
+    ))
     .and_then(|mut s| s.execute(params![id, detail, process_after]))
     .map_err(classify_db_error)?;
     Ok(())
@@ -367,11 +405,12 @@ pub fn hold(conn: &Connection, id: i64, detail: &str, process_after: i64) -> Res
 /// from zero. False when the event is not skipped or failed (nothing changed).
 pub fn reprocess(conn: &Connection, id: i64, now: i64) -> Result<bool, Error> {
     let changed = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE events SET processing = 'pending', process_after = ?2, reprocessed_at = ?2,
-                 processing_attempts = 0, processing_detail = ?3
+                 processing_attempts = 0, processing_detail = ?3, {}
              WHERE id = ?1 AND processing IN ('skipped', 'failed')",
-        )
+            set_order_key()
+        ))
         .and_then(|mut s| s.execute(params![id, now, REPROCESS_DETAIL]))
         .map_err(classify_db_error)?;
     Ok(changed == 1)
@@ -675,12 +714,17 @@ mod tests {
         let mut stmt = conn
             .prepare(
                 "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                     received_at, payload, processing)
-                 VALUES (?1, 'evt_' || ?2 || '_' || (SELECT COUNT(*) FROM events), ?2, 0, 1, 1, '{}', ?3)",
+                     received_at, processing)
+                 VALUES (?1, 'evt_' || ?2 || '_' || (SELECT COUNT(*) FROM events), ?2, 0, 1, 1, ?3)",
             )
             .unwrap();
         for _ in 0..n {
             stmt.execute(params![integration, kind, state]).unwrap();
+            conn.execute(
+                "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), '{}')",
+                [],
+            )
+            .unwrap();
         }
     }
 
@@ -811,6 +855,59 @@ mod tests {
                 "{floor}"
             );
         }
+    }
+
+    /// Finishing an event rewrites its small state row, never its payload: the commit writes one
+    /// page per B-tree it changes (the events table, the index the row leaves, `events_fresh`,
+    /// and the one it enters, `events_outcome`), whatever the payload's size. With the payload
+    /// in the row (before V15) it wrote the payload's overflow pages again, and the freelist.
+    #[test]
+    fn finishing_an_event_writes_no_page_of_its_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::db::Options::at(&dir.path().join("wal.db")).unwrap();
+        let mut conn = crate::db::open(&options).unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let shop = integrations::insert(
+            &conn,
+            &NewIntegration {
+                name: "shop",
+                webhook_secret: "whsec_test",
+                api_key: None,
+                stripe_account: None,
+                from_address: None,
+            },
+        )
+        .unwrap()
+        .id;
+        let payload = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            payload.len() as i64 > page_size,
+            "the payload must overflow a page"
+        );
+        let event = NewEvent {
+            integration_id: shop,
+            envelope: Envelope::parse(payload.as_bytes()).unwrap(),
+            payload: payload.to_owned(),
+        };
+        assert_eq!(insert(&conn, &event, 1).unwrap(), Stored::New);
+        let id = conn.last_insert_rowid();
+        // An empty WAL, so the next checkpoint counts exactly the frames `finish` committed.
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        finish(&tx, id, Processing::Queued, "queued", 2).unwrap();
+        tx.commit().unwrap();
+        let frames: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap();
+        assert!(
+            frames <= 3,
+            "finishing wrote {frames} pages: more than the events row and its two indexes"
+        );
+        assert_eq!(get_by_id(&conn, id).unwrap().unwrap().payload, payload);
     }
 
     fn explain(conn: &Connection, sql: &str, args: Vec<rusqlite::types::Value>) -> String {

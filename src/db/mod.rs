@@ -373,7 +373,7 @@ fn seal_secrets(conn: &mut Connection) -> Result<usize, Error> {
 /// new database, runs the one-time seal step, and returns the schema version.
 pub fn migrate(conn: &mut Connection) -> Result<i64, Error> {
     refuse_newer_schema(conn)?;
-    embedded::migrations::runner().run(conn)?;
+    run_migrations(conn, embedded::migrations::runner())?;
     templates::seed_builtins(conn)?;
     seal_secrets(conn)?;
     schema_version(conn)
@@ -382,10 +382,42 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, Error> {
 /// Applies the embedded migrations up to `version` only, nothing else: how tests build the
 /// database an older release left behind.
 pub fn migrate_to(conn: &mut Connection, version: i32) -> Result<i64, Error> {
-    embedded::migrations::runner()
-        .set_target(refinery::Target::Version(version))
-        .run(conn)?;
+    run_migrations(
+        conn,
+        embedded::migrations::runner().set_target(refinery::Target::Version(version)),
+    )?;
     schema_version(conn)
+}
+
+/// Runs migrations with foreign keys off, as SQLite's guide to schema changes asks of a table
+/// rebuild (V15 rebuilds `events`: dropping the old table with them on would delete every
+/// payload by cascade and unlink every delivery), then turns them back on and, when anything
+/// was applied, checks that every reference still holds.
+fn run_migrations(conn: &mut Connection, runner: refinery::Runner) -> Result<(), Error> {
+    conn.execute_batch("PRAGMA foreign_keys = OFF;")
+        .map_err(classify_db_error)?;
+    let report = runner.run(conn);
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(classify_db_error)?;
+    if report?.applied_migrations().is_empty() {
+        return Ok(());
+    }
+    let broken: Option<String> = conn
+        .query_row(
+            "SELECT \"table\" || ' row ' || rowid || ' refers to a missing ' || parent
+             FROM pragma_foreign_key_check LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(classify_db_error)?;
+    match broken {
+        Some(broken) => Err(Error::Config(format!(
+            "after the migrations, {broken}: restore a backup from before the upgrade and \
+             report this"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A database a newer release has migrated cannot be run by this one: its tables have columns

@@ -151,8 +151,8 @@ mod tests {
         for state in Processing::ALL {
             conn.execute(
                 "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                     received_at, payload, processing)
-                 VALUES ('int_active', ?1, 'invoice.paid', 0, 0, 0, '{}', ?2)",
+                     received_at, processing)
+                 VALUES ('int_active', ?1, 'invoice.paid', 0, 0, 0, ?2)",
                 rusqlite::params![format!("evt_{state}"), state],
             )
             .unwrap();

@@ -1,6 +1,7 @@
 //! The sender: a few workers, each with its own reused SMTP connection, claim due deliveries,
 //! send them, and record each outcome on its row at once, with a row per attempt (when, the
-//! relay's reply, how long it took) in the same commit. A transient failure (relay down, 4xx)
+//! relay's reply, how long it took) in the same commit. A worker hands its outcome over and
+//! sends the next message meanwhile; the outcomes waiting are committed together (`Outcomes`). A transient failure (relay down, 4xx)
 //! is retried with backoff until `outbox.max_retry_hours`; a permanent one (5xx, bad address)
 //! fails at once with the relay's reply. Claims are leases under a token of their own: only
 //! the worker holding a row's lease records its outcome, and it renews the lease while a slow
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::smtp::{reply_code, Mailer, OutgoingEmail, SendError, SmtpConnection};
 use crate::config::SmtpConfig;
@@ -49,6 +50,63 @@ pub struct Sender {
     pub retry_base: Duration,
     /// The next free send slot when rate limited.
     pub next_slot: Mutex<Option<Instant>>,
+    /// Outcomes waiting to be recorded.
+    pub outcomes: Arc<Outcomes>,
+}
+
+/// Outcomes waiting to be recorded. A worker hands its outcome over and goes on sending;
+/// whoever finds no commit under way commits every outcome waiting in one transaction, then
+/// those that came meanwhile in the next. Four workers' outcomes then cost one commit, and its
+/// index pages are written once, instead of one commit per email.
+#[derive(Default)]
+pub struct Outcomes {
+    queue: Mutex<OutcomeQueue>,
+}
+
+#[derive(Default)]
+struct OutcomeQueue {
+    waiting: Vec<Recording>,
+    committing: bool,
+}
+
+/// An outcome to record, and who waits to hear whether the row was still held.
+struct Recording {
+    attempt: Attempt,
+    /// Whether the row was still held, or why nothing could be recorded.
+    recorded: oneshot::Sender<Result<bool, String>>,
+}
+
+/// `deliveries::AttemptResult`, owned, to cross to the committing thread.
+struct Attempt {
+    id: i64,
+    owner: i64,
+    sent: Option<String>,
+    next_attempt_at: Option<i64>,
+    reply: String,
+    reply_code: Option<u16>,
+    from: String,
+    duration_ms: i64,
+    now: i64,
+}
+
+impl Attempt {
+    fn result(&self) -> AttemptResult<'_> {
+        let outcome = match (&self.sent, self.next_attempt_at) {
+            (Some(message_id), _) => Outcome::Sent { message_id },
+            (None, Some(next_attempt_at)) => Outcome::Retry { next_attempt_at },
+            (None, None) => Outcome::Failed,
+        };
+        AttemptResult {
+            id: self.id,
+            owner: self.owner,
+            outcome,
+            reply: &self.reply,
+            reply_code: self.reply_code,
+            from_address: &self.from,
+            duration_ms: self.duration_ms,
+            now: self.now,
+        }
+    }
 }
 
 /// One attempt's result as the worker saw it: the Message-ID and the relay's reply, or why it
@@ -235,6 +293,7 @@ impl Sender {
                 .map(|all| all.into_iter().map(|i| (i.id, i.from_address)).collect())
                 .unwrap_or_default();
         let mut rows = batch.into_iter();
+        let mut recording = Vec::new();
         for delivery in rows.by_ref() {
             // Only the row in flight has its lease renewed; the rest keep the claim's. Once half
             // of it is gone they go back, for an idle worker to take, as do rows held across a
@@ -259,7 +318,7 @@ impl Sender {
                         from: relay.mailer.from_address(from.as_deref()).to_owned(),
                         took: sending.elapsed(),
                     };
-                    self.record(&delivery, sent).await
+                    recording.push(self.record(&delivery, sent));
                 }
                 // The conversation was dropped midway, in an unknown state.
                 None => *smtp = None,
@@ -267,6 +326,10 @@ impl Sender {
         }
         for delivery in rows {
             self.release(delivery).await;
+        }
+        // Recorded before the next claim, so a worker never has more than one batch unrecorded.
+        for recorded in recording {
+            recorded.await;
         }
     }
 
@@ -373,94 +436,167 @@ impl Sender {
     }
 
     /// Records what one attempt came to: the outcome on the row and its `delivery_attempts` row,
-    /// in one commit (`deliveries::record_attempt`).
-    async fn record(&self, d: &Delivery, sent: Sent) {
+    /// in one commit with the other outcomes waiting (`Outcomes`). The outcome is handed over at
+    /// once; the returned future says what came of it.
+    fn record(&self, d: &Delivery, sent: Sent) -> impl std::future::Future<Output = ()> + 'static {
         let now = now_unix();
-        let (id, attempts, created_at) = (d.id, d.attempts, d.created_at);
-        let owner = d.lease_owner.unwrap_or_default();
-        let (max_retry, retry_base) = (self.max_retry, self.retry_base);
-        let (conn, turns) = (self.conn.clone(), self.turns.clone());
-        // Until the outcome is committed, the lease running out would send the email again: a
-        // database that is busy or stalls a while is waited out, for at most a third of the lease (it is renewed at half).
-        let patience = self.lease / 3;
-        let outcome = tokio::task::spawn_blocking(move || {
-            let Sent { result, from, took } = sent;
-            let gave_up;
-            let (outcome, reply) = match &result {
-                Ok((message_id, reply)) => (Outcome::Sent { message_id }, reply.as_str()),
-                Err(SendError::Permanent { message }) => (Outcome::Failed, message.as_str()),
-                Err(SendError::Transient { message }) => {
-                    let age = Duration::from_secs((now - created_at).max(0) as u64);
-                    if age >= max_retry {
-                        gave_up = format!(
-                            "gave up after {attempts} attempts over {} h: {message}",
-                            age.as_secs() / 3600
-                        );
-                        (Outcome::Failed, gave_up.as_str())
-                    } else {
-                        let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
-                        let wait =
-                            crate::backoff::delay(attempt, retry_base, Duration::from_secs(3600));
-                        let next_attempt_at = now + wait.as_secs().max(1) as i64;
-                        (Outcome::Retry { next_attempt_at }, message.as_str())
-                    }
-                }
-            };
-            // A relay's reply starts with its code; an error quotes it after ": ".
-            let reply_code = match &result {
-                Ok((_, reply)) => reply.get(..3).and_then(|c| c.parse().ok()),
-                Err(e) => reply_code(e.message()),
-            };
-            let attempt = AttemptResult {
-                id,
-                owner,
-                outcome,
-                reply,
-                reply_code,
-                from_address: &from,
-                duration_ms: took.as_millis().try_into().unwrap_or(i64::MAX),
-                now,
-            };
-            let started = Instant::now();
-            let mut pause = Duration::from_millis(50);
-            loop {
-                let recorded = {
-                    let _turn = turns.prompt_turn();
-                    deliveries::record_attempt(&conn.lock().expect("sender connection"), &attempt)
-                };
-                match recorded {
-                    Err(Error::DatabaseUnavailable(e)) if started.elapsed() + pause < patience => {
-                        tracing::warn!(delivery = id, error = %e, "outbox: the database is busy; recording the outcome again shortly");
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                    }
-                    recorded => return recorded.map(|held| (held, result)),
+        let id = d.id;
+        let Sent { result, from, took } = sent;
+        let mut attempt = Attempt {
+            id,
+            owner: d.lease_owner.unwrap_or_default(),
+            sent: None,
+            next_attempt_at: None,
+            reply: String::new(),
+            reply_code: None,
+            from,
+            duration_ms: took.as_millis().try_into().unwrap_or(i64::MAX),
+            now,
+        };
+        match &result {
+            Ok((message_id, reply)) => {
+                attempt.sent = Some(message_id.clone());
+                attempt.reply = reply.clone();
+            }
+            Err(SendError::Permanent { message }) => attempt.reply = message.clone(),
+            Err(SendError::Transient { message }) => {
+                let age = Duration::from_secs((now - d.created_at).max(0) as u64);
+                if age >= self.max_retry {
+                    attempt.reply = format!(
+                        "gave up after {} attempts over {} h: {message}",
+                        d.attempts,
+                        age.as_secs() / 3600
+                    );
+                } else {
+                    let tried = u32::try_from(d.attempts).unwrap_or(u32::MAX);
+                    let wait =
+                        crate::backoff::delay(tried, self.retry_base, Duration::from_secs(3600));
+                    attempt.next_attempt_at = Some(now + wait.as_secs().max(1) as i64);
+                    attempt.reply = message.clone();
                 }
             }
-        })
-        .await;
-        match outcome {
-            // The lease ran out and another worker holds the row now: its outcome stands.
-            Ok(Ok((false, result))) => tracing::warn!(
-                delivery = id,
-                sent = result.is_ok(),
-                "outbox: lost this delivery's lease before recording the outcome; left to its new holder"
-            ),
-            Ok(Ok((true, Ok((message_id, _))))) => {
-                tracing::info!(delivery = id, %message_id, "sent")
+        }
+        // A relay's reply starts with its code; an error quotes it after ": ".
+        attempt.reply_code = match &result {
+            Ok((_, reply)) => reply.get(..3).and_then(|c| c.parse().ok()),
+            Err(e) => reply_code(e.message()),
+        };
+        let (recorded, outcome) = oneshot::channel();
+        let lead = {
+            let mut queue = self.outcomes.queue.lock().expect("outcome queue");
+            queue.waiting.push(Recording { attempt, recorded });
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if lead {
+            self.commit_outcomes();
+        }
+        async move {
+            match outcome.await {
+                // The lease ran out and another worker holds the row now: its outcome stands.
+                Ok(Ok(false)) => tracing::warn!(
+                    delivery = id,
+                    sent = result.is_ok(),
+                    "outbox: lost this delivery's lease before recording the outcome; left to its new holder"
+                ),
+                Ok(Ok(true)) => match result {
+                    Ok((message_id, _)) => tracing::info!(delivery = id, %message_id, "sent"),
+                    Err(e) if e.is_permanent() => {
+                        tracing::warn!(delivery = id, error = %e, "failed permanently")
+                    }
+                    Err(e) => tracing::warn!(delivery = id, error = %e, "will retry"),
+                },
+                // The row stays `sending`; its lease expiring makes it due again.
+                Ok(Err(e)) => {
+                    tracing::error!(delivery = id, error = %e, "outbox: cannot record the outcome")
+                }
+                Err(_) => tracing::error!(delivery = id, "outbox: recording panicked"),
             }
-            Ok(Ok((true, Err(e)))) if e.is_permanent() => {
-                tracing::warn!(delivery = id, error = %e, "failed permanently")
-            }
-            Ok(Ok((true, Err(e)))) => tracing::warn!(delivery = id, error = %e, "will retry"),
-            // The row stays `sending`; its lease expiring makes it due again.
-            Ok(Err(e)) => {
-                tracing::error!(delivery = id, error = %e, "outbox: cannot record the outcome")
-            }
-            Err(e) => tracing::error!(delivery = id, error = %e, "outbox: recording panicked"),
         }
     }
 
+    /// Commits the outcomes waiting, batch after batch until none is left, on a blocking thread.
+    /// Until an outcome is committed, the lease running out would send the email again: a
+    /// database that is busy or stalls a while is waited out, for at most a third of the lease
+    /// (it is renewed at half).
+    fn commit_outcomes(&self) {
+        let (conn, turns) = (self.conn.clone(), self.turns.clone());
+        let patience = self.lease / 3;
+        let outcomes = self.outcomes.clone();
+        tokio::task::spawn_blocking(move || {
+            let _leader = Leader(&outcomes);
+            commit_outcomes(&outcomes, &conn, &turns, patience)
+        });
+    }
+}
+
+/// Lets another worker lead the next commit should this one panic (its outcomes' waiters hear
+/// of it as their channel closing).
+struct Leader<'a>(&'a Outcomes);
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.committing = false;
+        }
+    }
+}
+
+/// `Sender::commit_outcomes`, on the blocking thread.
+fn commit_outcomes(
+    outcomes: &Outcomes,
+    conn: &Mutex<Connection>,
+    turns: &WriteTurns,
+    patience: Duration,
+) {
+    loop {
+        let batch = {
+            let mut queue = outcomes.queue.lock().expect("outcome queue");
+            if queue.waiting.is_empty() {
+                queue.committing = false;
+                return;
+            }
+            std::mem::take(&mut queue.waiting)
+        };
+        let attempts: Vec<AttemptResult> = batch.iter().map(|r| r.attempt.result()).collect();
+        let record = |attempts: &[AttemptResult]| {
+            let _turn = turns.prompt_turn();
+            deliveries::record_attempts(&conn.lock().expect("sender connection"), attempts)
+        };
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let recorded = loop {
+            match record(&attempts) {
+                Err(Error::DatabaseUnavailable(e)) if started.elapsed() + pause < patience => {
+                    tracing::warn!(outcomes = attempts.len(), error = %e, "outbox: the database is busy; recording the outcomes again shortly");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                recorded => break recorded,
+            }
+        };
+        let answers: Vec<Result<bool, String>> = match recorded {
+            Ok(held) => held.into_iter().map(Ok).collect(),
+            // One outcome the database refuses must not keep the others from being recorded:
+            // each alone, each answered its own way.
+            Err(_) if attempts.len() > 1 => attempts
+                .iter()
+                .map(|a| {
+                    record(std::slice::from_ref(a))
+                        .map(|held| held[0])
+                        .map_err(|e| e.to_string())
+                })
+                .collect(),
+            Err(e) => vec![Err(e.to_string())],
+        };
+        drop(attempts);
+        for (recording, answer) in batch.into_iter().zip(answers) {
+            let _ = recording.recorded.send(answer);
+        }
+    }
+}
+
+impl Sender {
     /// Puts a claimed row back, due now, without counting an attempt (unless another worker
     /// holds it by now).
     async fn release(&self, d: Delivery) {

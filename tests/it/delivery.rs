@@ -849,12 +849,17 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
     let (old, recent) = (1_000_000, 2_000_000);
     let add = |n: i64, created: i64, status: &str| {
         conn.execute(
-            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
-             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}', 'queued')",
+            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, processing)
+             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, 'queued')",
             rusqlite::params![id, format!("evt_{n}"), created],
         )
         .unwrap();
         let event = conn.last_insert_rowid();
+        conn.execute(
+            "INSERT INTO event_payloads (event_id, payload) VALUES (?1, '{}')",
+            [event],
+        )
+        .unwrap();
         conn.execute(
             "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger, status, next_attempt_at, created_at)
              VALUES (?1, ?2, ?3, ?3, 'payment_received', ?4, ?5, ?5)",
@@ -869,9 +874,14 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
     add(5, old, "queued");
     add(6, recent, "sent");
     conn.execute(
-        "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
-         VALUES (?1, 'evt_ignored', 'customer.updated', 0, ?2, ?2, '{}', 'ignored')",
+        "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, processing)
+         VALUES (?1, 'evt_ignored', 'customer.updated', 0, ?2, ?2, 'ignored')",
         rusqlite::params![id, old],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), '{}')",
+        [],
     )
     .unwrap();
 
@@ -894,10 +904,18 @@ fn retention_deletes_only_finished_old_deliveries_and_their_events() {
         ["retrying", "queued", "sent"],
         "waiting mail is kept whatever its age"
     );
-    let events: i64 = conn
-        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+    let (events, payloads): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM event_payloads)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
-    assert_eq!(events, 3);
+    assert_eq!(
+        (events, payloads),
+        (3, 3),
+        "a pruned event's payload goes with it"
+    );
 }
 
 /// Every filter of the delivery log reads an index in "newest first" order: no sort, whatever

@@ -344,12 +344,22 @@ fn add_history(path: &Path, integration: &str, n: usize, at: i64) {
     let html = read("layout.html") + &read("payment_received.html");
     let text = read("payment_received.txt");
     conn.execute_batch("BEGIN").unwrap();
+    let first: i64 = conn
+        .query_row("SELECT IFNULL(MAX(id), 0) + 1 FROM events", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?4)
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?3)
          INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                             received_at, payload, processing)
-         SELECT ?1, 'evt_old_' || i, 'invoice.paid', 0, ?2, ?2, ?3, 'queued' FROM n",
-        rusqlite::params![integration, at, payload, n as i64],
+                             received_at, processing)
+         SELECT ?1, 'evt_old_' || i, 'invoice.paid', 0, ?2, ?2, 'queued' FROM n",
+        rusqlite::params![integration, at, n as i64],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO event_payloads (event_id, payload) SELECT id, ?2 FROM events WHERE id >= ?1",
+        rusqlite::params![first, payload],
     )
     .unwrap();
     conn.execute(
@@ -552,6 +562,11 @@ async fn removing_an_integration_with_100k_rows_leaves_webhooks_answered() {
         count(&path, "SELECT (SELECT COUNT(*) FROM events WHERE stripe_event_id LIKE 'evt_old_%') + (SELECT COUNT(*) FROM deliveries WHERE stripe_event_id LIKE 'evt_old_%')"),
         0
     );
+    assert_eq!(
+        count(&path, "SELECT COUNT(*) FROM event_payloads p WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = p.event_id)"),
+        0,
+        "payloads left without their event"
+    );
 }
 
 /// Batching keeps retention's rules over many batches: rows that must stay (pending events,
@@ -569,9 +584,14 @@ fn retention_in_batches_keeps_exactly_what_must_stay() {
         // Every third event is still pending; every fifth delivery still waits to be sent.
         let processing = if n % 3 == 0 { "pending" } else { "queued" };
         conn.execute(
-            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, payload, processing)
-             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, '{}', ?4)",
+            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at, processing)
+             VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3, ?4)",
             rusqlite::params![id, format!("evt_{n}"), old, processing],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), '{}')",
+            [],
         )
         .unwrap();
         if processing == "queued" {
@@ -598,6 +618,11 @@ fn retention_in_batches_keeps_exactly_what_must_stay() {
     assert_eq!(gone_events as i64, deliveries_before - waiting);
     assert_eq!(count("SELECT COUNT(*) FROM deliveries"), waiting);
     assert_eq!(count("SELECT COUNT(*) FROM events"), pending + waiting);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM event_payloads"),
+        pending + waiting,
+        "each deleted event's payload went with it"
+    );
     assert_eq!(
         count("SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id"),
         waiting,

@@ -387,6 +387,18 @@ async fn erasing_deletes_its_rows_only_and_only_once_disconnected_and_named() {
     assert!(stored(&server, &id).is_none());
     assert_eq!(holdings(&id), [0, 0, 0, 0, 0]);
     assert_eq!(holdings(&other), others);
+    // Each erased event's payload went with it; the other integration's stay.
+    let payloads: (i64, i64) = server
+        .db()
+        .query_row(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT EXISTS
+                 (SELECT 1 FROM events e WHERE e.id = p.event_id))
+             FROM event_payloads p",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(payloads, (others[0], 0), "(payloads, orphans)");
     let gone = server.deliver(distinct_invoice_paid("gone", 9)).await;
     gone.assert_refused(404, "unknown_integration");
     deliver_to(
@@ -599,12 +611,18 @@ async fn webhook_latency_while_erasing() {
     conn.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
          INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
-                             received_at, payload, processing)
+                             received_at, processing)
          SELECT ?1, 'evt_bulk_' || i, 'invoice.paid', 0, 1700000000 + i, 1700000000 + i,
-                '{\"id\":\"evt_bulk_' || i || '\",\"object\":\"event\",\"type\":\"invoice.paid\"}',
                 'ignored'
          FROM n",
         rusqlite::params![id, EVENTS],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO event_payloads (event_id, payload)
+         SELECT id, json_object('id', stripe_event_id, 'object', 'event', 'type', type)
+         FROM events WHERE stripe_event_id LIKE 'evt_bulk_%'",
+        [],
     )
     .unwrap();
     integrations::disconnect(&conn, &id, "measuring").unwrap();
