@@ -10,6 +10,9 @@
 //!   durable before their 2xx, so nothing is lost by waiting.
 //! - A background writer that has waited `PATIENCE` is let in between two intake batches, so a
 //!   storm that never pauses delays emails but cannot stop them.
+//! - While intake is busy, background turns are `SPACING` apart: the processor's outcomes, the
+//!   sender's claims and its outcomes pile up meanwhile and go in fewer, larger commits, instead
+//!   of one commit per email that a webhook might arrive behind (and the CPU each costs).
 //!
 //! Other processes (a CLI command) and the pages' rare writes still meet SQLite's own lock and
 //! its busy timeout.
@@ -22,6 +25,10 @@ use tokio::sync::Notify;
 
 /// How long a background writer yields to a storm before it is let in between two batches.
 const PATIENCE: Duration = Duration::from_millis(200);
+/// The least time between two background turns while intake is busy.
+const SPACING: Duration = Duration::from_millis(2);
+/// Intake counts as busy until this long after it last answered.
+const BUSY_FOR: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 pub struct WriteTurns {
@@ -40,6 +47,20 @@ struct State {
     background_writing: bool,
     /// Background writers that waited `PATIENCE` and now go before intake's next batch.
     background_overdue: usize,
+    /// When intake last answered webhooks, and when the last background turn ended.
+    intake_answered_at: Option<Instant>,
+    background_ended_at: Option<Instant>,
+}
+
+impl State {
+    /// Until when the next background turn waits for `SPACING` (None: it need not).
+    fn spaced_until(&self, now: Instant) -> Option<Instant> {
+        let busy = self
+            .intake_answered_at
+            .is_some_and(|at| now.duration_since(at) < BUSY_FOR);
+        let until = self.background_ended_at? + SPACING;
+        (busy && until > now).then_some(until)
+    }
 }
 
 impl WriteTurns {
@@ -62,9 +83,13 @@ impl WriteTurns {
 
     /// The writer answered `n` webhooks.
     pub fn intake_answered(&self, n: usize) {
-        if n > 0 && self.intake_queued.fetch_sub(n, Ordering::SeqCst) == n {
-            // Taking the lock orders this wake-up after a waiter's check of the count.
-            let _state = self.state();
+        if n == 0 {
+            return;
+        }
+        // Taking the lock orders the wake-up below after a waiter's check of the count.
+        let mut state = self.state();
+        state.intake_answered_at = Some(Instant::now());
+        if self.intake_queued.fetch_sub(n, Ordering::SeqCst) == n {
             self.changed.notify_all();
             self.intake_idle.notify_waiters();
         }
@@ -125,24 +150,31 @@ impl WriteTurns {
         self.turn_after(Duration::ZERO)
     }
 
+    /// As `background_turn`, but let in between intake's batches once it has waited `patience`.
+    pub fn turn_within(&self, patience: Duration) -> Turn<'_> {
+        self.turn_after(patience)
+    }
+
     fn turn_after(&self, patience: Duration) -> Turn<'_> {
         let deadline = Instant::now() + patience;
         let mut overdue = false;
         let mut state = self.state();
         loop {
+            let now = Instant::now();
             let others_writing = state.intake_writing || state.background_writing;
-            if !others_writing && (overdue || !self.intake_waiting()) {
+            let spaced_until = state.spaced_until(now).filter(|_| !overdue);
+            if !others_writing && (overdue || !self.intake_waiting()) && spaced_until.is_none() {
                 break;
             }
-            let now = Instant::now();
             if !overdue && now >= deadline {
                 overdue = true;
                 state.background_overdue += 1;
                 continue;
             }
-            let wait = match overdue {
-                true => Duration::from_secs(1),
-                false => deadline - now,
+            let wait = match (overdue, spaced_until) {
+                (true, _) => Duration::from_secs(1),
+                (false, Some(until)) if !others_writing => (until - now).min(deadline - now),
+                (false, _) => deadline - now,
             };
             state = self
                 .changed
@@ -193,7 +225,10 @@ impl Drop for Turn<'_> {
         let mut state = self.turns.state();
         match self.intake {
             true => state.intake_writing = false,
-            false => state.background_writing = false,
+            false => {
+                state.background_writing = false;
+                state.background_ended_at = Some(Instant::now());
+            }
         }
         self.turns.changed.notify_all();
     }
@@ -289,6 +324,32 @@ mod tests {
         let waited = overdue.join().unwrap();
         assert!(waited < PATIENCE * 3 / 2, "{waited:?}");
         turns.intake_answered(1);
+    }
+
+    #[test]
+    fn background_turns_are_spaced_while_intake_is_busy_and_not_once_it_is_idle() {
+        let turns = WriteTurns::default();
+        drop(turns.background_turn());
+        let started = Instant::now();
+        drop(turns.background_turn());
+        assert!(
+            started.elapsed() < SPACING,
+            "intake idle: {:?}",
+            started.elapsed()
+        );
+
+        turns.intake_ticket().handed_over();
+        turns.intake_answered(1);
+        let started = Instant::now();
+        drop(turns.background_turn());
+        drop(turns.background_turn());
+        drop(turns.background_turn());
+        let took = started.elapsed();
+        assert!(
+            took >= SPACING * 2,
+            "three turns while intake is busy: {took:?}"
+        );
+        assert!(took < PATIENCE, "{took:?}");
     }
 
     #[test]

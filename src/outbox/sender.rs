@@ -29,6 +29,9 @@ use crate::{Config, Error};
 
 /// Rows claimed at a time by one worker.
 const CLAIM_BATCH: usize = 32;
+/// The longest outcomes yield to intake (`db::turns`) before they are recorded between two of
+/// its batches: until then a crash would send their emails again.
+const OUTCOME_PATIENCE: Duration = Duration::from_millis(20);
 /// The longest a worker sleeps without looking at the database; bounds how long a delivery
 /// queued by another process (`mailmycustomer log resend`) waits.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
@@ -560,7 +563,7 @@ fn commit_outcomes(
         };
         let attempts: Vec<AttemptResult> = batch.iter().map(|r| r.attempt.result()).collect();
         let record = |attempts: &[AttemptResult]| {
-            let _turn = turns.prompt_turn();
+            let _turn = turns.turn_within(OUTCOME_PATIENCE);
             deliveries::record_attempts(&conn.lock().expect("sender connection"), attempts)
         };
         let started = Instant::now();
