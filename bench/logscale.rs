@@ -616,11 +616,14 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO deliveries (integration_id, stripe_event_id, business_key, trigger,
-                     template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
+                     template_id, product_id, plan_id, recipient, recipient_name, subject,
                      status, attempts, next_attempt_at, lease_until, last_error, message_id,
                      created_at, sent_at, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21)",
+                     ?18, ?19)",
+            )?;
+            let mut body = tx.prepare_cached(
+                "INSERT INTO delivery_bodies (delivery_id, html, text) VALUES (?1, ?2, ?3)",
             )?;
             for n in i..(i + PER_TX).min(rows) {
                 let created_at = start + (n as i64 * YEAR) / rows as i64;
@@ -686,8 +689,6 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
                     recipient,
                     name,
                     format!("Your receipt from Bench Shop ({amount})"),
-                    html,
-                    text,
                     status.as_str(),
                     attempts,
                     next_attempt,
@@ -698,6 +699,7 @@ fn fill(path: &std::path::Path, rows: usize) -> anyhow::Result<Delivery> {
                     sent_at,
                     (status == Status::Skipped).then_some("no_template"),
                 ])?;
+                body.execute(params![tx.last_insert_rowid(), html, text])?;
             }
         }
         tx.commit()?;

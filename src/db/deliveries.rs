@@ -1,6 +1,10 @@
 //! The `deliveries` table: the outbox and the delivery log in one. A row is written in the same
 //! transaction that marks its event processed; the sender then claims due rows, and every
 //! attempt's outcome is kept on the row (status, attempts, next attempt, last error).
+//!
+//! The rendered email (`html`, `text`) lives in `delivery_bodies` (V16), written once with its
+//! delivery: the state changes rewrite a small row, never the bodies. Only what sends or shows
+//! the email reads them (`claim_due`, `get`); the log's lists and counts do not.
 
 use std::time::{Duration, Instant};
 
@@ -108,6 +112,8 @@ pub struct Delivery {
     pub recipient: Option<String>,
     pub recipient_name: Option<String>,
     pub subject: Option<String>,
+    /// The email's parts (`delivery_bodies`): None when it has none, and in rows read without
+    /// them (`search`).
     pub html: Option<String>,
     pub text: Option<String>,
     pub status: Status,
@@ -130,12 +136,26 @@ pub struct Delivery {
     pub from_address: Option<String>,
 }
 
+/// The delivery's own columns: everything but the bodies.
 const COLUMNS: &str =
     "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
-    product_id, plan_id, recipient, recipient_name, subject, html, text, status, attempts,
+    product_id, plan_id, recipient, recipient_name, subject, status, attempts,
     next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of,
     lease_owner, reason, template_version, from_address";
 
+/// `COLUMNS` followed by the bodies, from `deliveries` joined by `WITH_BODIES`.
+const COLUMNS_AND_BODIES: &str =
+    "id, integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
+    product_id, plan_id, recipient, recipient_name, subject, status, attempts,
+    next_attempt_at, lease_until, last_error, message_id, created_at, sent_at, resend_of,
+    lease_owner, reason, template_version, from_address, html, text";
+
+/// The bodies beside their delivery (none for a delivery that has none); `delivery_bodies`
+/// shares no column name with `deliveries`, so the columns above need no table name.
+const WITH_BODIES: &str =
+    "deliveries LEFT JOIN delivery_bodies ON delivery_bodies.delivery_id = deliveries.id";
+
+/// A row of `COLUMNS`, its bodies None.
 fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: r.get(0)?,
@@ -150,21 +170,30 @@ fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
         recipient: r.get(9)?,
         recipient_name: r.get(10)?,
         subject: r.get(11)?,
-        html: r.get(12)?,
-        text: r.get(13)?,
-        status: r.get(14)?,
-        attempts: r.get(15)?,
-        next_attempt_at: r.get(16)?,
-        lease_until: r.get(17)?,
-        last_error: r.get(18)?,
-        message_id: r.get(19)?,
-        created_at: r.get(20)?,
-        sent_at: r.get(21)?,
-        resend_of: r.get(22)?,
-        lease_owner: r.get(23)?,
-        reason: r.get(24)?,
-        template_version: r.get(25)?,
-        from_address: r.get(26)?,
+        html: None,
+        text: None,
+        status: r.get(12)?,
+        attempts: r.get(13)?,
+        next_attempt_at: r.get(14)?,
+        lease_until: r.get(15)?,
+        last_error: r.get(16)?,
+        message_id: r.get(17)?,
+        created_at: r.get(18)?,
+        sent_at: r.get(19)?,
+        resend_of: r.get(20)?,
+        lease_owner: r.get(21)?,
+        reason: r.get(22)?,
+        template_version: r.get(23)?,
+        from_address: r.get(24)?,
+    })
+}
+
+/// A row of `COLUMNS_AND_BODIES`.
+fn with_bodies(r: &Row) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        html: r.get(25)?,
+        text: r.get(26)?,
+        ..from_row(r)?
     })
 }
 
@@ -228,31 +257,59 @@ impl NewDelivery {
 }
 
 /// Inserts unless this business fact already has a delivery; returns the new id, or the id of
-/// the delivery that already covers the fact.
+/// the delivery that already covers the fact. The bodies, if any, are written only with a new
+/// row: a fact already covered keeps the email it had.
 pub fn insert(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted, Error> {
+    atomically(conn, |conn| insert_in(conn, new, now))
+}
+
+/// Runs `f` in the caller's transaction, or in one of its own when there is none, so a
+/// delivery and its bodies are committed together.
+fn atomically<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if !conn.is_autocommit() {
+        return f(conn);
+    }
+    let tx = conn.unchecked_transaction().map_err(classify_db_error)?;
+    let done = f(&tx)?;
+    tx.commit().map_err(classify_db_error)?;
+    Ok(done)
+}
+
+fn insert_in(conn: &Connection, new: &NewDelivery, now: i64) -> Result<Inserted, Error> {
     let status = new.status;
     let next = (status == Status::Queued).then_some(now);
     let changed = conn
         .prepare_cached(
             "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
-                 template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
+                 template_id, product_id, plan_id, recipient, recipient_name, subject,
                  status, next_attempt_at, last_error, created_at, reason, template_version,
                  from_address)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19, ?20)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18)
              ON CONFLICT (integration_id, business_key) WHERE is_resend = 0 AND superseded_by IS NULL DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
                 new.integration_id, new.event_id, new.stripe_event_id, new.business_key, new.trigger,
                 new.template_id, new.product_id, new.plan_id, new.recipient, new.recipient_name,
-                new.subject, new.html, new.text, status, next, new.note, now, new.reason,
-                new.template_version, new.from_address
+                new.subject, status, next, new.note, now, new.reason, new.template_version,
+                new.from_address
             ])
         })
         .map_err(classify_db_error)?;
     if changed == 1 {
-        return Ok(Inserted::New(conn.last_insert_rowid()));
+        let id = conn.last_insert_rowid();
+        if new.html.is_some() || new.text.is_some() {
+            conn.prepare_cached(
+                "INSERT INTO delivery_bodies (delivery_id, html, text) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![id, new.html, new.text]))
+            .map_err(classify_db_error)?;
+        }
+        return Ok(Inserted::New(id));
     }
     let existing = conn
         .query_row(
@@ -270,14 +327,20 @@ pub enum Inserted {
     AlreadyCovered(i64),
 }
 
+/// One delivery with its bodies (its page, the CLI's `log show`).
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Delivery>, Error> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS_AND_BODIES} FROM {WITH_BODIES} WHERE deliveries.id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([id], with_bodies).optional())
     .map_err(classify_db_error)
+}
+
+/// One delivery without its bodies.
+fn get_state(conn: &Connection, id: i64) -> Result<Option<Delivery>, Error> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], from_row).optional())
+        .map_err(classify_db_error)
 }
 
 /// Claims up to `limit` rows that are due (queued or retrying and past their time, or `sending`
@@ -287,6 +350,8 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Delivery>, Error> {
 /// worker that took the row over.
 /// A claim moves `next_attempt_at` to the lease's end, so one index range finds all due rows in
 /// order; `INDEXED BY` keeps the planner from the status index, which would sort the backlog.
+/// The claim updates only the small state row; the bodies are then read by id (RETURNING
+/// cannot join), unchanged since the delivery was written.
 pub fn claim_due(
     conn: &Connection,
     now: i64,
@@ -314,6 +379,18 @@ pub fn claim_due(
         .and_then(Iterator::collect)
         .map_err(classify_db_error)?;
     rows.sort_by_key(|d| d.id);
+    let mut bodies = conn
+        .prepare_cached("SELECT html, text FROM delivery_bodies WHERE delivery_id = ?1")
+        .map_err(classify_db_error)?;
+    for d in &mut rows {
+        if let Some((html, text)) = bodies
+            .query_row([d.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(classify_db_error)?
+        {
+            (d.html, d.text) = (html, text);
+        }
+    }
     Ok(rows)
 }
 
@@ -351,12 +428,26 @@ pub fn mark_sent(
     message_id: &str,
     now: i64,
 ) -> Result<bool, Error> {
+    set_sent(conn, id, owner, message_id, now, None)
+}
+
+/// `mark_sent`, and the From address the message went out with when given (`record_attempt`
+/// writes both in one UPDATE: one rewrite of the row, not two). The same for the two below.
+fn set_sent(
+    conn: &Connection,
+    id: i64,
+    owner: i64,
+    message_id: &str,
+    now: i64,
+    from: Option<&str>,
+) -> Result<bool, Error> {
     update_leased(
         conn,
         "UPDATE deliveries SET status = 'sent', sent_at = ?3, message_id = ?4, lease_until = NULL,
-             next_attempt_at = NULL, last_error = NULL, lease_owner = NULL
+             next_attempt_at = NULL, last_error = NULL, lease_owner = NULL,
+             from_address = COALESCE(?5, from_address)
          WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
-        params![id, owner, now, message_id],
+        params![id, owner, now, message_id, from],
     )
 }
 
@@ -368,12 +459,23 @@ pub fn mark_retry(
     error: &str,
     next_attempt_at: i64,
 ) -> Result<bool, Error> {
+    set_retry(conn, id, owner, error, next_attempt_at, None)
+}
+
+fn set_retry(
+    conn: &Connection,
+    id: i64,
+    owner: i64,
+    error: &str,
+    next_attempt_at: i64,
+    from: Option<&str>,
+) -> Result<bool, Error> {
     update_leased(
         conn,
         "UPDATE deliveries SET status = 'retrying', last_error = ?3, next_attempt_at = ?4,
-             lease_until = NULL, lease_owner = NULL
+             lease_until = NULL, lease_owner = NULL, from_address = COALESCE(?5, from_address)
          WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
-        params![id, owner, error, next_attempt_at],
+        params![id, owner, error, next_attempt_at, from],
     )
 }
 
@@ -389,12 +491,22 @@ pub fn retry_now(conn: &Connection, now: i64) -> Result<usize, Error> {
 
 /// Gives up on a row; false when `owner` no longer holds the lease.
 pub fn mark_failed(conn: &Connection, id: i64, owner: i64, error: &str) -> Result<bool, Error> {
+    set_failed(conn, id, owner, error, None)
+}
+
+fn set_failed(
+    conn: &Connection,
+    id: i64,
+    owner: i64,
+    error: &str,
+    from: Option<&str>,
+) -> Result<bool, Error> {
     update_leased(
         conn,
         "UPDATE deliveries SET status = 'failed', last_error = ?3, next_attempt_at = NULL,
-             lease_until = NULL, lease_owner = NULL
+             lease_until = NULL, lease_owner = NULL, from_address = COALESCE(?4, from_address)
          WHERE id = ?1 AND status = 'sending' AND lease_owner = ?2",
-        params![id, owner, error],
+        params![id, owner, error, from],
     )
 }
 
@@ -457,9 +569,10 @@ pub fn note_waiting(conn: &Connection, note: &str) -> Result<usize, Error> {
     .map_err(classify_db_error)
 }
 
-/// Queues a delivery again as a new row (the old one stays in the log as it was).
+/// Queues a delivery again as a new row with a copy of its bodies (the old one stays in the log
+/// as it was), both in one transaction.
 pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error> {
-    let Some(old) = get(conn, id)? else {
+    let Some(old) = get_state(conn, id)? else {
         return Ok(None);
     };
     if old.recipient.is_none() || old.subject.is_none() {
@@ -472,18 +585,27 @@ pub fn resend(conn: &Connection, id: i64, now: i64) -> Result<Option<i64>, Error
             ),
         });
     }
-    conn.execute(
+    atomically(conn, |tx| {
+        tx.execute(
         "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
-             template_id, product_id, plan_id, recipient, recipient_name, subject, html, text,
+             template_id, product_id, plan_id, recipient, recipient_name, subject,
              status, next_attempt_at, created_at, resend_of, is_resend, template_version,
              from_address)
          SELECT integration_id, event_id, stripe_event_id, business_key, trigger, template_id,
-             product_id, plan_id, recipient, recipient_name, subject, html, text,
+             product_id, plan_id, recipient, recipient_name, subject,
              'queued', ?2, ?2, id, 1, template_version, from_address FROM deliveries WHERE id = ?1",
         params![id, now],
     )
     .map_err(classify_db_error)?;
-    Ok(Some(conn.last_insert_rowid()))
+        let new = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO delivery_bodies (delivery_id, html, text)
+         SELECT ?2, html, text FROM delivery_bodies WHERE delivery_id = ?1",
+            params![id, new],
+        )
+        .map_err(classify_db_error)?;
+        Ok(Some(new))
+    })
 }
 
 /// What one attempt at sending came to (`delivery_attempts.outcome`).
@@ -566,10 +688,10 @@ pub enum Outcome<'a> {
     Failed,
 }
 
-/// Records an attempt's outcome on its row (as `mark_sent`, `mark_retry` or `mark_failed`), the
-/// From address it used, and its `delivery_attempts` row, in one transaction. False (and nothing
-/// written) when `owner` no longer holds the lease: the new holder's attempt is the one that
-/// counts.
+/// Records an attempt's outcome on its row (as `mark_sent`, `mark_retry` or `mark_failed`) with
+/// the From address it used, in one UPDATE, and its `delivery_attempts` row, in one transaction.
+/// False (and nothing written) when `owner` no longer holds the lease: the new holder's attempt
+/// is the one that counts.
 pub fn record_attempt(conn: &Connection, a: &AttemptResult) -> Result<bool, Error> {
     Ok(record_attempts(conn, std::slice::from_ref(a))?[0])
 }
@@ -587,26 +709,24 @@ pub fn record_attempts(conn: &Connection, all: &[AttemptResult]) -> Result<Vec<b
 }
 
 fn record_in(tx: &Connection, a: &AttemptResult) -> Result<bool, Error> {
+    let from = Some(a.from_address);
     let (held, outcome) = match a.outcome {
         Outcome::Sent { message_id } => (
-            mark_sent(tx, a.id, a.owner, message_id, a.now)?,
+            set_sent(tx, a.id, a.owner, message_id, a.now, from)?,
             AttemptOutcome::Sent,
         ),
         Outcome::Retry { next_attempt_at } => (
-            mark_retry(tx, a.id, a.owner, a.reply, next_attempt_at)?,
+            set_retry(tx, a.id, a.owner, a.reply, next_attempt_at, from)?,
             AttemptOutcome::Retry,
         ),
         Outcome::Failed => (
-            mark_failed(tx, a.id, a.owner, a.reply)?,
+            set_failed(tx, a.id, a.owner, a.reply, from)?,
             AttemptOutcome::Failed,
         ),
     };
     if !held {
         return Ok(false);
     }
-    tx.prepare_cached("UPDATE deliveries SET from_address = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![a.id, a.from_address]))
-        .map_err(classify_db_error)?;
     tx.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, at, outcome, reply_code, reply, duration_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -957,7 +1077,8 @@ fn page<T>(
     })
 }
 
-/// Deliveries matching `filter`, whole (bodies included), newest first: the CLI's `log`.
+/// Deliveries matching `filter`, newest first, without their bodies (`html` and `text` None: a
+/// list never reads them; `get` does): the CLI's `log`.
 pub fn search(conn: &Connection, filter: &LogFilter) -> Result<Vec<Delivery>, Error> {
     Ok(page(conn, filter, COLUMNS, from_row, |d| (d.created_at, d.id))?.rows)
 }
@@ -1320,5 +1441,161 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM delivery_attempts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// A queued delivery with `body` as both parts, `id` 1.
+    fn queued_with(conn: &Connection, shop: &str, body: &str) -> i64 {
+        let mut new = NewDelivery::new(shop, "evt_1", "in_1:paid", TriggerKind::PaymentReceived);
+        new.recipient = Some("jenny@example.com".into());
+        new.subject = Some("Thanks".into());
+        new.html = Some(format!("<p>{body}</p>"));
+        new.text = Some(body.to_owned());
+        let Inserted::New(id) = insert(conn, &new, 100).unwrap() else {
+            panic!("new");
+        };
+        id
+    }
+
+    /// WAL frames the sender's claim and its `sent` mark write for a delivery whose parts are
+    /// `body_len` bytes each, on a file database with no checkpoint in between.
+    fn frames_to_claim_and_send(body_len: usize) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::db::Options::at(&dir.path().join("t.db"))
+            .unwrap()
+            .with_background_checkpoints();
+        let mut conn = crate::db::open(&options).unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let shop = integrations::insert(
+            &conn,
+            &NewIntegration {
+                name: "shop",
+                webhook_secret: "whsec_test",
+                api_key: None,
+                stripe_account: None,
+                from_address: None,
+            },
+        )
+        .unwrap()
+        .id;
+        // Not one repeated byte: compressible bodies are no concern of SQLite, but keep it real.
+        let body: String = (0..body_len)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        let id = queued_with(&conn, &shop, &body);
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+        let claimed = claim_due(&conn, 100, 300, 10).unwrap();
+        assert_eq!(claimed[0].text.as_deref(), Some(body.as_str()), "claimed");
+        let sent = AttemptResult {
+            id,
+            owner: claimed[0].lease_owner.unwrap(),
+            outcome: Outcome::Sent {
+                message_id: "<1.100@example.com>",
+            },
+            reply: "250 ok",
+            reply_code: Some(250),
+            from_address: "billing@example.com",
+            duration_ms: 12,
+            now: 101,
+        };
+        assert!(record_attempt(&conn, &sent).unwrap());
+        // (busy, frames in the WAL, frames checkpointed): the WAL was empty before the claim.
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    }
+
+    /// Issue 13, item 6: the claim and the `sent` mark rewrite the delivery's state, never its
+    /// bodies. With 6 KB parts in the row (before V16) the two commits wrote 22 WAL frames
+    /// against 10 for one-byte parts (the overflow chain freed and written again each time);
+    /// now they write what a delivery with one-byte parts writes.
+    #[test]
+    fn claiming_and_marking_sent_write_no_page_of_the_bodies() {
+        let small = frames_to_claim_and_send(1);
+        let big = frames_to_claim_and_send(6 * 1024);
+        assert!(small > 0);
+        assert_eq!(
+            big, small,
+            "6 KB bodies: {big} WAL frames, 1-byte bodies: {small}"
+        );
+    }
+
+    /// The claim hands the sender the bodies byte for byte; the log's lists and `search` do not
+    /// read them; a resend copies them; and every delete (retention, an integration's erase)
+    /// takes a delivery's bodies with it.
+    #[test]
+    fn bodies_go_with_their_delivery() {
+        let (conn, shop) = migrated();
+        let body = "Grüße, \u{0}\r\n<b>&amp;</b> ✓".repeat(300);
+        let id = queued_with(&conn, &shop, &body);
+        let mut skipped = NewDelivery::new(&shop, "evt_2", "in_2:paid", TriggerKind::PaymentFailed);
+        skipped.status = Status::Skipped;
+        let Inserted::New(skipped) = insert(&conn, &skipped, 100).unwrap() else {
+            panic!("new");
+        };
+        let bodies = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM delivery_bodies", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            bodies(&conn),
+            1,
+            "a delivery without an email has no bodies row"
+        );
+        let d = get(&conn, skipped).unwrap().unwrap();
+        assert_eq!((d.html, d.text), (None, None));
+
+        // Covered already: the second insert neither writes nor replaces the bodies.
+        let mut again = NewDelivery::new(&shop, "evt_1", "in_1:paid", TriggerKind::PaymentReceived);
+        again.html = Some("other".into());
+        assert_eq!(
+            insert(&conn, &again, 100).unwrap(),
+            Inserted::AlreadyCovered(id)
+        );
+        assert_eq!(bodies(&conn), 1);
+
+        let claimed = claim_due(&conn, 100, 300, 10).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            claimed[0].html.as_deref(),
+            Some(format!("<p>{body}</p>").as_str())
+        );
+        assert_eq!(claimed[0].text.as_deref(), Some(body.as_str()));
+        assert!(mark_sent(&conn, id, claimed[0].lease_owner.unwrap(), "<m@x>", 100).unwrap());
+        let listed = search(
+            &conn,
+            &LogFilter {
+                limit: 10,
+                ..LogFilter::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|d| d.html.is_none() && d.text.is_none()));
+
+        let copy = resend(&conn, id, 200).unwrap().unwrap();
+        let copy = get(&conn, copy).unwrap().unwrap();
+        assert_eq!(copy.text.as_deref(), Some(body.as_str()));
+        assert_eq!(
+            copy.html.as_deref(),
+            Some(format!("<p>{body}</p>").as_str())
+        );
+        assert_eq!(bodies(&conn), 2);
+
+        // Retention takes the sent original and the skipped row, not the queued resend.
+        assert_eq!(prune(&conn, 150, &Default::default()).unwrap().0, 2);
+        assert_eq!(bodies(&conn), 1);
+        // Erasing the integration takes the rest.
+        while integrations::erase_batch(&conn, &shop, integrations::Held::Deliveries).unwrap() > 0 {
+        }
+        assert_eq!(bodies(&conn), 0);
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM delivery_bodies b
+                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = b.delivery_id)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
     }
 }

@@ -498,9 +498,11 @@ async fn a_delivery_shows_its_attempts_451_then_250_and_its_email_framed() {
     assert_eq!(email.headers["x-frame-options"], "SAMEORIGIN");
     let sent_html: String = server
         .db()
-        .query_row("SELECT html FROM deliveries WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT html FROM delivery_bodies WHERE delivery_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(email.text, sent_html);
     // Our page itself keeps the strict policy.

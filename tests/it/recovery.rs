@@ -364,13 +364,20 @@ fn add_history(path: &Path, integration: &str, n: usize, at: i64) {
     .unwrap();
     conn.execute(
         "INSERT INTO deliveries (integration_id, event_id, stripe_event_id, business_key, trigger,
-             recipient, recipient_name, subject, html, text, status, attempts, created_at,
+             recipient, recipient_name, subject, status, attempts, created_at,
              sent_at, message_id)
          SELECT integration_id, id, stripe_event_id, 'invoice:' || stripe_event_id,
              'payment_received', 'customer' || id || '@example.com', 'Jenny Rosen',
-             'Thanks for your payment', ?2, ?3, 'sent', 1, received_at, received_at,
+             'Thanks for your payment', 'sent', 1, received_at, received_at,
              '<' || id || '@rosen.example>'
          FROM events WHERE integration_id = ?1",
+        [integration],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO delivery_bodies (delivery_id, html, text)
+         SELECT id, ?2, ?3 FROM deliveries d WHERE integration_id = ?1
+             AND NOT EXISTS (SELECT 1 FROM delivery_bodies b WHERE b.delivery_id = d.id)",
         rusqlite::params![integration, html, text],
     )
     .unwrap();
