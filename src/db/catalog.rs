@@ -130,7 +130,7 @@ pub fn products(conn: &Connection, integration: &str) -> Result<Vec<(String, Str
 /// `plans_without_product`), named so a test can check their query plans.
 const PRODUCTS_PAGE: &str = "SELECT id, name, fetched_at FROM catalog_products
      WHERE integration_id = ?1 AND (?2 = 0 OR (name, id) > (?3, ?4))
-     ORDER BY name, id LIMIT ?5";
+     ORDER BY name, id LIMIT CAST(?5 AS INTEGER)";
 const PLANS_OF: &str = "SELECT id, product_id, name, interval, fetched_at FROM catalog_plans
      WHERE integration_id = ?1 AND product_id IN (SELECT value FROM json_each(?2))
      ORDER BY name, id";
@@ -139,7 +139,7 @@ const PLANS_WITHOUT_PRODUCT: &str =
      WHERE p.integration_id = ?1 AND NOT EXISTS (
          SELECT 1 FROM catalog_products c
          WHERE c.integration_id = p.integration_id AND c.id = p.product_id)
-     ORDER BY p.name, p.id LIMIT ?2";
+     ORDER BY p.name, p.id LIMIT CAST(?2 AS INTEGER)";
 
 /// A product as the catalog keeps it, with when its name was known to be true.
 #[derive(Debug, Clone, PartialEq, Eq)]

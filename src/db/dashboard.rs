@@ -135,7 +135,7 @@ pub mod sql {
     /// `?1`: how many.
     pub const LATEST: &str = "SELECT id, integration_id, trigger, recipient, subject, status,
             last_error, created_at, sent_at
-        FROM deliveries ORDER BY created_at DESC, id DESC LIMIT ?1";
+        FROM deliveries ORDER BY created_at DESC, id DESC LIMIT CAST(?1 AS INTEGER)";
     /// `?1`: the first day.
     pub const FAILED_COUNT: &str =
         "SELECT COALESCE(SUM(n), 0) FROM daily_counts WHERE day >= ?1 AND status = 'failed'";

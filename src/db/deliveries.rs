@@ -370,7 +370,7 @@ pub fn claim_due(
              WHERE id IN (
                  SELECT id FROM deliveries INDEXED BY deliveries_due
                  WHERE status IN ('queued', 'retrying', 'sending') AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at, id LIMIT ?3)
+                 ORDER BY next_attempt_at, id LIMIT CAST(?3 AS INTEGER))
              RETURNING {COLUMNS}"
         ))
         .map_err(classify_db_error)?;
@@ -943,7 +943,7 @@ fn page_query(
     args.push(V::Integer(limit as i64));
     let order = if newer { "ASC" } else { "DESC" };
     sql.push_str(&format!(
-        " ORDER BY created_at {order}, id {order} LIMIT ?{}",
+        " ORDER BY created_at {order}, id {order} LIMIT CAST(?{} AS INTEGER)",
         args.len()
     ));
     (sql, args)
@@ -1022,7 +1022,7 @@ fn page<T>(
             // The window's last entry: the query above with `LIMIT 1 OFFSET window - 1`, a
             // skip over index entries only.
             args.push(rusqlite::types::Value::Integer(SEARCH_WINDOW as i64 - 1));
-            let sql = format!("{sql} OFFSET ?{}", args.len());
+            let sql = format!("{sql} OFFSET CAST(?{} AS INTEGER)", args.len());
             conn.prepare_cached(&sql)
                 .and_then(|mut s| {
                     s.query_row(rusqlite::params_from_iter(args), |r| {
@@ -1131,7 +1131,7 @@ pub fn prune(conn: &Connection, before: i64, turns: &WriteTurns) -> Result<(usiz
         conn.prepare_cached(
             "DELETE FROM deliveries WHERE id IN (
                  SELECT id FROM deliveries INDEXED BY deliveries_status
-                 WHERE status IN ('sent', 'failed', 'skipped') AND created_at < ?1 LIMIT ?2)",
+                 WHERE status IN ('sent', 'failed', 'skipped') AND created_at < ?1 LIMIT CAST(?2 AS INTEGER))",
         )
         .and_then(|mut s| s.execute(params![before, DELETE_BATCH as i64]))
         .map_err(classify_db_error)
@@ -1148,7 +1148,7 @@ pub fn prune(conn: &Connection, before: i64, turns: &WriteTurns) -> Result<(usiz
                      WHERE received_at < ?1 AND (received_at, id) > (?2, ?3)
                        AND processing != 'pending'
                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)
-                     ORDER BY received_at, id LIMIT ?4)
+                     ORDER BY received_at, id LIMIT CAST(?4 AS INTEGER))
                  RETURNING received_at, id",
             )
             .map_err(classify_db_error)?;

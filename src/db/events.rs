@@ -208,7 +208,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>
         conn,
         &format!(
             "SELECT {COLUMNS} FROM {FROM}
-             WHERE e.processing = 'pending' AND e.process_after IS NULL ORDER BY e.id LIMIT ?1"
+             WHERE e.processing = 'pending' AND e.process_after IS NULL ORDER BY e.id LIMIT CAST(?1 AS INTEGER)"
         ),
         rusqlite::params![limit as i64],
     )?;
@@ -218,7 +218,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>
             &format!(
                 "SELECT {COLUMNS} FROM {FROM}
                  WHERE e.processing = 'pending' AND e.process_after <= ?1
-                 ORDER BY e.process_after, e.id LIMIT ?2"
+                 ORDER BY e.process_after, e.id LIMIT CAST(?2 AS INTEGER)"
             ),
             rusqlite::params![now, (limit - rows.len()) as i64],
         )?);
@@ -337,7 +337,7 @@ pub fn due_after(
         &format!(
             "SELECT {COLUMNS}, {ORDER_KEY_SQL} FROM {FROM}
              WHERE e.processing = 'pending' AND e.process_after IS NULL AND e.id > ?1
-             ORDER BY e.id LIMIT ?2"
+             ORDER BY e.id LIMIT CAST(?2 AS INTEGER)"
         ),
         &[&fresh_after, &(limit as i64)],
         false,
@@ -348,7 +348,7 @@ pub fn due_after(
             &format!(
                 "SELECT {COLUMNS}, {ORDER_KEY_SQL} FROM {FROM}
                  WHERE e.processing = 'pending' AND e.process_after <= ?1
-                 ORDER BY e.process_after, e.id LIMIT ?2"
+                 ORDER BY e.process_after, e.id LIMIT CAST(?2 AS INTEGER)"
             ),
             &[&now, &more],
             true,
@@ -374,7 +374,7 @@ pub fn postponed_before(
              WHERE processing = 'pending' AND process_after IS NOT NULL
                AND integration_id = ?1 AND order_key = ?2
                AND (created < ?3 OR (created = ?3 AND id < ?4))
-             ORDER BY created, id LIMIT ?5",
+             ORDER BY created, id LIMIT CAST(?5 AS INTEGER)",
         )
         .map_err(classify_db_error)?;
     let rows = stmt
@@ -565,7 +565,10 @@ pub fn list_query(filter: &EventFilter, floor: i64) -> (String, Vec<rusqlite::ty
         )
     };
     args.push(V::Integer(filter.limit.clamp(1, 500) as i64 + 1));
-    (format!("{sql} LIMIT ?{}", args.len()), args)
+    (
+        format!("{sql} LIMIT CAST(?{} AS INTEGER)", args.len()),
+        args,
+    )
 }
 
 /// The lowest id among the `SCAN` events a filtered page may look through, and whether there
@@ -574,7 +577,7 @@ pub fn floor_query(outcome: Option<Processing>) -> String {
     let (from, condition) = source(outcome);
     format!(
         "SELECT COUNT(*), MIN(id) FROM (SELECT id FROM {from}
-             WHERE {condition} AND id < ?1 ORDER BY id DESC LIMIT ?2)"
+             WHERE {condition} AND id < ?1 ORDER BY id DESC LIMIT CAST(?2 AS INTEGER))"
     )
 }
 

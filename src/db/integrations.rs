@@ -559,7 +559,7 @@ pub fn erase_batch(conn: &Connection, id: &str, held: Held) -> Result<usize, Err
     let table = held.table();
     conn.prepare_cached(&format!(
         "DELETE FROM {table} WHERE integration_id = ?1 AND id IN (
-             SELECT id FROM {table} WHERE integration_id = ?1 LIMIT ?2)"
+             SELECT id FROM {table} WHERE integration_id = ?1 LIMIT CAST(?2 AS INTEGER))"
     ))
     .and_then(|mut s| s.execute(params![id, DELETE_BATCH as i64]))
     .map_err(classify_db_error)

@@ -8,6 +8,12 @@
 //! command creates it (serve, the CLI, migrate) creates it readable by its owner only. The
 //! secrets are also sealed (`crate::seal`): every connection gets the SQL functions `seal(text)`
 //! and `unseal(text)` under the key its `Options` carry, and checks that key before any use.
+//!
+//! Every bound `LIMIT` (and `OFFSET`) is written `CAST(?N AS INTEGER)`. SQLite's planner reads a
+//! bare `LIMIT ?N`'s bound value, which ties the compiled statement to that value: each time
+//! rusqlite returns it to the statement cache and clears its bindings, SQLite compiles it again
+//! (`SQLITE_STMTSTATUS_REPREPARE`). That was a sixth of the server's CPU at one webhook at a time
+//! (the processor's `events::due_after`). A test below keeps bare ones out.
 
 pub mod backup;
 pub mod catalog;
@@ -546,4 +552,56 @@ pub fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, StatementStatus};
+
+    /// Times a cached statement was compiled again over 20 uses with a new bound value each.
+    fn recompiled(conn: &Connection, sql: &str) -> i32 {
+        for i in 0..20i64 {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            stmt.raw_bind_parameter(1, i).unwrap();
+            stmt.raw_bind_parameter(2, 5i64).unwrap();
+            let mut rows = stmt.raw_query();
+            while rows.next().unwrap().is_some() {}
+        }
+        let stmt = conn.prepare_cached(sql).unwrap();
+        stmt.get_status(StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_bound_limit_is_cast_so_cached_statements_are_not_compiled_again() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let bare = recompiled(&conn, "SELECT id FROM t WHERE id > ?1 ORDER BY id LIMIT ?2");
+        let cast = recompiled(
+            &conn,
+            "SELECT id FROM t WHERE id > ?1 ORDER BY id LIMIT CAST(?2 AS INTEGER)",
+        );
+        assert!(
+            bare > 0,
+            "SQLite no longer recompiles a bare LIMIT ?: the rule can go"
+        );
+        assert_eq!(cast, 0);
+
+        let sources = [
+            ("catalog.rs", include_str!("catalog.rs")),
+            ("dashboard.rs", include_str!("dashboard.rs")),
+            ("deliveries.rs", include_str!("deliveries.rs")),
+            ("events.rs", include_str!("events.rs")),
+            ("integrations.rs", include_str!("integrations.rs")),
+            ("sessions.rs", include_str!("sessions.rs")),
+            ("settings.rs", include_str!("settings.rs")),
+            ("templates.rs", include_str!("templates.rs")),
+            ("users.rs", include_str!("users.rs")),
+        ];
+        for (file, text) in sources {
+            for bare in ["LIMIT ?", "OFFSET ?"] {
+                assert!(!text.contains(bare), "src/db/{file} has a bare `{bare}`");
+            }
+        }
+    }
 }
