@@ -31,9 +31,11 @@ given. Running it again upgrades the binary and the unit and keeps the config.
 Upgrading (a binary is already installed): a running service is stopped first and the database
 is backed up by the new binary (which refuses a database newer than itself, so a downgrade
 stops here) to /var/lib/mailmycustomer/backups/before-upgrade-<UTC time>.db.zst. The old binary
-is kept as /usr/local/bin/mailmycustomer.previous. The service is started again (or with
---start) and must answer /healthz on server.listen within 30 s; if it does not, the old binary
-is put back and started, and install.sh exits 1 saying where the backup is.
+is kept as /usr/local/bin/mailmycustomer.previous, and the new binary upgrades the schema
+(`migrate`, unhurried: a release that rebuilds a table takes minutes on a big log). The service
+is started again (or with --start) and must answer /healthz on server.listen within 30 s; if it
+does not, the old binary is put back and started, and install.sh exits 1 saying where the
+backup is.
 
 Options:
   --binary PATH      Install this binary instead of building one from this checkout with
@@ -327,8 +329,9 @@ upgrade_prepare() {
     backup_dir=$PREFIX$STATE_DIR/backups
     BACKUP_FILE=$backup_dir/before-upgrade-$(date -u +%Y%m%dT%H%M%SZ).db.zst
     if [ "$DRY_RUN" = 1 ]; then
-        printf '    would run: %s (if the database exists)\n' \
-            "$(show "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" backup --compress "$BACKUP_FILE")"
+        printf '    would run: %s, then %s (if the database exists)\n' \
+            "$(show "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" backup --compress "$BACKUP_FILE")" \
+            "$(show "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" migrate)"
         return 0
     fi
     db=
@@ -343,15 +346,24 @@ upgrade_prepare() {
     if [ "$REAL_SYSTEM" = 1 ] && [ "$IS_ROOT" = 1 ]; then
         chown "$NAME:$NAME" "$backup_dir"
     fi
-    if ! as_service "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" backup --compress "$BACKUP_FILE"; then
-        rm -f "$PREFIX$BIN_PATH.new"
-        again=
-        if [ "$WAS_RUNNING" = 1 ]; then
-            again="; $NAME was started again on the previous binary"
-            "$SYSTEMCTL" start "$NAME" || again="; \`$SYSTEMCTL start $NAME\` failed too: start it by hand"
-        fi
-        die 1 "the backup before the upgrade failed (see above), so nothing was upgraded$again"
+    as_service "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" backup --compress "$BACKUP_FILE" ||
+        abandon_upgrade "the backup before the upgrade failed (see above), so nothing was upgraded"
+    # The schema is upgraded here, not by the service's first start: on a big log it can take
+    # minutes (a release that rebuilds a table), which the health wait would take for a failure.
+    say "Upgrading the database's schema with the new binary (on a big log this can take minutes)"
+    as_service "$PREFIX$BIN_PATH.new" --config "$PREFIX$CONFIG_PATH" migrate ||
+        abandon_upgrade "the schema upgrade failed (see above): each migration is one transaction, so the database is at the last one that completed; if the previous binary refuses it, restore $BACKUP_FILE"
+}
+
+# Before the binary is swapped: the new one goes, and the previous one serves again if it ran.
+abandon_upgrade() {
+    rm -f "$PREFIX$BIN_PATH.new"
+    again=
+    if [ "$WAS_RUNNING" = 1 ]; then
+        again="; $NAME was started again on the previous binary"
+        "$SYSTEMCTL" start "$NAME" || again="; \`$SYSTEMCTL start $NAME\` failed too: start it by hand"
     fi
+    die 1 "$1$again"
 }
 
 # Waits up to HEALTH_WAIT seconds for the installed binary's server to answer /healthz; fails

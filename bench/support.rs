@@ -185,6 +185,10 @@ fn base_command(bin: &Path, db: &Path) -> Command {
             command.env(name, value);
         }
     }
+    // `MMC_BENCH_SMTP_POOL_SIZE`: the sender's connections (`smtp.pool_size`), to tune it.
+    if let Some(size) = std::env::var_os("MMC_BENCH_SMTP_POOL_SIZE") {
+        command.env("MMC_SMTP__POOL_SIZE", size);
+    }
     command
 }
 
