@@ -10,10 +10,13 @@
 //!   lock, so intake goes on committing meanwhile; each fsyncs the database file, which is why
 //!   they do not run more often than SQLite's own would.
 //! - A WAL is only rewound to its start by a commit that finds every frame already in the
-//!   database, which a storm that never pauses would never give. So once the WAL holds
-//!   `RESTART_AFTER` frames, the last pass runs in a write turn (`db::turns`, at the next gap
-//!   between intake batches): nothing is appended meanwhile, it finishes, and the next commit
-//!   starts the WAL over.
+//!   database and no reader still inside the WAL, which a storm that never pauses (and the
+//!   processor's and sender's reads beside it) would never give: the first full run of the
+//!   storm benchmark saw the WAL reach 440 MB. So once the WAL holds `RESTART_AFTER` frames, the
+//!   last pass runs in a write turn (`db::turns`, at the next gap between intake batches) as a
+//!   RESTART checkpoint: nothing is appended meanwhile, it copies the rest, waits up to
+//!   `READERS_WAIT` for readers still inside the WAL to finish, and the next commit starts the
+//!   WAL over.
 //!
 //! The bound: the WAL holds `RESTART_AFTER` frames (16 MiB at 4 KiB pages) plus what is written
 //! during one tick and the passes, and its file is cut back to `WAL_SIZE_LIMIT` at that rewind. A reader
@@ -40,6 +43,9 @@ const RESTART_AFTER: i64 = 4096;
 const TAIL_FRAMES: i64 = 1024;
 /// Passes without a turn before the last one, while each leaves more than `TAIL_FRAMES`.
 const MAX_PASSES: usize = 4;
+/// The longest the last pass, holding a turn, waits for readers inside the WAL (the
+/// checkpointer's busy timeout); a longer reader (a backup) makes it give up until the next tick.
+pub const READERS_WAIT: Duration = Duration::from_millis(20);
 /// The size, in bytes, a WAL file is cut back to when it starts over (`journal_size_limit`).
 pub const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -94,9 +100,9 @@ pub fn checkpoint(conn: &Connection, turns: &WriteTurns, all: bool) -> rusqlite:
         }
         pass = passive(conn)?;
     }
-    if !pass.busy && pass.left() > 0 && (all || pass.frames >= RESTART_AFTER) {
+    if !pass.busy && (all || pass.frames >= RESTART_AFTER) {
         let _turn = turns.prompt_turn();
-        pass = passive(conn)?;
+        pass = wal_checkpoint(conn, "RESTART")?;
     }
     Ok(pass)
 }
@@ -109,6 +115,9 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub fn start(conn: Connection, turns: Arc<WriteTurns>) -> Checkpointer {
+        if let Err(e) = conn.busy_timeout(READERS_WAIT) {
+            tracing::warn!(error = %e, "checkpoints: cannot shorten the wait for readers");
+        }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -188,6 +197,7 @@ mod tests {
             .with_background_checkpoints();
         let writer = db::open(&options).unwrap();
         let checkpointer = db::open(&options).unwrap();
+        checkpointer.busy_timeout(READERS_WAIT).unwrap();
         writer.execute_batch("CREATE TABLE t (x BLOB); ").unwrap();
         let turns = WriteTurns::default();
         let write = |n: usize| {
@@ -216,6 +226,50 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_inside_the_wal_at_the_last_pass_does_not_keep_it_from_starting_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = db::Options::at(&dir.path().join("t.db"))
+            .unwrap()
+            .with_background_checkpoints();
+        let writer = db::open(&options).unwrap();
+        let checkpointer = db::open(&options).unwrap();
+        checkpointer.busy_timeout(READERS_WAIT).unwrap();
+        writer.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        for _ in 0..2000 {
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(6000))", [])
+                .unwrap();
+        }
+        // The last frames are copied while a short reader (as the processor's and the sender's
+        // are) is inside the WAL; it is done a moment later, during the last pass.
+        assert_eq!(passive(&checkpointer).unwrap().left(), 0);
+        writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let (reading, read) = std::sync::mpsc::channel();
+        let reader = {
+            let options = options.clone();
+            std::thread::spawn(move || {
+                let mut conn = db::open(&options).unwrap();
+                let tx = conn.transaction().unwrap();
+                let _: i64 = tx
+                    .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .unwrap();
+                reading.send(()).unwrap();
+                std::thread::sleep(READERS_WAIT / 4);
+            })
+        };
+        read.recv().unwrap();
+        let turns = WriteTurns::default();
+        let pass = checkpoint(&checkpointer, &turns, true).unwrap();
+        assert!(!pass.busy, "{pass:?}");
+        // The last pass waited for the reader (not past READERS_WAIT), so this commit starts
+        // the WAL over.
+        writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let after = wal_frames(&checkpointer);
+        reader.join().unwrap();
+        assert!(after < 10, "the WAL went on growing: {after} frames");
+    }
+
+    #[test]
     fn a_long_reader_holds_the_wal_back_and_it_starts_over_once_the_reader_is_done() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
@@ -224,6 +278,7 @@ mod tests {
             .with_background_checkpoints();
         let writer = db::open(&options).unwrap();
         let checkpointer = db::open(&options).unwrap();
+        checkpointer.busy_timeout(READERS_WAIT).unwrap();
         let mut reader = db::open(&options).unwrap();
         writer
             .execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (1);")
