@@ -1168,24 +1168,13 @@ pub fn prune(conn: &Connection, before: i64, turns: &WriteTurns) -> Result<(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::integrations::{self, NewIntegration};
+    use crate::db::integrations;
 
     #[test]
     fn a_delivery_resent_twice_can_be_pruned() {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = integrations::insert(
-            &conn,
-            &NewIntegration {
-                name: "shop",
-                webhook_secret: "whsec_test",
-                api_key: None,
-                stripe_account: None,
-                from_address: None,
-            },
-        )
-        .unwrap()
-        .id;
+        let shop = crate::db::test_shop(&conn);
         let mut new = NewDelivery::new(&shop, "evt_1", "in_1:paid", TriggerKind::PaymentReceived);
         new.recipient = Some("jenny@example.com".into());
         new.subject = Some("Thanks".into());
@@ -1215,18 +1204,7 @@ mod tests {
     fn migrated() -> (Connection, String) {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = integrations::insert(
-            &conn,
-            &NewIntegration {
-                name: "shop",
-                webhook_secret: "whsec_test",
-                api_key: None,
-                stripe_account: None,
-                from_address: None,
-            },
-        )
-        .unwrap()
-        .id;
+        let shop = crate::db::test_shop(&conn);
         (conn, shop)
     }
 
@@ -1465,18 +1443,7 @@ mod tests {
             .with_background_checkpoints();
         let mut conn = crate::db::open(&options).unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = integrations::insert(
-            &conn,
-            &NewIntegration {
-                name: "shop",
-                webhook_secret: "whsec_test",
-                api_key: None,
-                stripe_account: None,
-                from_address: None,
-            },
-        )
-        .unwrap()
-        .id;
+        let shop = crate::db::test_shop(&conn);
         // Not one repeated byte: compressible bodies are no concern of SQLite, but keep it real.
         let body: String = (0..body_len)
             .map(|i| char::from(b'a' + (i * 7 % 26) as u8))

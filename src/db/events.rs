@@ -870,18 +870,7 @@ mod tests {
         let options = crate::db::Options::at(&dir.path().join("wal.db")).unwrap();
         let mut conn = crate::db::open(&options).unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = integrations::insert(
-            &conn,
-            &NewIntegration {
-                name: "shop",
-                webhook_secret: "whsec_test",
-                api_key: None,
-                stripe_account: None,
-                from_address: None,
-            },
-        )
-        .unwrap()
-        .id;
+        let shop = crate::db::test_shop(&conn);
         let payload = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))

@@ -554,6 +554,23 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Tests: adds an integration named "shop" without a key; its id.
+#[cfg(test)]
+pub(crate) fn test_shop(conn: &Connection) -> String {
+    integrations::insert(
+        conn,
+        &integrations::NewIntegration {
+            name: "shop",
+            webhook_secret: "whsec_test",
+            api_key: None,
+            stripe_account: None,
+            from_address: None,
+        },
+    )
+    .unwrap()
+    .id
+}
+
 #[cfg(test)]
 mod tests {
     use rusqlite::{Connection, StatementStatus};
