@@ -691,24 +691,12 @@ pub fn deliveries_of(conn: &Connection, event_id: i64) -> Result<Vec<EventDelive
 mod tests {
     use super::*;
     use crate::db::deliveries::{Inserted, NewDelivery, Status};
-    use crate::db::integrations::{self, NewIntegration};
     use crate::trigger::TriggerKind;
 
     fn memory() -> (Connection, String) {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let id = integrations::insert(
-            &conn,
-            &NewIntegration {
-                name: "shop",
-                webhook_secret: "whsec_test",
-                api_key: None,
-                stripe_account: None,
-                from_address: None,
-            },
-        )
-        .unwrap()
-        .id;
+        let id = crate::db::test_shop(&conn);
         (conn, id)
     }
 
