@@ -189,15 +189,21 @@ mod tests {
         passive(conn).unwrap().frames
     }
 
-    #[test]
-    fn a_checkpoint_empties_the_wal_so_the_next_commit_starts_it_over() {
-        let dir = tempfile::tempdir().unwrap();
+    /// As `serve` opens them: a writer, and the checkpointer's own connection.
+    fn opened(dir: &tempfile::TempDir) -> (db::Options, Connection, Connection) {
         let options = db::Options::at(&dir.path().join("t.db"))
             .unwrap()
             .with_background_checkpoints();
         let writer = db::open(&options).unwrap();
         let checkpointer = db::open(&options).unwrap();
         checkpointer.busy_timeout(READERS_WAIT).unwrap();
+        (options, writer, checkpointer)
+    }
+
+    #[test]
+    fn a_checkpoint_empties_the_wal_so_the_next_commit_starts_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, writer, checkpointer) = opened(&dir);
         writer.execute_batch("CREATE TABLE t (x BLOB); ").unwrap();
         let turns = WriteTurns::default();
         let write = |n: usize| {
@@ -228,12 +234,7 @@ mod tests {
     #[test]
     fn a_reader_inside_the_wal_at_the_last_pass_does_not_keep_it_from_starting_over() {
         let dir = tempfile::tempdir().unwrap();
-        let options = db::Options::at(&dir.path().join("t.db"))
-            .unwrap()
-            .with_background_checkpoints();
-        let writer = db::open(&options).unwrap();
-        let checkpointer = db::open(&options).unwrap();
-        checkpointer.busy_timeout(READERS_WAIT).unwrap();
+        let (options, writer, checkpointer) = opened(&dir);
         writer.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
         for _ in 0..2000 {
             writer
@@ -272,13 +273,7 @@ mod tests {
     #[test]
     fn a_long_reader_holds_the_wal_back_and_it_starts_over_once_the_reader_is_done() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let options = db::Options::at(&path)
-            .unwrap()
-            .with_background_checkpoints();
-        let writer = db::open(&options).unwrap();
-        let checkpointer = db::open(&options).unwrap();
-        checkpointer.busy_timeout(READERS_WAIT).unwrap();
+        let (options, writer, checkpointer) = opened(&dir);
         let mut reader = db::open(&options).unwrap();
         writer
             .execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (1);")
