@@ -306,27 +306,12 @@ mod tests {
 
     use super::*;
     use crate::db::deliveries::{self, Inserted, NewDelivery};
-    use crate::db::integrations::{self, NewIntegration};
+    use crate::db::integrations;
 
     fn memory() -> Connection {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         conn
-    }
-
-    fn integration(conn: &Connection, name: &str) -> String {
-        integrations::insert(
-            conn,
-            &NewIntegration {
-                name,
-                webhook_secret: "whsec_test",
-                api_key: None,
-                stripe_account: None,
-                from_address: None,
-            },
-        )
-        .unwrap()
-        .id
     }
 
     type Key = (i64, String, String);
@@ -399,7 +384,7 @@ mod tests {
         let conn = memory();
         let mut rng = Rng(10);
         let mut live: Vec<String> = (0..3)
-            .map(|i| integration(&conn, &format!("shop {i}")))
+            .map(|i| crate::db::test_integration(&conn, &format!("shop {i}")))
             .collect();
         let base = 20_000 * DAY;
         let mut now = base;
@@ -478,7 +463,10 @@ mod tests {
                     claimed.clear();
                 }
                 98 => {
-                    live.push(integration(&conn, &format!("shop {created}")));
+                    live.push(crate::db::test_integration(
+                        &conn,
+                        &format!("shop {created}"),
+                    ));
                     created += 1;
                 }
                 _ => {}
@@ -545,8 +533,8 @@ mod tests {
     #[test]
     fn per_day_fills_the_days_without_deliveries() {
         let conn = memory();
-        let a = integration(&conn, "a");
-        let b = integration(&conn, "b");
+        let a = crate::db::test_integration(&conn, "a");
+        let b = crate::db::test_integration(&conn, "b");
         let day = 20_100;
         for (i, (integration, offset, status)) in [
             (&a, 0, Status::Queued),
@@ -593,7 +581,7 @@ mod tests {
     #[test]
     fn failed_counts_what_was_not_sent_again() {
         let conn = memory();
-        let a = integration(&conn, "a");
+        let a = crate::db::test_integration(&conn, "a");
         let day = 20_200;
         let mut ids = Vec::new();
         for key in 0..3 {
@@ -637,7 +625,7 @@ mod tests {
     #[test]
     fn not_sent_leaves_out_what_was_processed_again() {
         let conn = memory();
-        let a = integration(&conn, "a");
+        let a = crate::db::test_integration(&conn, "a");
         let now = 20_200 * DAY;
         let mut ids = Vec::new();
         for key in [1, 3] {
@@ -669,9 +657,9 @@ mod tests {
     #[test]
     fn activity_tells_never_from_not_lately() {
         let conn = memory();
-        let quiet = integration(&conn, "quiet");
-        let busy = integration(&conn, "busy");
-        let never = integration(&conn, "never");
+        let quiet = crate::db::test_integration(&conn, "quiet");
+        let busy = crate::db::test_integration(&conn, "busy");
+        let never = crate::db::test_integration(&conn, "never");
         for (integration, received) in [(&quiet, 1_000), (&busy, 1_000), (&busy, 9_000)] {
             let latest = crate::db::integrations::LatestEvent {
                 received_at: received,
@@ -704,7 +692,7 @@ mod tests {
     #[test]
     fn latest_is_newest_first() {
         let conn = memory();
-        let a = integration(&conn, "a");
+        let a = crate::db::test_integration(&conn, "a");
         for key in 0..5 {
             deliveries::insert(
                 &conn,

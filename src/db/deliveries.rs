@@ -1174,7 +1174,7 @@ mod tests {
     fn a_delivery_resent_twice_can_be_pruned() {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = crate::db::test_shop(&conn);
+        let shop = crate::db::test_integration(&conn, "shop");
         let mut new = NewDelivery::new(&shop, "evt_1", "in_1:paid", TriggerKind::PaymentReceived);
         new.recipient = Some("jenny@example.com".into());
         new.subject = Some("Thanks".into());
@@ -1204,7 +1204,7 @@ mod tests {
     fn migrated() -> (Connection, String) {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = crate::db::test_shop(&conn);
+        let shop = crate::db::test_integration(&conn, "shop");
         (conn, shop)
     }
 
@@ -1443,7 +1443,7 @@ mod tests {
             .with_background_checkpoints();
         let mut conn = crate::db::open(&options).unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = crate::db::test_shop(&conn);
+        let shop = crate::db::test_integration(&conn, "shop");
         // Not one repeated byte: compressible bodies are no concern of SQLite, but keep it real.
         let body: String = (0..body_len)
             .map(|i| char::from(b'a' + (i * 7 % 26) as u8))

@@ -696,7 +696,7 @@ mod tests {
     fn memory() -> (Connection, String) {
         let mut conn = crate::db::memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let id = crate::db::test_shop(&conn);
+        let id = crate::db::test_integration(&conn, "shop");
         (conn, id)
     }
 
@@ -858,7 +858,7 @@ mod tests {
         let options = crate::db::Options::at(&dir.path().join("wal.db")).unwrap();
         let mut conn = crate::db::open(&options).unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let shop = crate::db::test_shop(&conn);
+        let shop = crate::db::test_integration(&conn, "shop");
         let payload = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))

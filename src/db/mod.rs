@@ -554,13 +554,13 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Tests: adds an integration named "shop" without a key; its id.
+/// Tests: adds an integration named `name` without a key; its id.
 #[cfg(test)]
-pub(crate) fn test_shop(conn: &Connection) -> String {
+pub(crate) fn test_integration(conn: &Connection, name: &str) -> String {
     integrations::insert(
         conn,
         &integrations::NewIntegration {
-            name: "shop",
+            name,
             webhook_secret: "whsec_test",
             api_key: None,
             stripe_account: None,

@@ -618,20 +618,7 @@ fn the_order_key_is_the_customer_else_the_object_and_blockers_come_from_an_index
             .is_empty()
     );
 
-    let plan: String = conn
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT id, stripe_event_id, process_after FROM events
-             WHERE processing = 'pending' AND process_after IS NOT NULL
-               AND integration_id = ?1 AND order_key = ?2
-               AND (created < ?3 OR (created = ?3 AND id < ?4))
-             ORDER BY created, id LIMIT ?5",
-        )
-        .unwrap()
-        .query_map([1, 2, 3, 4, 5], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
-        .join("; ");
+    let plan = postponed_order_plan(&conn);
     assert!(
         plan.contains("USING INDEX events_postponed_order") && !plan.contains("TEMP B-TREE"),
         "{plan}"

@@ -261,3 +261,20 @@ pub fn relay_to(config: &mut Config, port: u16) {
     config.smtp.from_address = "billing@rosen.example".into();
     config.smtp.timeout_secs = 5;
 }
+
+/// The query plan of `events::postponed_before`'s query (its text, as the code has it).
+pub fn postponed_order_plan(conn: &rusqlite::Connection) -> String {
+    conn.prepare(
+        "EXPLAIN QUERY PLAN SELECT id, stripe_event_id, process_after FROM events
+         WHERE processing = 'pending' AND process_after IS NOT NULL
+           AND integration_id = ?1 AND order_key = ?2
+           AND (created < ?3 OR (created = ?3 AND id < ?4))
+         ORDER BY created, id LIMIT CAST(?5 AS INTEGER)",
+    )
+    .unwrap()
+    .query_map([1, 2, 3, 4, 5], |r| r.get::<_, String>(3))
+    .unwrap()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap()
+    .join("; ")
+}

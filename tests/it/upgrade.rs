@@ -281,20 +281,7 @@ async fn a_v14_database_moves_its_payloads_apart_and_keeps_processing() {
     assert_eq!(linked.0, linked.1, "the delivery still points at its event");
 
     // The postponed order is read from its index, and finds the postponed event.
-    let plan: String = conn
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT id, stripe_event_id, process_after FROM events
-             WHERE processing = 'pending' AND process_after IS NOT NULL
-               AND integration_id = ?1 AND order_key = ?2
-               AND (created < ?3 OR (created = ?3 AND id < ?4))
-             ORDER BY created, id LIMIT ?5",
-        )
-        .unwrap()
-        .query_map([1, 2, 3, 4, 5], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
-        .join("; ");
+    let plan = postponed_order_plan(&conn);
     assert!(
         plan.contains("USING INDEX events_postponed_order") && !plan.contains("TEMP B-TREE"),
         "{plan}"
