@@ -26,6 +26,8 @@ pub struct Level {
 pub struct Intake {
     pub levels: Vec<Level>,
     pub idle_rss_kib: Option<u64>,
+    /// Of the idle RSS, what is not the binary's mapped code and data (`RssAnon`).
+    pub idle_anon_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
     pub raw_per_row: f64,
     pub raw_batched: f64,
@@ -51,6 +53,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Intake> {
     let (server, _) = Server::start(&b.bin, &db_path, None, &dir.path().join("server.log"))?;
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss_kib = support::memory_kib(server.pid(), "VmRSS");
+    let idle_anon_kib = support::memory_kib(server.pid(), "RssAnon");
 
     let events = Events::new(&b.run_id)?;
     let (warmup, plan, cap): (usize, [(usize, usize); 3], Duration) = if b.smoke {
@@ -156,6 +159,7 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Intake> {
     let result = Intake {
         levels,
         idle_rss_kib,
+        idle_anon_kib,
         peak_rss_kib,
         raw_per_row,
         raw_batched,
@@ -296,8 +300,10 @@ fn print(r: &Intake, raw_rows: usize, raw_batched_rows: usize) {
     }
     table.print();
     println!(
-        "Server memory during intake: idle {} after start, peak (VmHWM) {}.\n",
+        "Server memory during intake: idle {} after start ({} of it anonymous; the rest is the \
+         binary's code as the kernel maps it, in 64 KiB fault-around blocks), peak (VmHWM) {}.\n",
         mib(r.idle_rss_kib),
+        mib(r.idle_anon_kib),
         mib(r.peak_rss_kib)
     );
 }
