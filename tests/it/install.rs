@@ -489,26 +489,50 @@ impl Drop for Service {
 
 /// A "newer" build for the upgrade: a script answering `--version` with its own version and
 /// handing everything else to the test binary, marking the processes it starts (in their
-/// environment) so a test sees which build serves. With `broken`, `serve` exits 1 at once.
-fn newer_build(dir: &Path, broken: bool) -> PathBuf {
+/// environment) so a test sees which build serves, and writing each command it is given (its
+/// arguments, one line each) to `calls` beside itself. With `broken`, that command (`serve`,
+/// `migrate`) exits 1 at once.
+fn newer_build(dir: &Path, broken: Option<&str>) -> PathBuf {
     let path = dir.join("mailmycustomer");
-    let serve = if broken {
-        r#"for arg in "$@"; do
-    if [ "$arg" = serve ]; then echo "this build is broken on purpose" >&2; exit 1; fi
+    let calls = dir.join("calls");
+    let broken = broken.map_or_else(String::new, |command| {
+        format!(
+            r#"for arg in "$@"; do
+    if [ "$arg" = {command} ]; then echo "this build's {command} is broken on purpose" >&2; exit 1; fi
 done"#
-    } else {
-        ""
-    };
+        )
+    });
     fs::write(
         &path,
         format!(
             "#!/bin/sh\ncase ${{1:-}} in --version) echo 'mailmycustomer 99.0.0-test'; exit 0 ;; esac\n\
-             {serve}\nMAILMYCUSTOMER_TEST_BUILD=newer exec '{BIN}' \"$@\"\n"
+             echo \"$*\" >> '{}'\n{broken}\nMAILMYCUSTOMER_TEST_BUILD=newer exec '{BIN}' \"$@\"\n",
+            calls.display()
         ),
     )
     .unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// The commands a `newer_build` in `dir` was given, in order: the first word of each that is
+/// neither an option nor `--config`'s value (config, backup, migrate, serve, healthcheck…).
+fn newer_build_commands(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("calls"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            while let Some(word) = words.next() {
+                if word == "--config" {
+                    words.next();
+                } else if !word.starts_with('-') {
+                    return Some(word.to_owned());
+                }
+            }
+            None
+        })
+        .collect()
 }
 
 /// Installs the test binary into `prefix` as the "older" version, points its config at a
@@ -625,7 +649,7 @@ fn an_upgrade_in_place_stops_backs_up_and_serves_the_newer_build_with_the_data()
     let old_pid = service.pid();
     assert_eq!(serving_build(&old_pid), None);
 
-    let out = upgrade(prefix.path(), &newer_build(builds.path(), false));
+    let out = upgrade(prefix.path(), &newer_build(builds.path(), None));
     assert_ok(&out, "the upgrade");
     let stdout = text(&out.stdout);
     assert!(stdout.contains("serves on the new binary"), "{stdout}");
@@ -638,6 +662,15 @@ fn an_upgrade_in_place_stops_backs_up_and_serves_the_newer_build_with_the_data()
     assert_ne!(pid, old_pid, "restarted");
     assert_eq!(serving_build(&pid).as_deref(), Some("newer"));
     assert!(integrations(&s).contains("shop"), "the data is kept");
+    // The new binary migrates the backed-up database before the service starts it, so a long
+    // schema upgrade is not taken for a start that failed its health wait.
+    let commands = newer_build_commands(builds.path());
+    let first = |command: &str| commands.iter().position(|c| c == command);
+    let (backup, migrate, serve) = (first("backup"), first("migrate"), first("serve"));
+    assert!(
+        backup.is_some() && backup < migrate && migrate < serve,
+        "{commands:?}"
+    );
 
     let backups = upgrade_backups(&s);
     assert_eq!(backups.len(), 1, "{stdout}");
@@ -677,7 +710,7 @@ fn an_upgrade_to_a_build_that_fails_health_rolls_back_to_the_old_one() {
     let (service, _) = older_install_serving(prefix.path());
     let s = staged(prefix.path());
 
-    let out = upgrade(prefix.path(), &newer_build(builds.path(), true));
+    let out = upgrade(prefix.path(), &newer_build(builds.path(), Some("serve")));
     assert!(!out.status.success(), "{}", text(&out.stdout));
     let stderr = text(&out.stderr);
     assert!(
@@ -701,5 +734,51 @@ fn an_upgrade_to_a_build_that_fails_health_rolls_back_to_the_old_one() {
     assert!(
         log.contains("broken on purpose"),
         "the new build really ran: {log}"
+    );
+}
+
+/// A schema upgrade that fails stops the upgrade before the binary is swapped: the previous
+/// binary serves the data again, the run fails saying so and where the backup is.
+#[test]
+fn an_upgrade_whose_schema_upgrade_fails_keeps_the_previous_binary_serving() {
+    let prefix = tempfile::tempdir().unwrap();
+    let builds = tempfile::tempdir().unwrap();
+    let (service, _) = older_install_serving(prefix.path());
+    let s = staged(prefix.path());
+    let old_pid = service.pid();
+
+    let out = upgrade(prefix.path(), &newer_build(builds.path(), Some("migrate")));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("migrate is broken on purpose")
+            && stderr.contains("the schema upgrade failed")
+            && stderr.contains("started again on the previous binary"),
+        "{stderr}"
+    );
+    let backups = upgrade_backups(&s);
+    assert_eq!(backups.len(), 1, "{stderr}");
+    assert!(stderr.contains(backups[0].to_str().unwrap()), "{stderr}");
+
+    assert_eq!(version_of(&s.binary), version_of(Path::new(BIN)));
+    assert!(
+        !prefix
+            .path()
+            .join("usr/local/bin/mailmycustomer.new")
+            .exists(),
+        "the new binary is not left staged"
+    );
+    assert!(healthy(&s));
+    let pid = service.pid();
+    assert_ne!(pid, old_pid, "stopped for the backup, started again");
+    assert_eq!(serving_build(&pid), None, "the previous build serves");
+    assert!(integrations(&s).contains("shop"));
+    assert_eq!(
+        newer_build_commands(builds.path())
+            .iter()
+            .filter(|c| *c == "serve")
+            .count(),
+        0,
+        "the new build never served"
     );
 }
