@@ -8,9 +8,9 @@
 //!   which reads the WAL's index and writes nothing), and once `COPY_AFTER` are (SQLite's own
 //!   automatic threshold), runs PASSIVE checkpoints on its own connection. They take no write
 //!   lock, so intake goes on committing meanwhile. SQLite fsyncs the database file only after a
-//!   pass that reached the WAL's end; beside a storm none does, so the pages they copied are
-//!   written out after the passes (`flush_database`), outside any lock, and the last pass's
-//!   fsync, in its turn, has only its own few to write.
+//!   pass that reached the WAL's end; beside a storm none does, so before the last pass (below)
+//!   the pages they copied are written out (`flush_database`), outside any lock, and the last
+//!   pass's fsync, in its turn, has only its own few to write.
 //! - A WAL is only rewound to its start by a commit that finds every frame already in the
 //!   database and no reader still inside the WAL, which a storm that never pauses (and the
 //!   processor's and sender's reads beside it) would never give: the first full run of the
@@ -109,15 +109,15 @@ pub fn checkpoint(conn: &Connection, turns: &WriteTurns, all: bool) -> rusqlite:
     if !all && looked.left() < COPY_AFTER {
         return Ok(looked);
     }
-    let mut pass = passive(conn)?;
-    for _ in 1..MAX_PASSES {
-        if pass.busy || pass.left() <= TAIL_FRAMES {
-            break;
-        }
-        pass = passive(conn)?;
-    }
-    flush_database(conn)?;
+    let mut pass = passes(conn)?;
     if !pass.busy && (all || pass.frames >= RESTART_AFTER) {
+        // Written out beside intake, then what came meanwhile copied: the fsync in the turn
+        // then writes only that.
+        flush_database(conn)?;
+        pass = passes(conn)?;
+        if pass.busy {
+            return Ok(pass);
+        }
         let give_up = Instant::now() + LAST_PASS_PATIENCE;
         loop {
             pass = {
@@ -133,15 +133,28 @@ pub fn checkpoint(conn: &Connection, turns: &WriteTurns, all: bool) -> rusqlite:
     Ok(pass)
 }
 
+/// PASSIVE passes while each leaves more than `TAIL_FRAMES` (at most `MAX_PASSES`).
+fn passes(conn: &Connection) -> rusqlite::Result<Pass> {
+    let mut pass = passive(conn)?;
+    for _ in 1..MAX_PASSES {
+        if pass.busy || pass.left() <= TAIL_FRAMES {
+            break;
+        }
+        pass = passive(conn)?;
+    }
+    Ok(pass)
+}
+
 /// Writes the pages the passes copied to the disk, outside any lock. SQLite syncs the database
 /// file only in a pass that reaches the WAL's end, which no pass beside a storm does, so the
 /// copied pages stayed dirty until the last pass, in its write turn, reached the end: its
 /// fsync then wrote all of them (up to `RESTART_AFTER` frames at random places) while intake
 /// waited. `perf trace` on the storm saw those fsyncs take 20–64 ms, and intake's writer wait
 /// as long for its turn. Only the data is written here (`sync_file_range`), with no journal
-/// commit or device cache flush each tick: durability still comes from SQLite's own fsync,
-/// which then has little left to write. When a pass did reach the end (no storm), SQLite
-/// synced the file already and this finds nothing to write.
+/// commit or device cache flush: durability still comes from SQLite's own fsync, which then
+/// has little left to write. Once per WAL, just before the last pass: after every tick's
+/// passes instead, the pages rewritten most (an index's last leaf) were written out ten times
+/// a second, and intake on an empty database lost 10–30% (`bench/run.sh`, 3c9c53d).
 fn flush_database(conn: &Connection) -> rusqlite::Result<()> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
         return Ok(());
