@@ -25,10 +25,10 @@
 //!
 //! Each rewind holds intake for the last pass, so they are rare: at a storm's 16k events/s, 16 MiB
 //! of WAL came every 100 ms and the last pass landed in most ticks (p99 30 ms at c=64 on the
-//! pre-filled database); at 64 MiB, 10.5 ms.
+//! pre-filled database); at 64 MiB, 10.5–18 ms over several runs (BENCHMARKS.md).
 //!
 //! The bound: the WAL holds `RESTART_AFTER` frames (64 MiB at 4 KiB pages) plus what is written
-//! during one tick and the passes (90 MB measured at c=64), and its file is cut back to
+//! during one tick and the passes (90–114 MB measured at c=64), and its file is cut back to
 //! `WAL_SIZE_LIMIT` at that rewind. A reader
 //! that keeps one snapshot for long (a backup, a big export) stops any checkpoint from copying
 //! past its snapshot; the WAL then grows for as long as it reads, and once it is done the next
