@@ -55,7 +55,7 @@ const TAIL_FRAMES: i64 = 256;
 const MAX_PASSES: usize = 8;
 /// The longest one attempt of the last pass, holding a turn, waits for readers inside the WAL
 /// (the checkpointer's busy handler, which looks every `READERS_POLL`).
-pub const READERS_WAIT: Duration = Duration::from_millis(2);
+const READERS_WAIT: Duration = Duration::from_millis(2);
 const READERS_POLL: Duration = Duration::from_micros(100);
 /// How long intake writes between two attempts of the last pass.
 const BETWEEN_ATTEMPTS: Duration = Duration::from_millis(5);
@@ -201,7 +201,7 @@ fn wait_for_readers(looks: i32) -> bool {
 }
 
 /// Gives the checkpointer's connection its short waits for readers.
-pub fn wait_briefly_for_readers(conn: &Connection) -> rusqlite::Result<()> {
+fn wait_briefly_for_readers(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(wait_for_readers))
 }
 
