@@ -125,14 +125,10 @@ pub async fn serve_split(
     let retention = match config.outbox.retention_days {
         0 => None,
         days => {
-            let (background, keep) = (options.clone(), days * 86_400);
-            let conn = tokio::task::spawn_blocking(move || db::open_background(&background))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
             let retention = Retention {
-                conn: Arc::new(Mutex::new(conn)),
+                database: options.clone(),
                 turns: app.write_turns.clone(),
-                keep: Duration::from_secs(keep),
+                keep: Duration::from_secs(days * 86_400),
             };
             Some(tokio::spawn(retention.run(stopped.clone())))
         }

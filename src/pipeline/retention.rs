@@ -1,15 +1,15 @@
 //! Retention: deletes finished deliveries and processed events older than
-//! `outbox.retention_days`, hourly, on a connection of its own. It runs beside the processor, not
+//! `outbox.retention_days`, hourly, on a connection of its own, opened for each prune (an
+//! hourly job need not hold a schema copy and page cache in between). It runs beside the processor, not
 //! inside its loop: a large prune takes a minute and must delay no email, and its batches
 //! (`deliveries::prune`) leave the write lock to intake and the processor between them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::db::{deliveries, now_unix, turns::WriteTurns};
+use crate::db::{self, deliveries, now_unix, turns::WriteTurns};
 
 /// How often old rows are looked for.
 const EVERY: Duration = Duration::from_secs(3600);
@@ -18,8 +18,8 @@ const EVERY: Duration = Duration::from_secs(3600);
 const AFTER_FAILURE: Duration = Duration::from_secs(60);
 
 pub struct Retention {
-    /// Its own write connection: the processor's stays free for its commits.
-    pub conn: Arc<Mutex<Connection>>,
+    /// How to open its own write connection: the processor's stays free for its commits.
+    pub database: db::Options,
     /// Each batch waits its turn, after intake (`db::turns`).
     pub turns: Arc<WriteTurns>,
     /// Rows older than this go.
@@ -46,9 +46,10 @@ impl Retention {
     /// One prune; false when it failed and should be tried again soon.
     async fn prune_once(&self) -> bool {
         let before = now_unix() - self.keep.as_secs() as i64;
-        let (conn, turns) = (self.conn.clone(), self.turns.clone());
+        let (database, turns) = (self.database.clone(), self.turns.clone());
         let pruned = tokio::task::spawn_blocking(move || {
-            deliveries::prune(&conn.lock().expect("retention connection"), before, &turns)
+            let conn = db::open_background(&database)?;
+            deliveries::prune(&conn, before, &turns)
         })
         .await;
         match pruned {

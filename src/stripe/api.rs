@@ -18,6 +18,7 @@
 //! once, with a message that names the fix.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, ACCEPT};
@@ -42,7 +43,9 @@ const MAX_DELAY_FACTOR: u32 = 16;
 /// A Stripe API client. Cheap to clone; clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct StripeClient {
-    http: reqwest::Client,
+    /// Built at the first request: a server whose events carry all they need, or that has no
+    /// events yet, never builds a TLS configuration or keeps its memory.
+    http: Arc<OnceLock<reqwest::Client>>,
     /// `api_base` parsed once; a bad value is reported by every request rather than a panic.
     base: Result<Url, String>,
     max_retries: u32,
@@ -188,12 +191,6 @@ impl StripeClient {
     /// A client for `api_base` (`https://api.stripe.com`, or a fake's `http://127.0.0.1:PORT`),
     /// with the default retry policy: 3 retries, 500 ms base delay, 8 s cap.
     pub fn new(api_base: &str) -> StripeClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("mailmycustomer/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's TLS backend initializes");
         let base = match Url::parse(api_base) {
             Ok(url) if !url.cannot_be_a_base() => Ok(url),
             Ok(_) => Err(format!(
@@ -204,12 +201,23 @@ impl StripeClient {
             )),
         };
         StripeClient {
-            http,
+            http: Arc::default(),
             base,
             max_retries: DEFAULT_MAX_RETRIES,
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_BASE_DELAY * MAX_DELAY_FACTOR,
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .user_agent(concat!("mailmycustomer/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the HTTP client's TLS backend initializes")
+        })
     }
 
     /// Retries a transient failure up to `max_retries` times, waiting about `base_delay`, then
@@ -587,7 +595,7 @@ impl StripeClient {
     ) -> Result<String, (StripeError, RetryHint)> {
         let url = &call.url;
         let mut request = self
-            .http
+            .http()
             .request(call.method.clone(), url.clone())
             .bearer_auth(creds.api_key)
             .header(ACCEPT, "application/json");
