@@ -1,6 +1,6 @@
 //! Retention: deletes finished deliveries and processed events older than
-//! `outbox.retention_days`, hourly, on a connection of its own, opened for each prune (an
-//! hourly job need not hold a schema copy and page cache in between). It runs beside the processor, not
+//! `outbox.retention_days`, hourly, on a connection of its own, opened for each prune (an hourly
+//! job need not hold a schema copy and page cache in between). It runs beside the processor, not
 //! inside its loop: a large prune takes a minute and must delay no email, and its batches
 //! (`deliveries::prune`) leave the write lock to intake and the processor between them.
 
