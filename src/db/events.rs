@@ -103,8 +103,10 @@ pub struct StoredEvent {
 /// The ordering key of an event, as SQL over its `payload` column: the customer's id (plain or
 /// expanded, or the customer object itself), else the Stripe object's id; NULL when the payload
 /// has neither. Events with the same key are processed in Stripe's order. It was V3's generated
-/// column; since V15 it is read from the payload by `due_after` and stored in `events.order_key`
-/// only for postponed pending events, the rows `events_postponed_order` indexes.
+/// column; V15 stored it in `events.order_key` only for postponed pending events (the rows
+/// `events_postponed_order` indexes). Intake now stores it with every new event (read while the
+/// envelope is parsed, `Envelope::order_key`, the same rule); this SQL is for the rows stored
+/// before, so that the processor's read parses no payload of a new event.
 pub const ORDER_KEY_SQL: &str = "CASE
         WHEN NOT json_valid(payload) THEN NULL
         WHEN json_extract(payload, '$.data.object.object') = 'customer'
@@ -125,8 +127,8 @@ pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite
     let changed = conn
         .prepare_cached(
             "INSERT INTO events (integration_id, stripe_event_id, type, account, api_version,
-                                 livemode, created, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                 livemode, created, received_at, order_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (integration_id, stripe_event_id) DO NOTHING",
         )?
         .execute(params![
@@ -138,6 +140,7 @@ pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite
             e.livemode,
             e.created,
             received_at,
+            e.order_key,
         ])?;
     if changed != 1 {
         return Ok(Stored::Duplicate);
@@ -268,7 +271,7 @@ pub fn finish(
 }
 
 /// `SET` of `order_key` for an event that becomes postponed (enters `events_postponed_order`):
-/// read from its payload the first time, kept after (a payload never changes).
+/// kept when intake stored it, else read from its payload once (a payload never changes).
 fn set_order_key() -> String {
     format!(
         "order_key = COALESCE(order_key,
@@ -302,8 +305,8 @@ pub fn count(conn: &Connection, integration_id: Option<&str>) -> Result<i64, Err
 #[derive(Debug, Clone)]
 pub struct DueEvent {
     pub event: StoredEvent,
-    /// The customer's id, else the Stripe object's id (`ORDER_KEY_SQL`, read from the payload):
-    /// events with the same key are processed in Stripe's order.
+    /// The customer's id, else the Stripe object's id (stored at intake, else `ORDER_KEY_SQL`
+    /// over the payload): events with the same key are processed in Stripe's order.
     pub order_key: Option<String>,
     /// Read from the postponed part (it had been postponed and its time has come).
     pub postponed: bool,
@@ -335,7 +338,7 @@ pub fn due_after(
     };
     let mut rows = read(
         &format!(
-            "SELECT {COLUMNS}, {ORDER_KEY_SQL} FROM {FROM}
+            "SELECT {COLUMNS}, COALESCE(e.order_key, {ORDER_KEY_SQL}) FROM {FROM}
              WHERE e.processing = 'pending' AND e.process_after IS NULL AND e.id > ?1
              ORDER BY e.id LIMIT CAST(?2 AS INTEGER)"
         ),
@@ -346,7 +349,7 @@ pub fn due_after(
         let more = (limit - rows.len() + postponed_held) as i64;
         rows.extend(read(
             &format!(
-                "SELECT {COLUMNS}, {ORDER_KEY_SQL} FROM {FROM}
+                "SELECT {COLUMNS}, COALESCE(e.order_key, {ORDER_KEY_SQL}) FROM {FROM}
                  WHERE e.processing = 'pending' AND e.process_after <= ?1
                  ORDER BY e.process_after, e.id LIMIT CAST(?2 AS INTEGER)"
             ),
@@ -698,6 +701,76 @@ mod tests {
         crate::db::migrate(&mut conn).unwrap();
         let id = crate::db::test_integration(&conn, "shop");
         (conn, id)
+    }
+
+    /// Intake's ordering key (`Envelope::order_key`) is `ORDER_KEY_SQL`'s, so that an event
+    /// stored before intake read it and one stored after keep one order per customer.
+    #[test]
+    fn intake_reads_the_order_key_the_sql_reads() {
+        let conn = Connection::open_in_memory().unwrap();
+        let sql_key = |payload: &str| -> Option<String> {
+            conn.query_row(
+                &format!("SELECT {ORDER_KEY_SQL} FROM (SELECT ?1 AS payload)"),
+                [payload],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let event = |object: &str| {
+            format!(
+                r#"{{"id":"evt_1","object":"event","type":"x","created":1,"livemode":false,"data":{{"object":{object}}}}}"#
+            )
+        };
+        let mut payloads: Vec<String> = [
+            r#"{"object":"customer","id":"cus_self","customer":"cus_other"}"#,
+            r#"{"object":"customer","id":7,"customer":"cus_other"}"#,
+            r#"{"object":"invoice","id":"in_1","customer":"cus_plain"}"#,
+            r#"{"object":"invoice","id":"in_1","customer":{"id":"cus_expanded","email":"a@b.c"}}"#,
+            r#"{"object":"invoice","id":"in_1","customer":{"id":5}}"#,
+            r#"{"object":"invoice","id":"in_1","customer":null}"#,
+            r#"{"object":"invoice","id":"in_1","customer":["cus_x"]}"#,
+            r#"{"id":"price_1"}"#,
+            r#"{"id":12,"customer":12}"#,
+            r#"{"object":"charge","customer":"cus_\u00e9\"q"}"#,
+            r#"{}"#,
+        ]
+        .iter()
+        .map(|o| event(o))
+        .collect();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stripe/events");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            payloads.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
+        for payload in &payloads {
+            let envelope = Envelope::parse(payload.as_bytes()).unwrap();
+            assert_eq!(envelope.order_key, sql_key(payload), "{payload}");
+        }
+        let keyed = payloads
+            .iter()
+            .filter(|p| Envelope::parse(p.as_bytes()).unwrap().order_key.is_some())
+            .count();
+        assert!(keyed >= 20, "only {keyed} payloads had a key");
+    }
+
+    /// An event stored before intake read its key (a NULL `order_key`) is still read with it.
+    #[test]
+    fn an_event_stored_without_its_key_is_read_with_the_key_from_its_payload() {
+        let (conn, shop) = memory();
+        let payload = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
+        let event = NewEvent {
+            integration_id: shop,
+            envelope: Envelope::parse(payload.as_bytes()).unwrap(),
+            payload: payload.to_owned(),
+        };
+        let key = event.envelope.order_key.clone();
+        assert!(key.as_deref().is_some_and(|k| k.starts_with("cus_")));
+        insert(&conn, &event, 1).unwrap();
+        let due = due_after(&conn, 1, 0, 0, 10).unwrap();
+        assert_eq!(due[0].order_key, key);
+        conn.execute("UPDATE events SET order_key = NULL", [])
+            .unwrap();
+        let due = due_after(&conn, 1, 0, 0, 10).unwrap();
+        assert_eq!(due[0].order_key, key);
     }
 
     /// Stores `n` events of `kind`, oldest first, `state` each.

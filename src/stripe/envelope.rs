@@ -10,29 +10,42 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// The scalar `visit_*` methods of a probe visitor, each answering "not an object".
-macro_rules! forward_scalars_to_false {
-    ($probe:ident) => {
+/// The `visit_*` methods of a probe visitor for what it does not read (numbers, booleans, null,
+/// arrays): each skips the value and answers the probe's default.
+macro_rules! skip_to_default {
+    ($probe:ty) => {
         fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$probe, E> {
-            Ok($probe(false))
+            Ok(<$probe>::default())
         }
         fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$probe, E> {
-            Ok($probe(false))
+            Ok(<$probe>::default())
         }
         fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$probe, E> {
-            Ok($probe(false))
+            Ok(<$probe>::default())
         }
         fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$probe, E> {
-            Ok($probe(false))
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$probe, E> {
-            Ok($probe(false))
+            Ok(<$probe>::default())
         }
         fn visit_unit<E: serde::de::Error>(self) -> Result<$probe, E> {
-            Ok($probe(false))
+            Ok(<$probe>::default())
         }
         fn visit_none<E: serde::de::Error>(self) -> Result<$probe, E> {
-            Ok($probe(false))
+            Ok(<$probe>::default())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<$probe, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(<$probe>::default())
+        }
+    };
+}
+
+/// A probe's `Deserialize`: any JSON value, read by `$visitor`.
+macro_rules! deserialize_any_with {
+    ($probe:ty, $visitor:ident) => {
+        impl<'de> Deserialize<'de> for $probe {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any($visitor)
+            }
         }
     };
 }
@@ -45,10 +58,14 @@ pub struct Envelope {
     pub api_version: Option<String>,
     pub livemode: bool,
     pub created: i64,
+    /// The key the processor orders this event's customer by (`db::events::ORDER_KEY_SQL` is
+    /// the same rule in SQL, for events stored before intake read it): the customer's id (plain
+    /// or expanded, or the customer object itself), else the object's id.
+    pub order_key: Option<String>,
 }
 
-/// The top-level fields, read without building a tree of the whole body: `data` is walked
-/// only to see that `data.object` is an object, and everything else is skipped.
+/// The top-level fields, read without building a tree of the whole body: of `data.object` only
+/// the few fields of its ordering key are read, and everything else is skipped.
 #[derive(Deserialize)]
 struct RawEnvelope {
     id: Option<Value>,
@@ -62,62 +79,139 @@ struct RawEnvelope {
     data: Option<DataProbe>,
 }
 
-/// Whether `data.object` is a JSON object.
-struct DataProbe(bool);
+/// `data.object`, when `data` is an object holding an object there.
+#[derive(Default)]
+struct DataProbe(Option<ObjectProbe>);
 
-impl<'de> Deserialize<'de> for DataProbe {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DataVisitor;
-        impl<'de> Visitor<'de> for DataVisitor {
-            type Value = DataProbe;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
+struct DataVisitor;
+impl<'de> Visitor<'de> for DataVisitor {
+    type Value = DataProbe;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataProbe, A::Error> {
+        let mut object = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "object" {
+                object = map.next_value::<MaybeObject>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataProbe, A::Error> {
-                let mut has_object = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "object" {
-                        has_object = map.next_value::<IsObject>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+        }
+        Ok(DataProbe(object))
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<DataProbe, E> {
+        Ok(DataProbe::default())
+    }
+    skip_to_default!(DataProbe);
+}
+deserialize_any_with!(DataProbe, DataVisitor);
+
+/// Any JSON value, read as `data.object`: the fields of its ordering key when it is an object.
+#[derive(Default)]
+struct MaybeObject(Option<ObjectProbe>);
+
+/// Of `data.object`: `object` (its kind), `id`, and `customer` (an id, or an expanded
+/// customer's `id`), each kept only when it is a string.
+#[derive(Default)]
+struct ObjectProbe {
+    kind: Option<String>,
+    id: Option<String>,
+    customer: Option<String>,
+}
+
+impl ObjectProbe {
+    fn order_key(self) -> Option<String> {
+        match self {
+            ObjectProbe {
+                kind: Some(kind),
+                id: Some(id),
+                ..
+            } if kind == "customer" => Some(id),
+            ObjectProbe {
+                customer: Some(customer),
+                ..
+            } => Some(customer),
+            ObjectProbe { id, .. } => id,
+        }
+    }
+}
+
+struct ObjectVisitor;
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = MaybeObject;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeObject, A::Error> {
+        let mut probe = ObjectProbe::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "object" => probe.kind = map.next_value::<Text>()?.0,
+                "id" => probe.id = map.next_value::<Text>()?.0,
+                "customer" => probe.customer = map.next_value::<CustomerRef>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Ok(DataProbe(has_object))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DataProbe, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(DataProbe(false))
-            }
-            forward_scalars_to_false!(DataProbe);
         }
-        deserializer.deserialize_any(DataVisitor)
+        Ok(MaybeObject(Some(probe)))
     }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<MaybeObject, E> {
+        Ok(MaybeObject::default())
+    }
+    skip_to_default!(MaybeObject);
 }
+deserialize_any_with!(MaybeObject, ObjectVisitor);
 
-/// Skips any JSON value, remembering whether it was an object.
-struct IsObject(bool);
+/// Any JSON value: the string, when it is one.
+#[derive(Default)]
+struct Text(Option<String>);
 
-impl<'de> Deserialize<'de> for IsObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = IsObject;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
+struct TextVisitor;
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+        Ok(Text(Some(s.to_owned())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Text::default())
+    }
+    skip_to_default!(Text);
+}
+deserialize_any_with!(Text, TextVisitor);
+
+/// Any JSON value, read as `customer`: the id, or an expanded customer's `id`.
+#[derive(Default)]
+struct CustomerRef(Option<String>);
+
+struct CustomerVisitor;
+impl<'de> Visitor<'de> for CustomerVisitor {
+    type Value = CustomerRef;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<CustomerRef, E> {
+        Ok(CustomerRef(Some(s.to_owned())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CustomerRef, A::Error> {
+        let mut id = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "id" {
+                id = map.next_value::<Text>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IsObject, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(IsObject(true))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IsObject, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(IsObject(false))
-            }
-            forward_scalars_to_false!(IsObject);
         }
-        deserializer.deserialize_any(ObjectVisitor)
+        Ok(CustomerRef(id))
     }
+    skip_to_default!(CustomerRef);
 }
+deserialize_any_with!(CustomerRef, CustomerVisitor);
 
 impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Envelope, Error> {
@@ -160,9 +254,9 @@ impl Envelope {
             Some(Value::Bool(b)) => b,
             _ => return Err(bad("`livemode` missing or not a boolean")),
         };
-        if !raw.data.is_some_and(|d| d.0) {
+        let Some(object) = raw.data.and_then(|d| d.0) else {
             return Err(bad("`data.object` missing or not an object"));
-        }
+        };
         Ok(Envelope {
             id,
             event_type,
@@ -170,6 +264,7 @@ impl Envelope {
             api_version: optional_text("api_version", raw.api_version)?,
             livemode,
             created,
+            order_key: object.order_key(),
         })
     }
 }
@@ -263,7 +358,8 @@ mod tests {
                 account: None,
                 api_version: None,
                 livemode: true,
-                created: 1
+                created: 1,
+                order_key: None
             }
         );
     }
