@@ -732,6 +732,7 @@ mod tests {
             r#"{"id":"price_1"}"#,
             r#"{"id":12,"customer":12}"#,
             r#"{"object":"charge","customer":"cus_\u00e9\"q"}"#,
+            r#"{"object":"invoice","id":"in_1","cust\u006fmer":"cus_escaped_key"}"#,
             r#"{}"#,
         ]
         .iter()

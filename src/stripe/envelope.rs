@@ -1,7 +1,6 @@
 //! The envelope every Stripe event shares (`id`, `type`, `created`, `livemode`, `api_version`,
 //! `account`, `data.object`), checked on intake so that only real events are stored.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -79,6 +78,18 @@ struct RawEnvelope {
     data: Option<DataProbe>,
 }
 
+/// A key of `data` or of an object below it, told apart without copying it: an event's
+/// `data.object` has dozens of keys, and intake reads three.
+#[derive(Deserialize, PartialEq)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Key {
+    Object,
+    Id,
+    Customer,
+    #[serde(other)]
+    Other,
+}
+
 /// `data.object`, when `data` is an object holding an object there.
 #[derive(Default)]
 struct DataProbe(Option<ObjectProbe>);
@@ -91,8 +102,8 @@ impl<'de> Visitor<'de> for DataVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataProbe, A::Error> {
         let mut object = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "object" {
+        while let Some(key) = map.next_key::<Key>()? {
+            if key == Key::Object {
                 object = map.next_value::<MaybeObject>()?.0;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -145,12 +156,12 @@ impl<'de> Visitor<'de> for ObjectVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeObject, A::Error> {
         let mut probe = ObjectProbe::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "object" => probe.kind = map.next_value::<Text>()?.0,
-                "id" => probe.id = map.next_value::<Text>()?.0,
-                "customer" => probe.customer = map.next_value::<CustomerRef>()?.0,
-                _ => {
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Object => probe.kind = map.next_value::<Text>()?.0,
+                Key::Id => probe.id = map.next_value::<Text>()?.0,
+                Key::Customer => probe.customer = map.next_value::<CustomerRef>()?.0,
+                Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -200,8 +211,8 @@ impl<'de> Visitor<'de> for CustomerVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CustomerRef, A::Error> {
         let mut id = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "id" {
+        while let Some(key) = map.next_key::<Key>()? {
+            if key == Key::Id {
                 id = map.next_value::<Text>()?.0;
             } else {
                 map.next_value::<IgnoredAny>()?;
