@@ -81,12 +81,16 @@
     if (name === "event" || name === "format") refresh();
   });
 
-  // The field a variable goes into: the last one the cursor was in, the body at first.
+  // The field a variable goes into: the last one the cursor was in, the body at first. Typing
+  // and clicking count as well as focus: a window without system focus (a browser in the
+  // background) gets no focus events, yet the field still takes the keys.
   let target = form.elements.body;
   for (const name of ["subject", "body", "text"]) {
-    form.elements[name].addEventListener("focus", (event) => {
-      target = event.target;
-    });
+    for (const kind of ["focus", "input", "click", "select"]) {
+      form.elements[name].addEventListener(kind, (event) => {
+        target = event.target;
+      });
+    }
   }
   form.addEventListener("click", (event) => {
     const button = event.target.closest("[data-insert]");
