@@ -32,6 +32,14 @@ const CLAIM_BATCH: usize = 32;
 /// The longest outcomes yield to intake (`db::turns`) before they are recorded between two of
 /// its batches: until then a crash would send their emails again.
 const OUTCOME_PATIENCE: Duration = Duration::from_millis(20);
+/// How long the committing worker lets outcomes gather before recording them, unless
+/// `OUTCOMES_ENOUGH` wait already. Without it the four workers' outcomes went in commits of ~4,
+/// each rewriting the same index pages; gathered they go ~25 at a time and the outcomes' share
+/// of the write lock halves (BENCHMARKS.md, "The write lock after a storm"). A crash in those
+/// 2 ms sends their emails again, as a crash before any commit would.
+const OUTCOME_GATHER: Duration = Duration::from_millis(2);
+/// Outcomes that make a commit worth it at once.
+const OUTCOMES_ENOUGH: usize = 16;
 /// The longest a worker sleeps without looking at the database; bounds how long a delivery
 /// queued by another process (`mailmycustomer log resend`) waits.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
@@ -58,9 +66,10 @@ pub struct Sender {
 }
 
 /// Outcomes waiting to be recorded. A worker hands its outcome over and goes on sending;
-/// whoever finds no commit under way commits every outcome waiting in one transaction, then
-/// those that came meanwhile in the next. Four workers' outcomes then cost one commit, and its
-/// index pages are written once, instead of one commit per email.
+/// whoever finds no commit under way lets outcomes gather for `OUTCOME_GATHER`, commits every
+/// outcome waiting in one transaction, then those that came meanwhile in the next. The workers'
+/// outcomes then cost one commit, and its index pages are written once, instead of one commit
+/// per email.
 #[derive(Default)]
 pub struct Outcomes {
     queue: Mutex<OutcomeQueue>,
@@ -553,6 +562,10 @@ fn commit_outcomes(
     patience: Duration,
 ) {
     loop {
+        let gathered = outcomes.queue.lock().expect("outcome queue").waiting.len();
+        if (1..OUTCOMES_ENOUGH).contains(&gathered) {
+            std::thread::sleep(OUTCOME_GATHER);
+        }
         let batch = {
             let mut queue = outcomes.queue.lock().expect("outcome queue");
             if queue.waiting.is_empty() {
