@@ -104,7 +104,7 @@ impl<'de> Visitor<'de> for DataVisitor {
         let mut object = None;
         while let Some(key) = map.next_key::<Key>()? {
             if key == Key::Object {
-                object = map.next_value::<MaybeObject>()?.0;
+                object = map.next_value::<Probe>()?.object();
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -118,12 +118,35 @@ impl<'de> Visitor<'de> for DataVisitor {
 }
 deserialize_any_with!(DataProbe, DataVisitor);
 
-/// Any JSON value, read as `data.object`: the fields of its ordering key when it is an object.
+/// Any JSON value below `data`, as far as the ordering key needs it: a string, or an object's
+/// `object`, `id` and `customer`. One probe serves `data.object`, its fields, and an expanded
+/// customer.
 #[derive(Default)]
-struct MaybeObject(Option<ObjectProbe>);
+enum Probe {
+    Text(String),
+    Object(ObjectProbe),
+    #[default]
+    Other,
+}
 
-/// Of `data.object`: `object` (its kind), `id`, and `customer` (an id, or an expanded
-/// customer's `id`), each kept only when it is a string.
+impl Probe {
+    fn object(self) -> Option<ObjectProbe> {
+        match self {
+            Probe::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    fn text(self) -> Option<String> {
+        match self {
+            Probe::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Of an object: `object` (its kind), `id`, and `customer` (an id, or an expanded customer's
+/// `id`), each kept only when it is a string.
 #[derive(Default)]
 struct ObjectProbe {
     kind: Option<String>,
@@ -148,81 +171,38 @@ impl ObjectProbe {
     }
 }
 
-struct ObjectVisitor;
-impl<'de> Visitor<'de> for ObjectVisitor {
-    type Value = MaybeObject;
+struct ProbeVisitor;
+impl<'de> Visitor<'de> for ProbeVisitor {
+    type Value = Probe;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeObject, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Probe, A::Error> {
         let mut probe = ObjectProbe::default();
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Object => probe.kind = map.next_value::<Text>()?.0,
-                Key::Id => probe.id = map.next_value::<Text>()?.0,
-                Key::Customer => probe.customer = map.next_value::<CustomerRef>()?.0,
+                Key::Object => probe.kind = map.next_value::<Probe>()?.text(),
+                Key::Id => probe.id = map.next_value::<Probe>()?.text(),
+                Key::Customer => {
+                    probe.customer = match map.next_value::<Probe>()? {
+                        Probe::Text(id) => Some(id),
+                        Probe::Object(customer) => customer.id,
+                        Probe::Other => None,
+                    }
+                }
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(MaybeObject(Some(probe)))
+        Ok(Probe::Object(probe))
     }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<MaybeObject, E> {
-        Ok(MaybeObject::default())
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Probe, E> {
+        Ok(Probe::Text(s.to_owned()))
     }
-    skip_to_default!(MaybeObject);
+    skip_to_default!(Probe);
 }
-deserialize_any_with!(MaybeObject, ObjectVisitor);
-
-/// Any JSON value: the string, when it is one.
-#[derive(Default)]
-struct Text(Option<String>);
-
-struct TextVisitor;
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
-        Ok(Text(Some(s.to_owned())))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Text::default())
-    }
-    skip_to_default!(Text);
-}
-deserialize_any_with!(Text, TextVisitor);
-
-/// Any JSON value, read as `customer`: the id, or an expanded customer's `id`.
-#[derive(Default)]
-struct CustomerRef(Option<String>);
-
-struct CustomerVisitor;
-impl<'de> Visitor<'de> for CustomerVisitor {
-    type Value = CustomerRef;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<CustomerRef, E> {
-        Ok(CustomerRef(Some(s.to_owned())))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CustomerRef, A::Error> {
-        let mut id = None;
-        while let Some(key) = map.next_key::<Key>()? {
-            if key == Key::Id {
-                id = map.next_value::<Text>()?.0;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(CustomerRef(id))
-    }
-    skip_to_default!(CustomerRef);
-}
-deserialize_any_with!(CustomerRef, CustomerVisitor);
+deserialize_any_with!(Probe, ProbeVisitor);
 
 impl Envelope {
     pub fn parse(body: &[u8]) -> Result<Envelope, Error> {
