@@ -29,7 +29,8 @@ pub struct Upkeep {
 }
 
 /// The processor's and the sender's database work for `rows` deliveries, on fresh databases
-/// with the real schema (`open_background`: WAL, synchronous=NORMAL, as they run), alternately
+/// with the real schema (`open_background` and `temp_store = MEMORY`: WAL, synchronous=NORMAL,
+/// as they run), alternately
 /// without the V7 triggers and with them; medians over the rounds.
 pub fn upkeep(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Upkeep> {
     let rows = if b.smoke { 2_000 } else { 30_000 };
@@ -86,6 +87,9 @@ fn one_round(
         )?;
     }
     let mut conn = db::open_background(&db::Options::at(&path)?)?;
+    // As `serve` opens its processor's and sender's connections: a trigger's statement journal
+    // stays in memory.
+    db::keep_temporary_data_in_memory(&conn)?;
     let now = db::now_unix();
     let html = "<p>".to_owned() + &"Thank you for your payment. ".repeat(70) + "</p>";
     let text = "Thank you for your payment. ".repeat(22);
