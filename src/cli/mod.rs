@@ -444,30 +444,35 @@ fn serve(config: Config, from_file: bool) -> anyhow::Result<ExitCode> {
                     config.server.listen
                 )
             })?;
-        crate::serve(config, listener, shutdown_signal()).await?;
+        // Registered before serve logs that it is serving: a stop that comes right after that
+        // line must shut down cleanly, not meet the default action and kill the process.
+        let stop = shutdown_signal()?;
+        crate::serve(config, listener, stop).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (systemd stop).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (systemd stop). Both handlers are installed when this
+/// is called, not when the future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+            tracing::info!("shutdown requested: finishing requests in flight");
+        })
     }
-    tracing::info!("shutdown requested: finishing requests in flight");
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested: finishing requests in flight");
+    })
 }
 
 pub(crate) fn open_db(config: &Config) -> anyhow::Result<rusqlite::Connection> {

@@ -166,6 +166,20 @@ async fn the_binary_serves_stores_webhooks_and_stops_on_sigterm() {
     );
 }
 
+/// systemd may stop the server the moment it starts: a SIGTERM right after the "serving" line
+/// is a clean stop, not the signal's default action (which killed the process, exit by signal).
+#[test]
+fn a_sigterm_right_after_start_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..5 {
+        let Spawned { mut child, .. } = spawn_serve(dir.path(), &[]);
+        // SAFETY: kill(2) on our own child, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 #[test]
 fn init_config_check_and_dump() {
     let dir = tempfile::tempdir().unwrap();
