@@ -4,6 +4,8 @@
 #
 #   bash bench/profile.sh                 intake and e2e phases (the default)
 #   bash bench/profile.sh e2e             one phase
+#   bash bench/profile.sh storm           the storm's second round at each level (with
+#                                         MMC_BENCH_STORM_SKIP_EMPTY=1: pre-filled only)
 #   bash bench/profile.sh --report DIR    only print the breakdown of profiles already in DIR
 #
 # The server is built like the release binary (fat LTO) but keeps its symbols, in its own

@@ -154,7 +154,10 @@ pub fn run(b: &Bench, failures: &mut Vec<String>) -> anyhow::Result<Storm> {
         scale,
     };
     // The empty database first: its files are gone before the big copy is made.
-    storm.runs.push(storm_run(b, None, &plan, failures)?);
+    // `MMC_BENCH_STORM_SKIP_EMPTY=1` skips it, for a quicker look at the pre-filled rounds.
+    if std::env::var_os("MMC_BENCH_STORM_SKIP_EMPTY").is_none() {
+        storm.runs.push(storm_run(b, None, &plan, failures)?);
+    }
     let mut prefill = prefilled(b, prefill_events)?;
     let run = storm_run(b, Some(&mut prefill), &plan, failures);
     storm.prefill = Some(prefill);
@@ -255,7 +258,14 @@ fn storm_run(
                     s.spawn(move || merchant(b, db_path, addr, token, every, stop))
                 });
                 let cpu = support::CpuWindow::start(server.pid());
+                // With `MMC_BENCH_PERF_DIR`, one round per level is profiled: the second, after
+                // the first has warmed the caches, and not the merchant's.
+                let profiler = match index {
+                    1 => support::profile(server.pid(), &format!("storm-{what}-{series}"), None),
+                    _ => Vec::new(),
+                };
                 let report = post(&series, count, concurrency);
+                drop(profiler);
                 let cores = cpu.cores();
                 stop.store(true, Ordering::SeqCst);
                 let probed = prober.map(|p| p.join().expect("the merchant's thread panicked"));
