@@ -28,6 +28,7 @@ buckets() {
       if (comm ~ /event-writer/ && s ~ /unixSync|fdatasync|fsync|sync_file/) return "writer: fsync of the WAL"
       if (comm ~ /event-writer/ && s ~ /pagerWalFrames/) return "writer: WAL frame writes"
       if (comm ~ /event-writer/) return "writer: inserts, other (event-writer thread)"
+      if (comm ~ /checkpointer/) return "checkpointer thread: passes and write-out (off the write lock)"
       if (s ~ /sqlite3WalCheckpoint/) return "WAL auto-checkpoint in processor or sender commits"
       if (s ~ /pipeline::record|commit_done|start_commit/) return "processor: record (deliveries insert, events finish, commit)"
       if (s ~ /Processor::load|events::due_after|postponed_before/) return "processor: load (due events, integrations, templates)"
