@@ -297,6 +297,28 @@ async fn one_customers_events_are_emailed_in_created_order_even_behind_a_postpon
 
     fake.release_all();
     let messages = wait_messages(&relay, 5).await;
+    // A message reaches the relay a moment before its outcome (and message id) is committed:
+    // the sender gathers outcomes for a few ms.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let recorded: i64 = server
+            .db()
+            .query_row(
+                "SELECT count(*) FROM deliveries
+                 WHERE recipient = 'order@example.com' AND message_id IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if recorded == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{recorded} of 4 message ids recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     // The outbox was filled in `created` order, and the relay received them in that order.
     let conn = server.db();
     let queued: Vec<String> = conn
