@@ -9,8 +9,9 @@
 //!   automatic threshold), runs PASSIVE checkpoints on its own connection. They take no write
 //!   lock, so intake goes on committing meanwhile. SQLite fsyncs the database file only after a
 //!   pass that reached the WAL's end; beside a storm none does, so before the last pass (below)
-//!   the pages they copied are written out (`flush_database`), outside any lock, and the last
-//!   pass's fsync, in its turn, has only its own few to write.
+//!   the pages they copied are written out (`flush_database`), outside any lock, and again while
+//!   a write-out takes long enough for the passes after it to copy many more pages; the last
+//!   pass's fsync, in its turn, then has only a few to write.
 //! - A WAL is only rewound to its start by a commit that finds every frame already in the
 //!   database and no reader still inside the WAL, which a storm that never pauses (and the
 //!   processor's and sender's reads beside it) would never give: the first full run of the
@@ -28,7 +29,8 @@
 //! pre-filled database); at 64 MiB, 10.5–18 ms over several runs (BENCHMARKS.md).
 //!
 //! The bound: the WAL holds `RESTART_AFTER` frames (64 MiB at 4 KiB pages) plus what is written
-//! during one tick and the passes (90–114 MB measured at c=64), and its file is cut back to
+//! during one tick, the passes and the write-outs (at most `MAX_WRITE_OUTS`; 91–142 MB measured
+//! at c=64 on the pre-filled database), and its file is cut back to
 //! `WAL_SIZE_LIMIT` at that rewind. A reader
 //! that keeps one snapshot for long (a backup, a big export) stops any checkpoint from copying
 //! past its snapshot; the WAL then grows for as long as it reads, and once it is done the next
@@ -62,6 +64,16 @@ const BETWEEN_ATTEMPTS: Duration = Duration::from_millis(5);
 /// How long the last pass goes on trying; a longer reader (a backup) makes it give up until the
 /// next tick.
 const LAST_PASS_PATIENCE: Duration = Duration::from_millis(100);
+/// A write-out before the last pass that took longer than this is followed by another: the pages
+/// the passes copied meanwhile are what the last pass's fsync, holding intake, would write, and
+/// there are about as many as the write-out took time (random places of the file, at the pace
+/// intake adds frames). In pre-filled storms (BENCHMARKS.md), with one write-out the last pass
+/// held intake 6.7–6.9 ms at the median and 42–136 ms at the worst (three runs); writing out
+/// again after any over 10 ms, 3.0 and 68 ms; over 5 ms, 2.9 and 16.6 ms.
+const WRITE_OUT_AGAIN_AFTER: Duration = Duration::from_millis(5);
+/// Write-outs before one last pass at most: on a disk slower than intake's writes none gets
+/// under `WRITE_OUT_AGAIN_AFTER`, and the WAL grows while they run.
+const MAX_WRITE_OUTS: usize = 8;
 /// The size, in bytes, a WAL file is cut back to when it starts over (`journal_size_limit`).
 pub const WAL_SIZE_LIMIT: u64 = 128 * 1024 * 1024;
 
@@ -111,10 +123,17 @@ pub fn checkpoint(conn: &Connection, turns: &WriteTurns, all: bool) -> rusqlite:
     }
     let mut pass = passes(conn)?;
     if !pass.busy && (all || pass.frames >= RESTART_AFTER) {
-        // Written out beside intake, then what came meanwhile copied: the fsync in the turn
-        // then writes only that.
-        flush_database(conn)?;
-        pass = passes(conn)?;
+        // Written out beside intake, then what came meanwhile copied, and written out again
+        // while that was much: the fsync in the turn then writes only the last few pages.
+        for write_outs in 1.. {
+            let started = Instant::now();
+            flush_database(conn)?;
+            let took = started.elapsed();
+            pass = passes(conn)?;
+            if pass.busy || !write_out_again(took, write_outs) {
+                break;
+            }
+        }
         if pass.busy {
             return Ok(pass);
         }
@@ -131,6 +150,12 @@ pub fn checkpoint(conn: &Connection, turns: &WriteTurns, all: bool) -> rusqlite:
         }
     }
     Ok(pass)
+}
+
+/// Whether the pages copied after a write-out that took `took`, the `done`th before this last
+/// pass, are worth writing out again before it.
+fn write_out_again(took: Duration, done: usize) -> bool {
+    took > WRITE_OUT_AGAIN_AFTER && done < MAX_WRITE_OUTS
 }
 
 /// PASSIVE passes while each leaves more than `TAIL_FRAMES` (at most `MAX_PASSES`).
@@ -154,7 +179,8 @@ fn passes(conn: &Connection) -> rusqlite::Result<Pass> {
 /// commit or device cache flush: durability still comes from SQLite's own fsync, which then
 /// has little left to write. Once per WAL, just before the last pass: after every tick's
 /// passes instead, the pages rewritten most (an index's last leaf) were written out ten times
-/// a second, and intake on an empty database lost 10–30% (`bench/run.sh`, 3c9c53d).
+/// a second, and intake on an empty database lost 10–30% (`bench/run.sh`, 3c9c53d). Before
+/// the last pass, it is called again while the last call took long (`write_out_again`).
 fn flush_database(conn: &Connection) -> rusqlite::Result<()> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
         return Ok(());
@@ -296,6 +322,16 @@ mod tests {
         let checkpointer = db::open(&options).unwrap();
         wait_briefly_for_readers(&checkpointer).unwrap();
         (options, writer, checkpointer)
+    }
+
+    #[test]
+    fn a_long_write_out_is_followed_by_another_up_to_the_limit() {
+        let long = WRITE_OUT_AGAIN_AFTER + Duration::from_millis(1);
+        assert!(write_out_again(long, 1));
+        assert!(write_out_again(long, MAX_WRITE_OUTS - 1));
+        assert!(!write_out_again(long, MAX_WRITE_OUTS), "bounded");
+        assert!(!write_out_again(WRITE_OUT_AGAIN_AFTER, 1), "short enough");
+        assert!(!write_out_again(Duration::ZERO, 1));
     }
 
     #[test]
