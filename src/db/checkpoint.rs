@@ -68,8 +68,8 @@ const LAST_PASS_PATIENCE: Duration = Duration::from_millis(100);
 /// the passes copied meanwhile are what the last pass's fsync, holding intake, would write, and
 /// there are about as many as the write-out took time (random places of the file, at the pace
 /// intake adds frames). In pre-filled storms (BENCHMARKS.md), with one write-out the last pass
-/// held intake 6.7–6.9 ms at the median and 42–136 ms at the worst (three runs); writing out
-/// again after any over 10 ms, 3.0 and 68 ms; over 5 ms, 2.9 and 16.6 ms.
+/// held intake 5.8–6.9 ms at the median and 42–325 ms at the worst (five runs); writing out
+/// again after any over 5 ms, 2.9–3.8 ms and 12–44 ms (five runs).
 const WRITE_OUT_AGAIN_AFTER: Duration = Duration::from_millis(5);
 /// Write-outs before one last pass at most: on a disk slower than intake's writes none gets
 /// under `WRITE_OUT_AGAIN_AFTER`, and the WAL grows while they run.
