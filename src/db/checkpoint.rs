@@ -29,7 +29,7 @@
 //! pre-filled database); at 64 MiB, 10.5–18 ms over several runs (BENCHMARKS.md).
 //!
 //! The bound: the WAL holds `RESTART_AFTER` frames (64 MiB at 4 KiB pages) plus what is written
-//! during one tick, the passes and the write-outs (at most `MAX_WRITE_OUTS`; 91–142 MB measured
+//! during one tick, the passes and the write-outs (at most `MAX_WRITE_OUTS`; 91–152 MB measured
 //! at c=64 on the pre-filled database), and its file is cut back to
 //! `WAL_SIZE_LIMIT` at that rewind. A reader
 //! that keeps one snapshot for long (a backup, a big export) stops any checkpoint from copying
