@@ -177,10 +177,10 @@ fn passes(conn: &Connection) -> rusqlite::Result<Pass> {
 /// waited. `perf trace` on the storm saw those fsyncs take 20–64 ms, and intake's writer wait
 /// as long for its turn. Only the data is written here (`sync_file_range`), with no journal
 /// commit or device cache flush: durability still comes from SQLite's own fsync, which then
-/// has little left to write. Once per WAL, just before the last pass: after every tick's
-/// passes instead, the pages rewritten most (an index's last leaf) were written out ten times
-/// a second, and intake on an empty database lost 10–30% (`bench/run.sh`, 3c9c53d). Before
-/// the last pass, it is called again while the last call took long (`write_out_again`).
+/// has little left to write. Only before the last pass (again while the last call took long,
+/// `write_out_again`): after every tick's passes instead, the pages rewritten most (an index's
+/// last leaf) were written out ten times a second, and intake on an empty database lost
+/// 10–30% (`bench/run.sh`, 3c9c53d).
 fn flush_database(conn: &Connection) -> rusqlite::Result<()> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
         return Ok(());
