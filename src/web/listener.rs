@@ -176,7 +176,8 @@ async fn serve_connection<E: Endpoint + 'static>(
         service_fn(move |request: hyper::Request<Incoming>| {
             let busy = clock.busy();
             let endpoint = endpoint.clone();
-            async move {
+            // Boxed so the connection is `Unpin`, which taking its socket back needs.
+            Box::pin(async move {
                 let request = poem::Request::from((
                     request,
                     LocalAddr(local.into()),
@@ -186,34 +187,78 @@ async fn serve_connection<E: Endpoint + 'static>(
                 let response = endpoint.get_response(request).await;
                 drop(busy);
                 Ok::<_, Infallible>(hyper::Response::from(response))
-            }
+            })
         })
     };
     let io = TokioIo::new(Watched {
         stream,
         clock: clock.clone(),
     });
-    let connection = http1::Builder::new()
+    let mut connection = http1::Builder::new()
         // The header deadline is `Clock`'s: hyper's would also count the idle time before a
         // kept-alive connection's next request.
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(io, service);
-    tokio::pin!(connection);
     loop {
         tokio::select! {
-            _ = connection.as_mut() => return,
+            // Hyper is done with the connection, but the socket is ours to close.
+            finished = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                if finished.is_ok() {
+                    let socket = connection.into_parts().io.into_inner().stream;
+                    linger(socket, stop).await;
+                }
+                return;
+            }
             () = clock.expired() => {
                 tracing::debug!(peer = %peer, "closing a connection that missed its deadline");
                 return;
             }
             changed = stop.changed() => match changed.map(|()| *stop.borrow_and_update()) {
                 // Lets the request in flight finish, then closes (at once when idle).
-                Ok(Stop::Draining) => connection.as_mut().graceful_shutdown(),
+                Ok(Stop::Draining) => Pin::new(&mut connection).graceful_shutdown(),
                 Ok(Stop::Serving) => {}
                 Ok(Stop::Abort) | Err(_) => return,
             },
         }
+    }
+}
+
+/// The most `linger` reads and drops, and for how long.
+const LINGER_BYTES: usize = 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Closes a connection without a reset. A refusal answered before its body was read (an
+/// unknown integration, a body over the limit) leaves the client's bytes unread, and closing a
+/// socket with unread bytes sends a reset: a client still writing its body then fails on the
+/// write and never reads the answer. So, like nginx's lingering close: send our FIN, then read
+/// and drop what the client still sends until it closes, up to `LINGER_BYTES` or
+/// `LINGER_TIME`. A client that closed first costs one read.
+async fn linger(mut socket: TcpStream, mut stop: watch::Receiver<Stop>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if socket.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = vec![0; 16 * 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match socket.read(&mut sink).await {
+                Ok(read) if read > 0 => left = left.saturating_sub(read),
+                _ => return,
+            }
+        }
+    };
+    let aborted = async {
+        while stop.changed().await.is_ok() {
+            if *stop.borrow_and_update() == Stop::Abort {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(LINGER_TIME, drain) => {}
+        () = aborted => {}
     }
 }
 
