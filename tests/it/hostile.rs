@@ -337,8 +337,9 @@ async fn unfinished_bodies_to_an_unknown_id_are_refused_unread() {
         assert!(answer.contains("unknown_integration"), "{answer}");
     }
 
-    // Whole bodies, pushed as fast as the server takes them; the answer is not awaited here
-    // (a server closing on unread data resets the connection), only the server's memory.
+    // Whole bodies, pushed as fast as the server takes them. Only the server's memory is
+    // checked here; that such a client reads its answer is
+    // `a_client_still_sending_a_refused_body_reads_the_refusal`.
     let body = Arc::new(vec![b'x'; declared - 1]);
     let mut pushers = Vec::new();
     for _ in 0..300 {
@@ -391,7 +392,8 @@ fn a_client_still_sending_a_refused_body_reads_the_refusal() {
             body.len()
         )
         .unwrap();
-        // The answer comes before the body is read, so the client sees it only after writing.
+        // Time for the server to answer and close before the body goes out, as it would for a
+        // client on a slow link: the body then arrives at a connection already answered.
         std::thread::sleep(Duration::from_millis(100));
         stream
             .write_all(&body)
