@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
+// The processor survives a bug hit by one event by catching its task's panic and marking that
+// event failed (pipeline); a build that aborts on panic would instead kill the server, and again
+// at each restart on the same event. So no such build of the program can exist.
+#[cfg(not(panic = "unwind"))]
+compile_error!("mailmycustomer must be built with panic = \"unwind\" (see [profile.release])");
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     match mailmycustomer::cli::run() {

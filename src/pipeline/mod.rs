@@ -542,7 +542,7 @@ async fn prepare_one(
     event: StoredEvent,
     deadline: Duration,
 ) -> Outcome {
-    // Lets the release-profile test make one event panic; compiled out of every normal build.
+    // Lets the panic test make one event panic; compiled out of every normal build.
     #[cfg(feature = "fault-injection")]
     {
         if event.stripe_event_id.contains("fault_injection_panic") {
