@@ -213,11 +213,11 @@ fn raw_sqlite(
     let rows = (0..count)
         .map(|n| {
             let payload = events.body(&format!("raw{per_tx}"), n);
-            Ok(events::NewEvent {
-                integration_id: "int_raw".into(),
-                envelope: Envelope::parse(&payload)?,
-                payload: String::from_utf8(payload)?,
-            })
+            Ok(events::NewEvent::new(
+                "int_raw".into(),
+                Envelope::parse(&payload)?,
+                std::str::from_utf8(&payload)?,
+            ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();

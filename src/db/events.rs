@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::deliveries;
+use super::{deliveries, payload};
 use crate::error::{classify_db_error, Error};
 use crate::stripe::envelope::Envelope;
 
@@ -12,8 +12,19 @@ use crate::stripe::envelope::Envelope;
 pub struct NewEvent {
     pub integration_id: String,
     pub envelope: Envelope,
-    /// The exact body Stripe signed.
-    pub payload: String,
+    /// The exact body Stripe signed, packed for storage (`payload::pack`).
+    pub packed_payload: Vec<u8>,
+}
+
+impl NewEvent {
+    /// Packs `body` here, on the caller's thread: intake's single writer only copies bytes.
+    pub fn new(integration_id: String, envelope: Envelope, body: &str) -> NewEvent {
+        NewEvent {
+            integration_id,
+            envelope,
+            packed_payload: payload::pack(body),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +117,8 @@ pub struct StoredEvent {
 /// column; V15 stored it in `events.order_key` only for postponed pending events (the rows
 /// `events_postponed_order` indexes). Intake now stores it with every new event (read while the
 /// envelope is parsed, `Envelope::order_key`, the same rule); this SQL is for the rows stored
-/// before, so that the processor's read parses no payload of a new event.
+/// before, so that the processor's read parses no payload of a new event. (It reads only text:
+/// a payload stored packed, since V17, has an empty `payload`, and always its key stored.)
 pub const ORDER_KEY_SQL: &str = "CASE
         WHEN NOT json_valid(payload) THEN NULL
         WHEN json_extract(payload, '$.data.object.object') = 'customer'
@@ -145,14 +157,16 @@ pub fn insert(conn: &Connection, event: &NewEvent, received_at: i64) -> rusqlite
     if changed != 1 {
         return Ok(Stored::Duplicate);
     }
-    conn.prepare_cached("INSERT INTO event_payloads (event_id, payload) VALUES (?1, ?2)")?
-        .execute(params![conn.last_insert_rowid(), event.payload])?;
+    conn.prepare_cached(
+        "INSERT INTO event_payloads (event_id, payload, payload_zstd) VALUES (?1, '', ?2)",
+    )?
+    .execute(params![conn.last_insert_rowid(), event.packed_payload])?;
     Ok(Stored::New)
 }
 
 const COLUMNS: &str = "e.id, e.integration_id, e.stripe_event_id, e.type, e.account,
     e.api_version, e.livemode, e.created, e.received_at, p.payload, e.processing,
-    e.processing_detail, e.processing_attempts, e.processed_at, e.reprocessed_at";
+    e.processing_detail, e.processing_attempts, e.processed_at, e.reprocessed_at, p.payload_zstd";
 
 /// An event with its payload. CROSS JOIN keeps `events` the outer loop, so each query reads the
 /// index its `WHERE` names and looks each payload up by id.
@@ -169,7 +183,7 @@ fn from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
         livemode: row.get(6)?,
         created: row.get(7)?,
         received_at: row.get(8)?,
-        payload: row.get(9)?,
+        payload: payload::from_columns(row, 9, 15)?,
         processing: row.get(10)?,
         processing_detail: row.get(11)?,
         processing_attempts: row.get(12)?,
@@ -328,7 +342,7 @@ pub fn due_after(
             .query_map(params, |row| {
                 Ok(DueEvent {
                     event: from_row(row)?,
-                    order_key: row.get(15)?,
+                    order_key: row.get(16)?,
                     postponed,
                 })
             })
@@ -753,16 +767,13 @@ mod tests {
         assert!(keyed >= 20, "only {keyed} payloads had a key");
     }
 
-    /// An event stored before intake read its key (a NULL `order_key`) is still read with it.
+    /// An event stored before intake read its key (a NULL `order_key`, and so before V17: its
+    /// payload is text) is still read with it.
     #[test]
     fn an_event_stored_without_its_key_is_read_with_the_key_from_its_payload() {
         let (conn, shop) = memory();
         let payload = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
-        let event = NewEvent {
-            integration_id: shop,
-            envelope: Envelope::parse(payload.as_bytes()).unwrap(),
-            payload: payload.to_owned(),
-        };
+        let event = NewEvent::new(shop, Envelope::parse(payload.as_bytes()).unwrap(), payload);
         let key = event.envelope.order_key.clone();
         assert!(key.as_deref().is_some_and(|k| k.starts_with("cus_")));
         insert(&conn, &event, 1).unwrap();
@@ -770,8 +781,64 @@ mod tests {
         assert_eq!(due[0].order_key, key);
         conn.execute("UPDATE events SET order_key = NULL", [])
             .unwrap();
+        conn.execute(
+            "UPDATE event_payloads SET payload = ?1, payload_zstd = NULL",
+            [payload],
+        )
+        .unwrap();
         let due = due_after(&conn, 1, 0, 0, 10).unwrap();
         assert_eq!(due[0].order_key, key);
+        assert_eq!(due[0].event.payload, payload);
+    }
+
+    /// Intake stores a payload packed (V17) and every read gives back the exact body Stripe
+    /// signed; a payload stored as text before V17 reads as it did.
+    #[test]
+    fn a_payload_is_stored_packed_and_read_back_exactly() {
+        let (conn, shop) = memory();
+        let body = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
+        let event = NewEvent::new(
+            shop.clone(),
+            Envelope::parse(body.as_bytes()).unwrap(),
+            body,
+        );
+        insert(&conn, &event, 1).unwrap();
+        let (text, packed): (String, Vec<u8>) = conn
+            .query_row(
+                "SELECT payload, payload_zstd FROM event_payloads",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(text, "");
+        assert!(packed.len() * 2 < body.len(), "{} bytes", packed.len());
+        let id = event.envelope.id.as_str();
+        assert_eq!(get(&conn, &shop, id).unwrap().unwrap().payload, body);
+        assert_eq!(
+            due_after(&conn, 1, 0, 0, 10).unwrap()[0].event.payload,
+            body
+        );
+
+        let old = "{\"id\":\"evt_before_v17\",\"note\":\"Zoë\"}";
+        conn.execute(
+            "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created,
+                 received_at)
+             VALUES (?1, 'evt_before_v17', 'customer.updated', 0, 1, 1)",
+            [&shop],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), ?1)",
+            [old],
+        )
+        .unwrap();
+        assert_eq!(
+            get(&conn, &shop, "evt_before_v17")
+                .unwrap()
+                .unwrap()
+                .payload,
+            old
+        );
     }
 
     /// Stores `n` events of `kind`, oldest first, `state` each.
@@ -941,11 +1008,7 @@ mod tests {
             payload.len() as i64 > page_size,
             "the payload must overflow a page"
         );
-        let event = NewEvent {
-            integration_id: shop,
-            envelope: Envelope::parse(payload.as_bytes()).unwrap(),
-            payload: payload.to_owned(),
-        };
+        let event = NewEvent::new(shop, Envelope::parse(payload.as_bytes()).unwrap(), payload);
         assert_eq!(insert(&conn, &event, 1).unwrap(), Stored::New);
         let id = conn.last_insert_rowid();
         // An empty WAL, so the next checkpoint counts exactly the frames `finish` committed.

@@ -252,11 +252,11 @@ mod tests {
         let payload = format!(
             r#"{{"id":"evt_{n}","object":"event","type":"customer.updated","created":1,"livemode":false,"data":{{"object":{{"id":"cus_1"}}}}}}"#
         );
-        NewEvent {
-            integration_id: "int_1".into(),
-            envelope: crate::stripe::envelope::Envelope::parse(payload.as_bytes()).unwrap(),
-            payload,
-        }
+        NewEvent::new(
+            "int_1".into(),
+            crate::stripe::envelope::Envelope::parse(payload.as_bytes()).unwrap(),
+            &payload,
+        )
     }
 
     fn writer(dir: &tempfile::TempDir) -> (EventWriter, JoinHandle<()>) {

@@ -181,14 +181,7 @@ pub async fn catch_up(
                 }
             };
             let stored = writer
-                .store(
-                    NewEvent {
-                        integration_id: integration.id.clone(),
-                        envelope,
-                        payload: text,
-                    },
-                    None,
-                )
+                .store(NewEvent::new(integration.id.clone(), envelope, &text), None)
                 .await?;
             if stored == Stored::New {
                 caught.stored += 1;

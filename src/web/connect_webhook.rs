@@ -157,11 +157,7 @@ async fn route(
     let stored = intake
         .writer
         .store(
-            NewEvent {
-                integration_id: owner.id.clone(),
-                envelope: envelope.clone(),
-                payload,
-            },
+            NewEvent::new(owner.id.clone(), envelope.clone(), &payload),
             Some(arriving),
         )
         .await?;

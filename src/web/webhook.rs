@@ -183,11 +183,7 @@ async fn intake(
     let stored = state
         .writer
         .store(
-            NewEvent {
-                integration_id: integration.id,
-                envelope: envelope.clone(),
-                payload,
-            },
+            NewEvent::new(integration.id, envelope.clone(), &payload),
             Some(arriving),
         )
         .await?;

@@ -560,11 +560,11 @@ fn the_order_key_is_the_customer_else_the_object_and_blockers_come_from_an_index
         .to_string();
         events::insert(
             &conn,
-            &NewEvent {
-                integration_id: integration.clone(),
-                envelope: Envelope::parse(body.as_bytes()).unwrap(),
-                payload: body,
-            },
+            &NewEvent::new(
+                integration.clone(),
+                Envelope::parse(body.as_bytes()).unwrap(),
+                &body,
+            ),
             now(),
         )
         .unwrap();

@@ -717,3 +717,78 @@ fn v15_migration_time_on_a_big_database() {
         (free_pages * page_size) >> 20
     );
 }
+
+/// Issue 13: V17 stores new payloads packed. A payload stored as text at V16 is read and emailed
+/// as before the upgrade; a new one is stored packed, at under half its size, and both read back
+/// as the exact bodies Stripe signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v16_payload_is_emailed_after_the_upgrade_and_new_ones_are_stored_packed() {
+    use mailmycustomer::db::events;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let mut config = test_config(dir.path());
+    relay_to(&mut config, sink.port);
+    let id = "int_0123456789abcdef".to_owned();
+    let old_body = distinct_invoice_paid("v16", 1);
+    let mut conn = db::open(&db::Options::new(&config).unwrap()).unwrap();
+    db::migrate_to(&mut conn, 16).unwrap();
+    conn.execute(
+        "INSERT INTO integrations (id, name, webhook_secret, created_at)
+         VALUES (?1, 'Rosen Goods', seal(?2), 1700000000)",
+        rusqlite::params![id, SECRET],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at)
+         VALUES (?1, 'evt_v16_1', 'invoice.paid', 0, ?2, ?2)",
+        rusqlite::params![id, now()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), ?1)",
+        [std::str::from_utf8(&old_body).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+
+    let server = TestServer::start_with(config, id.clone()).await;
+    let conn = server.db();
+    sink.wait_for(1, Duration::from_secs(30)).await;
+    let new_body = distinct_invoice_paid("v17", 2);
+    server.deliver(new_body.clone()).await.assert_stored(false);
+    let both = sink.wait_for(2, Duration::from_secs(30)).await;
+    for message in &both {
+        let text = String::from_utf8_lossy(message);
+        assert!(text.contains("jenny.rosen@example.com"), "{text}");
+        assert!(text.contains("20.00"), "{text}");
+    }
+
+    let stored = |stripe_id: &str| -> (String, Option<Vec<u8>>) {
+        conn.query_row(
+            "SELECT p.payload, p.payload_zstd FROM events e
+             JOIN event_payloads p ON p.event_id = e.id WHERE e.stripe_event_id = ?1",
+            [stripe_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        stored("evt_v16_1"),
+        (String::from_utf8(old_body.clone()).unwrap(), None)
+    );
+    let (text, packed) = stored("evt_v17_2");
+    assert_eq!(text, "");
+    let packed = packed.expect("a new payload is packed");
+    assert!(
+        packed.len() * 2 < new_body.len(),
+        "{} bytes packed of {}",
+        packed.len(),
+        new_body.len()
+    );
+    for (stripe_id, body) in [("evt_v16_1", &old_body), ("evt_v17_2", &new_body)] {
+        let event = events::get(&conn, &id, stripe_id).unwrap().unwrap();
+        assert_eq!(event.payload.as_bytes(), body.as_slice(), "{stripe_id}");
+        assert_eq!(event.processing, events::Processing::Queued, "{stripe_id}");
+    }
+    server.stop().await;
+}
