@@ -862,7 +862,7 @@ mod tests {
                     Envelope::parse(text.as_bytes()).unwrap(),
                     &text,
                 );
-                insert(&tx, &event, 1).unwrap();
+                assert_eq!(insert(&tx, &event, 1).unwrap(), Stored::New);
                 if !packed {
                     tx.execute(
                         "UPDATE event_payloads SET payload = ?1, payload_zstd = NULL
