@@ -102,6 +102,10 @@ pub struct StoredEvent {
     pub created: i64,
     pub received_at: i64,
     pub payload: String,
+    /// Why the stored payload cannot be read (its bytes were damaged at rest); `payload` is then
+    /// empty. The processor marks such an event failed, and the pages say so, instead of one
+    /// damaged row failing every read that meets it.
+    pub payload_damage: Option<String>,
     pub processing: Processing,
     pub processing_detail: Option<String>,
     pub processing_attempts: i64,
@@ -173,6 +177,10 @@ const COLUMNS: &str = "e.id, e.integration_id, e.stripe_event_id, e.type, e.acco
 const FROM: &str = "events e CROSS JOIN event_payloads p ON p.event_id = e.id";
 
 fn from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
+    let (payload, payload_damage) = match payload::from_columns(row, 9, 15)? {
+        Ok(payload) => (payload, None),
+        Err(damage) => (String::new(), Some(damage.to_string())),
+    };
     Ok(StoredEvent {
         id: row.get(0)?,
         integration_id: row.get(1)?,
@@ -183,7 +191,8 @@ fn from_row(row: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
         livemode: row.get(6)?,
         created: row.get(7)?,
         received_at: row.get(8)?,
-        payload: payload::from_columns(row, 9, 15)?,
+        payload,
+        payload_damage,
         processing: row.get(10)?,
         processing_detail: row.get(11)?,
         processing_attempts: row.get(12)?,

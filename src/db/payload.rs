@@ -70,17 +70,24 @@ pub enum UnpackError {
 }
 
 /// An event's payload from its `event_payloads` row: the text of a row stored before V17, else
-/// its packed bytes unpacked. A conversion error names the column, as rusqlite's own do.
-pub fn from_columns(row: &rusqlite::Row, text: usize, packed: usize) -> rusqlite::Result<String> {
-    match row.get_ref(packed)?.as_blob_or_null()? {
-        None => row.get(text),
-        Some(bytes) => unpack(bytes).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                packed,
-                rusqlite::types::Type::Blob,
-                Box::new(e),
-            )
-        }),
+/// its packed bytes unpacked; or why it cannot be read (bytes damaged at rest), apart from the
+/// row's own errors, so that a reader can show or skip that one event and go on.
+pub fn from_columns(
+    row: &rusqlite::Row,
+    text: usize,
+    packed: usize,
+) -> rusqlite::Result<Result<String, UnpackError>> {
+    if let Some(bytes) = row.get_ref(packed)?.as_blob_or_null()? {
+        return Ok(unpack(bytes));
+    }
+    match row.get_ref(text)?.as_str() {
+        Ok(text) => Ok(Ok(text.to_owned())),
+        Err(rusqlite::types::FromSqlError::Utf8Error(_)) => Ok(Err(UnpackError::NotUtf8)),
+        Err(e) => Err(rusqlite::Error::FromSqlConversionFailure(
+            text,
+            rusqlite::types::Type::Text,
+            Box::new(e),
+        )),
     }
 }
 

@@ -333,6 +333,15 @@ async fn facts(
             what: "event",
             id: event_id.to_string(),
         })?;
+    if let Some(damage) = &event.payload_damage {
+        return Err(Error::invalid(
+            "event",
+            format!(
+                "event {} cannot be previewed with: its stored payload cannot be read ({damage})",
+                event.stripe_event_id
+            ),
+        ));
+    }
     let integration = super::integrations::get(app, &event.integration_id).await?;
     // The draft stands in as the only template, so the pipeline picks the event's item that
     // this template's scope would answer for.

@@ -88,6 +88,9 @@ enum Finished {
     },
     /// Preparing it panicked: a bug. The event is marked failed with the panic's message.
     Panicked(String),
+    /// Its stored payload cannot be read (damaged at rest): marked failed with why, so that one
+    /// damaged row does not stop the events after it.
+    Unreadable(String),
 }
 
 enum State {
@@ -302,6 +305,9 @@ impl Processor {
                 // A blocker already due is not held here only because the window is full: look
                 // again in a second rather than at once.
                 slot.state = State::Done(held_behind(&slot, stripe_id, (*until).max(now + 1)));
+            }
+            if let Some(damage) = &slot.event.payload_damage {
+                slot.state = State::Done(Finished::Unreadable(unreadable_detail(damage)));
             }
             work.slots.insert(slot.event.id, slot);
         }
@@ -527,6 +533,13 @@ fn held_behind(slot: &Slot, blocker: &str, until: i64) -> Finished {
     }
 }
 
+fn unreadable_detail(damage: &str) -> String {
+    format!(
+        "its payload as stored in the database cannot be read ({damage}): the database file \
+         is damaged; restore it from a backup to email this event"
+    )
+}
+
 fn held_detail(blocker: &str, key: &str) -> String {
     format!(
         "waits for event {blocker} of the same customer or object ({key}), which is postponed: \
@@ -648,7 +661,7 @@ fn record(
                 tracing::info!(event = %event.stripe_event_id, event_type = %event.event_type, state = "held", "{detail}");
                 continue;
             }
-            Finished::Panicked(detail) => {
+            Finished::Panicked(detail) | Finished::Unreadable(detail) => {
                 events::finish(&tx, event.id, Processing::Failed, &detail, now)?;
                 crate::metrics::event(Processing::Failed);
                 tracing::error!(event = %event.stripe_event_id, event_type = %event.event_type, "not emailed: {detail}");

@@ -316,6 +316,61 @@ async fn only_skipped_or_failed_events_are_processed_again() {
     server.stop().await;
 }
 
+/// An event whose stored payload was damaged at rest: its page still opens and says so instead
+/// of the payload, and processing it again marks it failed with why (nothing is emailed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_payload_is_shown_as_such_and_processing_it_again_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let server = start(dir.path(), Some(sink.port)).await;
+    let app = App::new(server.config.clone()).unwrap();
+    server
+        .deliver(not_a_trigger("damaged"))
+        .await
+        .assert_stored(false);
+    let id = event_id(&server, "evt_damaged");
+    wait_event(&app, id, "the ignored event", |_| true).await;
+    server
+        .db()
+        .execute(
+            "UPDATE events SET processing = 'failed' WHERE id = ?1;",
+            [id],
+        )
+        .unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE event_payloads SET payload_zstd = substr(payload_zstd, 1, 12) WHERE event_id = ?1",
+            [id],
+        )
+        .unwrap();
+
+    let ui = signed_in(&server).await;
+    let page = ui.get(&format!("/events/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let html = Html::parse_document(&page.text);
+    let alert = select(&html, "section.payload p.error").join(" ");
+    assert!(alert.contains("cannot be read"), "{alert}");
+    assert!(alert.contains("Restore it from a backup"), "{alert}");
+    assert!(select(&html, "section.payload .json-tree").is_empty());
+
+    ui.post(&format!("/events/{id}/reprocess"), &[])
+        .await
+        .assert_redirect(&format!("/events/{id}"));
+    let again = wait_event(&app, id, "the damaged event again", |d| {
+        d.event.reprocessed_at.is_some()
+    })
+    .await;
+    assert_eq!(again.event.processing, Processing::Failed);
+    let detail = again.event.processing_detail.unwrap_or_default();
+    assert!(
+        detail.contains("the stored payload is damaged") && detail.contains("restore it"),
+        "{detail}"
+    );
+    server.stop().await;
+    assert!(sink.messages().is_empty(), "a damaged event was emailed");
+}
+
 fn stripe_id(body: &[u8]) -> String {
     let value: serde_json::Value = serde_json::from_slice(body).unwrap();
     value["id"].as_str().unwrap().to_owned()

@@ -508,6 +508,109 @@ async fn a_panicking_event_is_marked_failed_and_the_next_is_emailed() {
     assert_eq!(sink.messages().len(), 1, "the panicking event was emailed");
 }
 
+/// Bytes damaged at rest (a packed payload that fails its checksum, a text payload from before
+/// V17 that is not UTF-8) cost their own event only: each is marked failed with why, and the
+/// events after them are emailed. Before, the processor's read of due events failed as a whole
+/// and was retried forever, so one damaged row stopped every email after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_whose_stored_payload_is_damaged_is_marked_failed_and_the_rest_are_emailed() {
+    use mailmycustomer::db::events::{self, NewEvent};
+    use mailmycustomer::stripe::envelope::Envelope;
+    let binary = Path::new(env!("CARGO_BIN_EXE_mailmycustomer"));
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let (id, _) = add_integration_cli(dir.path(), &["--name", "shop", "--webhook-secret", SECRET]);
+    let db_path = dir.path().join("mailmycustomer.db");
+    let conn = db::open(&db::Options::at(&db_path).unwrap()).unwrap();
+    for n in 1..=3 {
+        let body = distinct_invoice_paid("stored", n);
+        let event = NewEvent::new(
+            id.clone(),
+            Envelope::parse(&body).unwrap(),
+            std::str::from_utf8(&body).unwrap(),
+        );
+        events::insert(&conn, &event, now()).unwrap();
+    }
+    let payload_of = "(SELECT id FROM events WHERE stripe_event_id = ?1)";
+    let mut packed: Vec<u8> = conn
+        .query_row(
+            &format!("SELECT payload_zstd FROM event_payloads WHERE event_id = {payload_of}"),
+            ["evt_stored_1"],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let middle = packed.len() / 2;
+    packed[middle] ^= 0x55;
+    conn.execute(
+        &format!("UPDATE event_payloads SET payload_zstd = ?2 WHERE event_id = {payload_of}"),
+        rusqlite::params!["evt_stored_1", packed],
+    )
+    .unwrap();
+    conn.execute(
+        &format!(
+            "UPDATE event_payloads SET payload = CAST(X'7b22696422ff3a317d' AS TEXT),
+             payload_zstd = NULL WHERE event_id = {payload_of}"
+        ),
+        ["evt_stored_2"],
+    )
+    .unwrap();
+    drop(conn);
+
+    let log = dir.path().join("serve.log");
+    let (child, addr) = serve_logging_to(binary, dir.path(), &smtp_env(sink.port), &log);
+    assert_eq!(sink_recipients(&sink, 1).await, ["jenny.rosen@example.com"]);
+    post_signed(&addr, &id, distinct_invoice_paid("after_damage", 1)).await;
+    assert_eq!(
+        sink_recipients(&sink, 2).await,
+        ["jenny.rosen@example.com", "jenny.rosen@example.com"]
+    );
+    for (stripe_id, damage) in [
+        ("evt_stored_1", "the stored payload is damaged"),
+        ("evt_stored_2", "the stored payload is not UTF-8"),
+    ] {
+        let (state, detail) = processing_of(&db_path, stripe_id).unwrap();
+        assert_eq!(state, "failed", "{stripe_id}: {detail}");
+        assert!(detail.contains(damage), "{stripe_id}: {detail}");
+        assert!(
+            detail.contains("restore it from a backup"),
+            "{stripe_id}: {detail}"
+        );
+    }
+    for stripe_id in ["evt_stored_3", "evt_after_damage_1"] {
+        assert_eq!(
+            processing_of(&db_path, stripe_id).unwrap().0,
+            "queued",
+            "{stripe_id}"
+        );
+    }
+    stop(child);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("evt_stored_1") && logged.contains("cannot be read"),
+        "{logged}"
+    );
+    assert_eq!(sink.messages().len(), 2, "a damaged event was emailed");
+
+    let conn = db::open(&db::Options::at(&db_path).unwrap()).unwrap();
+    let damaged: i64 = conn
+        .query_row(
+            "SELECT id FROM events WHERE stripe_event_id = 'evt_stored_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (ok, out, err) = crate::cli::run(mmc_with(
+        binary,
+        dir.path(),
+        &["events", "show", &damaged.to_string()],
+    ));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("payload: cannot be read (the stored payload is damaged"),
+        "{out}"
+    );
+}
+
 /// Issue 9 (hygiene): at `info` the server log names deliveries by id and never carries the
 /// customer's address.
 #[tokio::test(flavor = "multi_thread")]
