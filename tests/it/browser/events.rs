@@ -2,7 +2,8 @@
 //! whose templates are all off is skipped; the merchant finds it in the events list, opens it,
 //! turns its template on and presses **Process again**, and sees it emailed, the email in the
 //! sink and the skipped delivery marked superseded. The list and the event are saved at 1280
-//! and 390 px, light and dark (`events-*.png`, `event-*.png`, `event-skipped-*.png`).
+//! and 390 px, light and dark (`events-*.png`, `event-*.png`, `event-skipped-*.png`), and the
+//! event again once its stored payload is damaged (`event-damaged-*.png`).
 
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,19 @@ async fn a_skipped_event_is_processed_again_after_adding_its_template() {
     let text = reload_until(&browser, "superseded").await;
     assert!(text.contains("emailed"), "{text}");
     look(&browser, "event", &mut problems).await;
+
+    // Its stored payload damaged at rest (cut short): the page still opens, and says so where
+    // the payload was.
+    let conn =
+        mailmycustomer::db::open(&mailmycustomer::db::Options::new(&config).unwrap()).unwrap();
+    conn.execute(
+        "UPDATE event_payloads SET payload_zstd = substr(payload_zstd, 1, 12)",
+        [],
+    )
+    .unwrap();
+    let text = reload_until(&browser, "cannot be read").await;
+    assert!(text.contains("Restore it from a backup"), "{text}");
+    look(&browser, "event-damaged", &mut problems).await;
 
     browser.close().await;
     assert!(problems.is_empty(), "{problems:#?}");
