@@ -153,11 +153,8 @@ pub fn run(config: &Config, action: EventsAction) -> anyhow::Result<ExitCode> {
                     e.id
                 );
             }
-            if let Some(damage) = &e.payload_damage {
-                println!(
-                    "payload: cannot be read ({damage}): the database file is damaged; restore \
-                     it from a backup"
-                );
+            if let Some(notice) = e.damage_notice() {
+                println!("payload: {notice}");
             } else if !no_payload {
                 let pretty = serde_json::from_str::<serde_json::Value>(&e.payload)
                     .and_then(|v| serde_json::to_string_pretty(&v))

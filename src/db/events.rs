@@ -104,7 +104,7 @@ pub struct StoredEvent {
     pub payload: String,
     /// Why the stored payload cannot be read (its bytes were damaged at rest); `payload` is then
     /// empty. The processor marks such an event failed, and the pages say so, instead of one
-    /// damaged row failing every read that meets it.
+    /// damaged row failing every read that meets it. `damage_notice` words it.
     pub payload_damage: Option<String>,
     pub processing: Processing,
     pub processing_detail: Option<String>,
@@ -113,6 +113,16 @@ pub struct StoredEvent {
     pub processed_at: Option<i64>,
     /// When the merchant last asked to process it again (`reprocess`).
     pub reprocessed_at: Option<i64>,
+}
+
+impl StoredEvent {
+    /// What the processor records, the event's page and `events show` print when the payload
+    /// cannot be read: why, and what to do. None when it can be.
+    pub fn damage_notice(&self) -> Option<String> {
+        self.payload_damage.as_ref().map(|damage| {
+            format!("{damage}: restore the database from a backup to see or email this event")
+        })
+    }
 }
 
 /// The ordering key of an event, as SQL over its `payload` column: the customer's id (plain or

@@ -63,7 +63,7 @@ pub enum UnpackError {
     NotZstd,
     #[error("the stored payload claims {0} bytes unpacked")]
     TooLarge(u64),
-    #[error("the stored payload is damaged: {0}")]
+    #[error("the stored payload is damaged ({0})")]
     Corrupt(std::io::Error),
     #[error("the stored payload is not UTF-8")]
     NotUtf8,

@@ -333,11 +333,11 @@ async fn facts(
             what: "event",
             id: event_id.to_string(),
         })?;
-    if let Some(damage) = &event.payload_damage {
+    if let Some(notice) = event.damage_notice() {
         return Err(Error::invalid(
             "event",
             format!(
-                "event {} cannot be previewed with: its stored payload cannot be read ({damage})",
+                "event {} cannot be previewed with: {notice}",
                 event.stripe_event_id
             ),
         ));

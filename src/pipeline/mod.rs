@@ -306,8 +306,8 @@ impl Processor {
                 // again in a second rather than at once.
                 slot.state = State::Done(held_behind(&slot, stripe_id, (*until).max(now + 1)));
             }
-            if let Some(damage) = &slot.event.payload_damage {
-                slot.state = State::Done(Finished::Unreadable(unreadable_detail(damage)));
+            if let Some(notice) = slot.event.damage_notice() {
+                slot.state = State::Done(Finished::Unreadable(notice));
             }
             work.slots.insert(slot.event.id, slot);
         }
@@ -531,13 +531,6 @@ fn held_behind(slot: &Slot, blocker: &str, until: i64) -> Finished {
         detail: held_detail(blocker, key),
         until,
     }
-}
-
-fn unreadable_detail(damage: &str) -> String {
-    format!(
-        "its payload as stored in the database cannot be read ({damage}): the database file \
-         is damaged; restore it from a backup to email this event"
-    )
 }
 
 fn held_detail(blocker: &str, key: &str) -> String {

@@ -350,8 +350,14 @@ async fn a_damaged_payload_is_shown_as_such_and_processing_it_again_fails_it() {
     assert_eq!(page.status, 200, "{}", page.text);
     let html = Html::parse_document(&page.text);
     let alert = select(&html, "section.payload p.error").join(" ");
-    assert!(alert.contains("cannot be read"), "{alert}");
-    assert!(alert.contains("Restore it from a backup"), "{alert}");
+    assert!(
+        alert.starts_with("Cannot show it: the stored payload is damaged ("),
+        "{alert}"
+    );
+    assert!(
+        alert.contains("restore the database from a backup"),
+        "{alert}"
+    );
     assert!(select(&html, "section.payload .json-tree").is_empty());
 
     ui.post(&format!("/events/{id}/reprocess"), &[])
@@ -364,7 +370,8 @@ async fn a_damaged_payload_is_shown_as_such_and_processing_it_again_fails_it() {
     assert_eq!(again.event.processing, Processing::Failed);
     let detail = again.event.processing_detail.unwrap_or_default();
     assert!(
-        detail.contains("the stored payload is damaged") && detail.contains("restore it"),
+        detail.contains("the stored payload is damaged (")
+            && detail.contains("restore the database from a backup"),
         "{detail}"
     );
     server.stop().await;

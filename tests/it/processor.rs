@@ -572,7 +572,7 @@ async fn an_event_whose_stored_payload_is_damaged_is_marked_failed_and_the_rest_
         assert_eq!(state, "failed", "{stripe_id}: {detail}");
         assert!(detail.contains(damage), "{stripe_id}: {detail}");
         assert!(
-            detail.contains("restore it from a backup"),
+            detail.contains("restore the database from a backup"),
             "{stripe_id}: {detail}"
         );
     }
@@ -586,7 +586,7 @@ async fn an_event_whose_stored_payload_is_damaged_is_marked_failed_and_the_rest_
     stop(child);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
-        logged.contains("evt_stored_1") && logged.contains("cannot be read"),
+        logged.contains("evt_stored_1") && logged.contains("the stored payload is damaged ("),
         "{logged}"
     );
     assert_eq!(sink.messages().len(), 2, "a damaged event was emailed");
@@ -606,7 +606,8 @@ async fn an_event_whose_stored_payload_is_damaged_is_marked_failed_and_the_rest_
     ));
     assert!(ok, "{err}");
     assert!(
-        out.contains("payload: cannot be read (the stored payload is damaged"),
+        out.contains("payload: the stored payload is damaged (")
+            && out.contains("restore the database from a backup"),
         "{out}"
     );
 }

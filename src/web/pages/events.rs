@@ -431,11 +431,8 @@ pub fn event_view(session: Session, detail: &EventDetail, now: i64) -> Markup {
         }
         section.payload aria-labelledby="payload-title" {
             h2 #payload-title { "Payload" }
-            @if let Some(damage) = &e.payload_damage {
-                p.error role="alert" {
-                    "The payload stored for this event cannot be read (" (damage) "): the \
-                     database file is damaged. Restore it from a backup to see or email this event."
-                }
+            @if let Some(notice) = e.damage_notice() {
+                p.error role="alert" { "Cannot show it: " (notice) "." }
             } @else {
                 p.help { "As Stripe sent it. Open and close the parts you need." }
                 div.json-tree { (tree(None, &parsed(&e.payload), 0)) }

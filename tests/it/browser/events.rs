@@ -106,8 +106,11 @@ async fn a_skipped_event_is_processed_again_after_adding_its_template() {
         [],
     )
     .unwrap();
-    let text = reload_until(&browser, "cannot be read").await;
-    assert!(text.contains("Restore it from a backup"), "{text}");
+    let text = reload_until(&browser, "the stored payload is damaged").await;
+    assert!(
+        text.contains("restore the database from a backup"),
+        "{text}"
+    );
     look(&browser, "event-damaged", &mut problems).await;
 
     browser.close().await;
