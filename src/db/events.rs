@@ -237,44 +237,6 @@ pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<StoredEvent>, Erro
     .map_err(classify_db_error)
 }
 
-/// Pending events whose time has come: fresh ones oldest first, then postponed ones that are due.
-/// Each part reads its own partial index in order, so a backlog costs nothing per batch.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<StoredEvent>, Error> {
-    let mut rows = query(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM {FROM}
-             WHERE e.processing = 'pending' AND e.process_after IS NULL ORDER BY e.id LIMIT CAST(?1 AS INTEGER)"
-        ),
-        rusqlite::params![limit as i64],
-    )?;
-    if rows.len() < limit {
-        rows.extend(query(
-            conn,
-            &format!(
-                "SELECT {COLUMNS} FROM {FROM}
-                 WHERE e.processing = 'pending' AND e.process_after <= ?1
-                 ORDER BY e.process_after, e.id LIMIT CAST(?2 AS INTEGER)"
-            ),
-            rusqlite::params![now, (limit - rows.len()) as i64],
-        )?);
-    }
-    Ok(rows)
-}
-
-fn query(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<StoredEvent>, Error> {
-    let mut stmt = conn.prepare_cached(sql).map_err(classify_db_error)?;
-    let rows = stmt
-        .query_map(params, from_row)
-        .and_then(Iterator::collect)
-        .map_err(classify_db_error)?;
-    Ok(rows)
-}
-
 /// When the earliest postponed pending event is due (None: none is postponed).
 pub fn next_due_at(conn: &Connection) -> Result<Option<i64>, Error> {
     conn.query_row(
@@ -347,7 +309,8 @@ pub struct DueEvent {
 
 /// Due events for the concurrent processor: fresh ones after id `fresh_after`, oldest first,
 /// then postponed ones that are due, reading `postponed_held` more of those because the caller
-/// already holds up to that many of them. Same indexes as `due`.
+/// already holds up to that many of them. Each part reads its own partial index in order, so a
+/// backlog costs nothing per batch.
 pub fn due_after(
     conn: &Connection,
     now: i64,
