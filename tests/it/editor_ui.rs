@@ -473,6 +473,53 @@ async fn a_real_event_is_looked_up_once_however_many_previews() {
     server.stop().await;
 }
 
+/// An event whose stored payload was damaged at rest is refused as the preview's event, with the
+/// same words its page shows, rather than previewed with facts it no longer has.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_whose_payload_is_damaged_is_refused_for_the_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeStripe::start().await;
+    populate(&fake);
+    let server = start(dir.path(), &fake, |_| {}).await;
+    let ui = signed_in(&server).await;
+    server
+        .deliver(fixture("customer.subscription.created.json"))
+        .await
+        .assert_stored(false);
+    let event_id = wait_for_delivery(&server).await.event_id.unwrap();
+    let damaged = server
+        .db()
+        .execute(
+            "UPDATE event_payloads SET payload_zstd = substr(payload_zstd, 1, 12) WHERE event_id = ?1",
+            [event_id],
+        )
+        .unwrap();
+    assert_eq!(damaged, 1, "the event's payload is stored packed");
+
+    let event = event_id.to_string();
+    let mut form = draft("subscription_created", "", "Hi", "<p>x</p>");
+    form.retain(|(k, _)| *k != "event");
+    form.push(("event", &event));
+    let (status, json) = post_json(&ui, "/templates/preview", &form).await;
+    assert_eq!(
+        (status, json["error"]["field"].as_str()),
+        (422, Some("event")),
+        "{json}"
+    );
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot be previewed with: the stored payload is damaged (")
+            && message.contains("restore the database from a backup"),
+        "{message}"
+    );
+    // The sample's facts still preview the same draft.
+    form.retain(|(k, _)| *k != "event");
+    form.push(("event", "sample"));
+    let (status, json) = post_json(&ui, "/templates/preview", &form).await;
+    assert_eq!(status, 200, "{json}");
+    server.stop().await;
+}
+
 async fn wait_for_delivery(server: &TestServer) -> deliveries::Delivery {
     for _ in 0..200 {
         let found = deliveries::search(
