@@ -719,19 +719,79 @@ fn v15_migration_time_on_a_big_database() {
 }
 
 /// Issue 13: V17 stores new payloads packed. A payload stored as text at V16 is read and emailed
-/// as before the upgrade; a new one is stored packed, at under half its size, and both read back
-/// as the exact bodies Stripe signed.
+/// as before the upgrade; a new one is stored packed, at under half its size, and both
+/// read back as the exact bodies Stripe signed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_v16_payload_is_emailed_after_the_upgrade_and_new_ones_are_stored_packed() {
+    let old = emailed_after_upgrading_from(16, |conn, body| {
+        conn.execute(
+            "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), ?1)",
+            [std::str::from_utf8(body).unwrap()],
+        )
+        .unwrap();
+    })
+    .await;
+    assert_eq!(
+        old.stored_before,
+        (String::from_utf8(old.body).unwrap(), None)
+    );
+}
+
+/// Issue 13: V18 packs new payloads with a dictionary. One packed at V17, without it, is read and
+/// emailed after the upgrade; a new frame names the dictionary and is smaller.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v17_payload_is_emailed_after_the_upgrade_and_new_ones_use_the_dictionary() {
+    let old = emailed_after_upgrading_from(17, |conn, body| {
+        let mut v17 = zstd::bulk::Compressor::new(1).unwrap();
+        v17.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO event_payloads (event_id, payload, payload_zstd)
+             VALUES (last_insert_rowid(), '', ?1)",
+            [v17.compress(body).unwrap()],
+        )
+        .unwrap();
+    })
+    .await;
+    let before = old.stored_before.1.expect("stored packed at V17");
+    let after = old.stored_after.1.expect("stored packed at V18");
+    let dictionary = |frame: &[u8]| zstd::zstd_safe::get_dict_id_from_frame(frame);
+    assert_eq!(dictionary(&before), None);
+    assert_eq!(dictionary(&after).map(|id| id.get()), Some(0x4D4D_4301));
+    assert!(
+        after.len() < before.len(),
+        "{} bytes with the dictionary, {} without",
+        after.len(),
+        before.len()
+    );
+}
+
+/// What `emailed_after_upgrading_from` found: the old event's body, and each event's stored row
+/// (`payload`, `payload_zstd`).
+struct Upgraded {
+    body: Vec<u8>,
+    stored_before: (String, Option<Vec<u8>>),
+    stored_after: (String, Option<Vec<u8>>),
+}
+
+/// A database at schema `version` holding one `invoice.paid` whose payload `store` wrote as that
+/// version did, then the current server on it: the old event is emailed, a new one is stored
+/// (its text empty, packed under half its size) and emailed, and both read back exactly.
+async fn emailed_after_upgrading_from(
+    version: i32,
+    store: impl FnOnce(&rusqlite::Connection, &[u8]),
+) -> Upgraded {
     use mailmycustomer::db::events;
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start();
     let mut config = test_config(dir.path());
     relay_to(&mut config, sink.port);
     let id = "int_0123456789abcdef".to_owned();
-    let old_body = distinct_invoice_paid("v16", 1);
+    let tag = format!("v{version}");
+    let old_body = distinct_invoice_paid(&tag, 1);
+    let old_id = format!("evt_{tag}_1");
     let mut conn = db::open(&db::Options::new(&config).unwrap()).unwrap();
-    db::migrate_to(&mut conn, 16).unwrap();
+    db::migrate_to(&mut conn, version).unwrap();
     conn.execute(
         "INSERT INTO integrations (id, name, webhook_secret, created_at)
          VALUES (?1, 'Rosen Goods', seal(?2), 1700000000)",
@@ -740,21 +800,17 @@ async fn a_v16_payload_is_emailed_after_the_upgrade_and_new_ones_are_stored_pack
     .unwrap();
     conn.execute(
         "INSERT INTO events (integration_id, stripe_event_id, type, livemode, created, received_at)
-         VALUES (?1, 'evt_v16_1', 'invoice.paid', 0, ?2, ?2)",
-        rusqlite::params![id, now()],
+         VALUES (?1, ?2, 'invoice.paid', 0, ?3, ?3)",
+        rusqlite::params![id, old_id, now()],
     )
     .unwrap();
-    conn.execute(
-        "INSERT INTO event_payloads (event_id, payload) VALUES (last_insert_rowid(), ?1)",
-        [std::str::from_utf8(&old_body).unwrap()],
-    )
-    .unwrap();
+    store(&conn, &old_body);
     drop(conn);
 
     let server = TestServer::start_with(config, id.clone()).await;
     let conn = server.db();
     sink.wait_for(1, Duration::from_secs(30)).await;
-    let new_body = distinct_invoice_paid("v17", 2);
+    let new_body = distinct_invoice_paid("new", 2);
     server.deliver(new_body.clone()).await.assert_stored(false);
     let both = sink.wait_for(2, Duration::from_secs(30)).await;
     for message in &both {
@@ -772,23 +828,25 @@ async fn a_v16_payload_is_emailed_after_the_upgrade_and_new_ones_are_stored_pack
         )
         .unwrap()
     };
-    assert_eq!(
-        stored("evt_v16_1"),
-        (String::from_utf8(old_body.clone()).unwrap(), None)
-    );
-    let (text, packed) = stored("evt_v17_2");
-    assert_eq!(text, "");
-    let packed = packed.expect("a new payload is packed");
+    let stored_after = stored("evt_new_2");
+    assert_eq!(stored_after.0, "");
+    let packed = stored_after.1.as_ref().expect("a new payload is packed");
     assert!(
         packed.len() * 2 < new_body.len(),
         "{} bytes packed of {}",
         packed.len(),
         new_body.len()
     );
-    for (stripe_id, body) in [("evt_v16_1", &old_body), ("evt_v17_2", &new_body)] {
+    for (stripe_id, body) in [(old_id.as_str(), &old_body), ("evt_new_2", &new_body)] {
         let event = events::get(&conn, &id, stripe_id).unwrap().unwrap();
         assert_eq!(event.payload.as_bytes(), body.as_slice(), "{stripe_id}");
         assert_eq!(event.processing, events::Processing::Queued, "{stripe_id}");
     }
+    let stored_before = stored(&old_id);
     server.stop().await;
+    Upgraded {
+        body: old_body,
+        stored_before,
+        stored_after,
+    }
 }
