@@ -26,8 +26,8 @@ const DICTIONARY: &[u8] = include_bytes!("../../assets/zstd/stripe-events-1.dict
 /// `DICTIONARY`'s id, as its header and every frame packed with it carry it.
 const DICTIONARY_ID: u32 = 0x4D4D_4301;
 
-/// The dictionary digested once for packing at `LEVEL`, and once for unpacking; both refer to
-/// the embedded bytes rather than copying them.
+/// The dictionary digested for packing at `LEVEL` and for unpacking, each once per process on
+/// first use (a server that has not yet taken a webhook holds neither).
 static ENCODER: LazyLock<EncoderDictionary<'static>> =
     LazyLock::new(|| EncoderDictionary::copy(DICTIONARY, LEVEL));
 static DECODER: LazyLock<DecoderDictionary<'static>> =
