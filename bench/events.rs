@@ -11,12 +11,16 @@ use serde_json::Value;
 pub struct Events {
     template: Value,
     run_id: String,
+    unordered: bool,
 }
 
 impl Events {
     /// `MMC_BENCH_EVENT_TYPE` (e.g. `customer.updated`, not one of the 7 triggers) replaces
     /// the event type: the processor then only marks each event ignored, which shows what
     /// intake does without the processor's rendering and deliveries competing with it.
+    /// `MMC_BENCH_UNORDERED_IDS=1` gives the events ids in no order, as a merchant receives
+    /// Stripe's, instead of counting up: each insert then lands at a random place in intake's
+    /// `(integration_id, stripe_event_id)` index rather than beside the previous one.
     pub fn new(run_id: &str) -> anyhow::Result<Events> {
         let path =
             crate::support::repo_root().join("tests/fixtures/stripe/events/invoice.paid.json");
@@ -29,6 +33,7 @@ impl Events {
         Ok(Events {
             template,
             run_id: run_id.to_owned(),
+            unordered: std::env::var("MMC_BENCH_UNORDERED_IDS").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -36,7 +41,17 @@ impl Events {
     /// sends it (about 6 KB).
     pub fn body(&self, series: &str, n: usize) -> Vec<u8> {
         let mut event = self.template.clone();
-        let key = format!("{}_{series}_{n:07}", self.run_id);
+        let key = if self.unordered {
+            // After the run's prefix (which the storm counts by), a part that orders the ids at
+            // random; the rest keeps each one unique.
+            let series_hash = series
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            let spread = splitmix64(n as u64 ^ series_hash);
+            format!("{}_{spread:016x}_{series}_{n:07}", self.run_id)
+        } else {
+            format!("{}_{series}_{n:07}", self.run_id)
+        };
         event["id"] = format!("evt_bench_{key}").into();
         event["data"]["object"]["id"] = format!("in_bench_{key}").into();
         serde_json::to_vec_pretty(&event).expect("a JSON value serializes")
@@ -45,6 +60,14 @@ impl Events {
     pub fn bodies(&self, series: &str, count: usize) -> Vec<Vec<u8>> {
         (0..count).map(|n| self.body(series, n)).collect()
     }
+}
+
+/// SplitMix64's finaliser: consecutive inputs give outputs in no order.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Signed `POST /webhooks/stripe/{integration}` requests for `bodies`, signed now (the server
