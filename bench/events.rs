@@ -47,7 +47,9 @@ impl Events {
             let series_hash = series
                 .bytes()
                 .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-            let spread = splitmix64(n as u64 ^ series_hash);
+            let spread = crate::support::mix64(
+                (n as u64 ^ series_hash).wrapping_add(crate::support::SPLITMIX_GAMMA),
+            );
             format!("{}_{spread:016x}_{series}_{n:07}", self.run_id)
         } else {
             format!("{}_{series}_{n:07}", self.run_id)
@@ -60,14 +62,6 @@ impl Events {
     pub fn bodies(&self, series: &str, count: usize) -> Vec<Vec<u8>> {
         (0..count).map(|n| self.body(series, n)).collect()
     }
-}
-
-/// SplitMix64's finaliser: consecutive inputs give outputs in no order.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Signed `POST /webhooks/stripe/{integration}` requests for `bodies`, signed now (the server

@@ -691,11 +691,8 @@ fn fill(path: &Path, events: usize) -> anyhow::Result<()> {
     let mut rng = 0x5707_e000_0000_0001_u64;
     let mut next = move |below: u64| {
         // splitmix64: the same history on every build.
-        rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % below
+        rng = rng.wrapping_add(crate::support::SPLITMIX_GAMMA);
+        crate::support::mix64(rng) % below
     };
     const PER_TX: usize = 20_000;
     let span = HISTORY_DAYS * 86_400;
