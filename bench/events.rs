@@ -18,9 +18,10 @@ impl Events {
     /// `MMC_BENCH_EVENT_TYPE` (e.g. `customer.updated`, not one of the 7 triggers) replaces
     /// the event type: the processor then only marks each event ignored, which shows what
     /// intake does without the processor's rendering and deliveries competing with it.
-    /// `MMC_BENCH_UNORDERED_IDS=1` gives the events ids in no order, as a merchant receives
-    /// Stripe's, instead of counting up: each insert then lands at a random place in intake's
-    /// `(integration_id, stripe_event_id)` index rather than beside the previous one.
+    /// `MMC_BENCH_UNORDERED_IDS=1` gives the events ids in no order within the run, instead of
+    /// counting up. Stripe's ids sort by their creation second, so live events arrive nearly in
+    /// order; retries after an outage do not. Each insert then lands at a random place in the
+    /// run's region of intake's `(integration_id, stripe_event_id)` index.
     pub fn new(run_id: &str) -> anyhow::Result<Events> {
         let path =
             crate::support::repo_root().join("tests/fixtures/stripe/events/invoice.paid.json");

@@ -2,7 +2,7 @@
 //! moment, commits them in one transaction (one fsync), then answers them all. A lone request is
 //! committed at once. Under load, when more webhooks are being read and verified at that moment
 //! (`EventWriter::arriving`), it waits for them a little (`LINGER` at most), so one fsync answers
-//! them all instead of each waiting a whole commit more. The queue in front of it is bounded, so
+//! them all instead of each waiting a whole commit more. The last of them to be queued wakes it. The queue in front of it is bounded, so
 //! a storm of webhooks waits in the HTTP layer instead of growing memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -44,6 +44,8 @@ struct Arrivals {
     linger: Duration,
     writer: Thread,
     commits: AtomicU64,
+    /// Times a lingering writer woke (tests).
+    wakes: AtomicU64,
 }
 
 /// A webhook on its way to the writer; see `EventWriter::arriving`.
@@ -53,8 +55,11 @@ pub struct Arriving {
 
 impl Drop for Arriving {
     fn drop(&mut self) {
-        self.arrivals.count.fetch_sub(1, Ordering::SeqCst);
-        if self.arrivals.lingering.load(Ordering::SeqCst) {
+        // Only the last webhook on its way wakes a lingering writer, which then takes every one
+        // queued meanwhile. Waking it for each costs two context switches per webhook: at c=64
+        // intake ran ~6% faster without them (BENCHMARKS.md, "Waking the writer once").
+        let was_last = self.arrivals.count.fetch_sub(1, Ordering::SeqCst) == 1;
+        if was_last && self.arrivals.lingering.load(Ordering::SeqCst) {
             self.arrivals.writer.unpark();
         }
     }
@@ -89,6 +94,7 @@ impl EventWriter {
             linger,
             writer: handle.thread().clone(),
             commits: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
         });
         thread
             .send(arrivals.clone())
@@ -113,12 +119,17 @@ impl EventWriter {
         }
     }
 
-    /// Stores the event durably; returns once it is committed (or was already stored).
     /// Transactions committed so far (a group commit is one).
     pub fn commits(&self) -> u64 {
         self.arrivals.commits.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
+    fn wakes(&self) -> u64 {
+        self.arrivals.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Stores the event durably; returns once it is committed (or was already stored).
     /// `arriving` (if any) is let go once the event is queued.
     pub async fn store(
         &self,
@@ -167,7 +178,7 @@ fn take_waiting(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     }
 }
 
-/// Waits up to the linger for the webhooks on their way, adding each to the batch as it is queued.
+/// Waits up to the linger for the webhooks on their way, then adds what was queued meanwhile.
 fn linger(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, arrivals: &Arrivals) {
     let until = Instant::now() + arrivals.linger;
     arrivals.lingering.store(true, Ordering::SeqCst);
@@ -176,9 +187,10 @@ fn linger(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, arrivals: &Arrival
         if now >= until {
             break;
         }
-        // An arrival that is queued and let go between the check and the park unparks us,
-        // and a park after an unpark returns at once.
+        // The last arrival, queued and let go between the check and the park, unparks us, and
+        // a park after an unpark returns at once.
         std::thread::park_timeout(until - now);
+        arrivals.wakes.fetch_add(1, Ordering::Relaxed);
         take_waiting(rx, batch);
     }
     arrivals.lingering.store(false, Ordering::SeqCst);
@@ -310,6 +322,30 @@ mod tests {
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lingering_batch_wakes_once_when_the_last_webhook_on_its_way_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _thread) = writer(&dir);
+        let on_their_way = [writer.arriving(), writer.arriving(), writer.arriving()];
+        let mut stores = tokio::task::JoinSet::new();
+        stores.spawn({
+            let writer = writer.clone();
+            async move { writer.store(event(1), None).await }
+        });
+        for (n, arriving) in (2..).zip(on_their_way) {
+            // Each lands while the writer lingers for the ones still on their way.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let writer = writer.clone();
+            stores.spawn(async move { writer.store(event(n), Some(arriving)).await });
+        }
+        while let Some(stored) = stores.join_next().await {
+            assert_eq!(stored.unwrap().unwrap(), Stored::New);
+        }
+        assert_eq!(writer.commits(), 1, "all four in one transaction");
+        // Woken for each webhook, it would have woken three times.
+        assert_eq!(writer.wakes(), 1, "woken by the last one only");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
