@@ -2,8 +2,9 @@
 //! moment, commits them in one transaction (one fsync), then answers them all. A lone request is
 //! committed at once. Under load, when more webhooks are being read and verified at that moment
 //! (`EventWriter::arriving`), it waits for them a little (`LINGER` at most), so one fsync answers
-//! them all instead of each waiting a whole commit more. The last of them to be queued wakes it. The queue in front of it is bounded, so
-//! a storm of webhooks waits in the HTTP layer instead of growing memory.
+//! them all instead of each waiting a whole commit more; the last of them to be queued wakes it.
+//! The queue in front of it is bounded, so a storm of webhooks waits in the HTTP layer instead
+//! of growing memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ impl Drop for Arriving {
     fn drop(&mut self) {
         // Only the last webhook on its way wakes a lingering writer, which then takes every one
         // queued meanwhile. Waking it for each costs two context switches per webhook: at c=64
-        // intake ran ~6% faster without them (BENCHMARKS.md, "Waking the writer once").
+        // intake ran ~6% faster without them (BENCHMARKS.md, "Waking the writer once per batch").
         let was_last = self.arrivals.count.fetch_sub(1, Ordering::SeqCst) == 1;
         if was_last && self.arrivals.lingering.load(Ordering::SeqCst) {
             self.arrivals.writer.unpark();
