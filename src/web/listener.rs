@@ -204,10 +204,13 @@ async fn serve_connection<E: Endpoint + 'static>(
         tokio::select! {
             // Hyper is done with the connection, but the socket is ours to close.
             finished = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
-                if finished.is_ok() {
-                    let socket = connection.into_parts().io.into_inner().stream;
-                    linger(socket, stop).await;
+                // An error too may leave the client's bytes unread: hyper answers a malformed
+                // head 400 and ends, while the client may still be sending its body.
+                if let Err(error) = finished {
+                    tracing::debug!(peer = %peer, error = %error, "a connection ended in an error");
                 }
+                let socket = connection.into_parts().io.into_inner().stream;
+                linger(socket, stop).await;
                 return;
             }
             () = clock.expired() => {
