@@ -12,7 +12,7 @@
 //! `unpack` reads all three.
 
 use std::cell::RefCell;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
@@ -53,6 +53,29 @@ fn compressor() -> zstd::bulk::Compressor<'static> {
     compressor
 }
 
+/// Unpacking contexts set up with the dictionary, kept for the next payload: setting one up
+/// costs more than unpacking (zstd allocates its ~160 KB and probes the CPU with `cpuid`, which
+/// traps to the hypervisor in a VM). One list shared by every thread, not one context per
+/// thread, so the memory they hold stays bounded however many threads read events.
+static DECOMPRESSORS: Mutex<Vec<zstd::bulk::Decompressor<'static>>> = Mutex::new(Vec::new());
+/// The most `DECOMPRESSORS` keeps: the processor's reads and a page's, side by side.
+const KEPT_DECOMPRESSORS: usize = 2;
+
+fn unpack_with_dictionary(packed: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
+    let kept = DECOMPRESSORS.lock().expect("decompressors").pop();
+    let mut decompressor = match kept {
+        Some(decompressor) => decompressor,
+        None => zstd::bulk::Decompressor::with_prepared_dictionary(&DECODER)?,
+    };
+    // Each call starts a new frame, so a context that failed on a damaged one is still usable.
+    let bytes = decompressor.decompress(packed, size);
+    let mut kept = DECOMPRESSORS.lock().expect("decompressors");
+    if kept.len() < KEPT_DECOMPRESSORS {
+        kept.push(decompressor);
+    }
+    bytes
+}
+
 /// The payload's bytes as stored in `event_payloads.payload_zstd`.
 pub fn pack(payload: &str) -> Vec<u8> {
     COMPRESSOR.with(|cell| {
@@ -79,8 +102,7 @@ pub fn unpack(packed: &[u8]) -> Result<String, UnpackError> {
     let bytes = match zstd::zstd_safe::get_dict_id_from_frame(packed).map(|id| id.get()) {
         // Packed at V17, before the dictionary.
         None => zstd::bulk::decompress(packed, size as usize),
-        Some(DICTIONARY_ID) => zstd::bulk::Decompressor::with_prepared_dictionary(&DECODER)
-            .and_then(|mut d| d.decompress(packed, size as usize)),
+        Some(DICTIONARY_ID) => unpack_with_dictionary(packed, size as usize),
         Some(other) => return Err(UnpackError::UnknownDictionary(other)),
     }
     .map_err(UnpackError::Corrupt)?;
@@ -165,6 +187,28 @@ mod tests {
         huge.extend_from_slice(&(1u64 << 40).to_le_bytes());
         assert!(matches!(unpack(&huge), Err(UnpackError::TooLarge(_))));
         assert!(matches!(unpack(&[0xff; 3]), Err(UnpackError::NotZstd)));
+    }
+
+    #[test]
+    fn unpacking_contexts_are_bounded_in_number_and_survive_a_damaged_frame() {
+        let payload = include_str!("../../tests/fixtures/stripe/events/invoice.paid.json");
+        let packed = pack(payload);
+        let mut flipped = packed.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0xff;
+        std::thread::scope(|threads| {
+            for _ in 0..4 {
+                threads.spawn(|| {
+                    for _ in 0..200 {
+                        assert!(unpack(&flipped).is_err());
+                        assert_eq!(unpack(&packed).unwrap(), payload);
+                    }
+                });
+            }
+        });
+        // Other tests may hold one at this moment, so only the bound is certain.
+        let kept = DECOMPRESSORS.lock().unwrap().len();
+        assert!(kept <= KEPT_DECOMPRESSORS, "{kept} kept");
     }
 
     #[test]
