@@ -27,8 +27,14 @@ use crate::db::{self, integrations, now_unix, turns::WriteTurns, Pool};
 use crate::pipeline::WAITING_FOR_SMTP;
 use crate::{Config, Error};
 
-/// Rows claimed at a time by one worker.
+/// Rows claimed at a time by one worker, so that a few queued at once go out side by side
+/// over the workers' connections.
 const CLAIM_BATCH: usize = 32;
+/// Rows claimed at a time by a worker whose last claim came back full: a backlog, which every
+/// worker is busy with. Each claim ends with a wait for the batch's outcomes and a write turn for
+/// the next claim; larger batches make those gaps rarer (BENCHMARKS.md, "Claiming more when the
+/// outbox has a backlog").
+const BACKLOG_CLAIM_BATCH: usize = 128;
 /// The longest outcomes yield to intake (`db::turns`) before they are recorded between two of
 /// its batches: until then a crash would send their emails again.
 const OUTCOME_PATIENCE: Duration = Duration::from_millis(20);
@@ -118,6 +124,15 @@ impl Attempt {
             duration_ms: self.duration_ms,
             now: self.now,
         }
+    }
+}
+
+/// How many rows a worker claims next, having asked for `asked` and got `got`: a full claim
+/// means more rows are due than it took (a backlog), so the next takes more.
+fn next_claim_size(asked: usize, got: usize) -> usize {
+    match got == asked {
+        true => BACKLOG_CLAIM_BATCH,
+        false => CLAIM_BATCH,
     }
 }
 
@@ -230,6 +245,7 @@ impl Sender {
 
     async fn worker(self: Arc<Self>, relay: Arc<Relay>, n: usize, mut stop: watch::Receiver<bool>) {
         let mut smtp: Option<SmtpConnection> = None;
+        let mut claim_size = CLAIM_BATCH;
         loop {
             if *stop.borrow() {
                 break;
@@ -241,7 +257,8 @@ impl Sender {
             notified.as_mut().enable();
             // Taken before the claim, so the leases are known to last at least this long.
             let claimed_at = Instant::now();
-            let claimed = self.claim().await;
+            let claimed = self.claim(claim_size).await;
+            claim_size = next_claim_size(claim_size, claimed.as_ref().map_or(0, Vec::len));
             let wait = match claimed {
                 Ok(batch) if !batch.is_empty() => {
                     self.send_batch(&relay, &mut smtp, batch, claimed_at, &stop)
@@ -269,14 +286,14 @@ impl Sender {
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Delivery>, Error> {
+    async fn claim(&self, limit: usize) -> Result<Vec<Delivery>, Error> {
         let (conn, turns) = (self.conn.clone(), self.turns.clone());
         let lease = self.lease.as_secs() as i64;
         let since = self.turns.yield_to_intake().await;
         tokio::task::spawn_blocking(move || {
             let _turn = turns.background_turn_since(since);
             let conn = conn.lock().expect("sender connection");
-            deliveries::claim_due(&conn, now_unix(), lease, CLAIM_BATCH)
+            deliveries::claim_due(&conn, now_unix(), lease, limit)
         })
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
@@ -624,5 +641,27 @@ impl Sender {
             deliveries::release(&conn, d.id, owner, now_unix())
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_is_claimed_in_larger_batches_and_a_trickle_in_small_ones() {
+        // A few rows: small claims, so the other workers' connections take their share.
+        assert_eq!(next_claim_size(CLAIM_BATCH, 5), CLAIM_BATCH);
+        assert_eq!(next_claim_size(CLAIM_BATCH, 0), CLAIM_BATCH);
+        // A full claim: more are due, so the next one takes more, until a claim comes back short.
+        assert_eq!(
+            next_claim_size(CLAIM_BATCH, CLAIM_BATCH),
+            BACKLOG_CLAIM_BATCH
+        );
+        assert_eq!(
+            next_claim_size(BACKLOG_CLAIM_BATCH, BACKLOG_CLAIM_BATCH),
+            BACKLOG_CLAIM_BATCH
+        );
+        assert_eq!(next_claim_size(BACKLOG_CLAIM_BATCH, 100), CLAIM_BATCH);
     }
 }
