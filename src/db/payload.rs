@@ -54,7 +54,7 @@ fn compressor() -> zstd::bulk::Compressor<'static> {
 }
 
 /// Unpacking contexts set up with the dictionary, kept for the next payload: setting one up
-/// costs more than unpacking (zstd allocates its ~160 KB and probes the CPU with `cpuid`, which
+/// costs more than unpacking (zstd allocates ~96 KB and probes the CPU with `cpuid`, which
 /// traps to the hypervisor in a VM). One list shared by every thread, not one context per
 /// thread, so the memory they hold stays bounded however many threads read events.
 static DECOMPRESSORS: Mutex<Vec<zstd::bulk::Decompressor<'static>>> = Mutex::new(Vec::new());
