@@ -32,8 +32,8 @@ use crate::{Config, Error};
 const CLAIM_BATCH: usize = 32;
 /// Rows claimed at a time by a worker whose last claim came back full: a backlog, which every
 /// worker is busy with. Each claim ends with a wait for the batch's outcomes and a write turn for
-/// the next claim; larger batches make those gaps rarer (BENCHMARKS.md, "Claiming more when the
-/// outbox has a backlog").
+/// the next claim; larger batches make those gaps rarer (BENCHMARKS.md, "Unpacking contexts
+/// kept, and larger claims under a backlog").
 const BACKLOG_CLAIM_BATCH: usize = 128;
 /// The longest outcomes yield to intake (`db::turns`) before they are recorded between two of
 /// its batches: until then a crash would send their emails again.
