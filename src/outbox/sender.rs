@@ -130,9 +130,10 @@ impl Attempt {
 /// How many rows a worker claims next, having asked for `asked` and got `got`: a full claim
 /// means more rows are due than it took (a backlog), so the next takes more.
 fn next_claim_size(asked: usize, got: usize) -> usize {
-    match got == asked {
-        true => BACKLOG_CLAIM_BATCH,
-        false => CLAIM_BATCH,
+    if got == asked {
+        BACKLOG_CLAIM_BATCH
+    } else {
+        CLAIM_BATCH
     }
 }
 
