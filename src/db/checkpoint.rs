@@ -199,9 +199,9 @@ fn flush_database(conn: &Connection) -> rusqlite::Result<()> {
 /// the next is started. Written out whole, the pages the passes had copied (thousands, at random
 /// places of a large file) reached the disk in one burst, and intake's fsyncs of the WAL waited
 /// behind it: in pre-filled storms the round after the largest write-out had a p99 of 14–25 ms
-/// at c=64, against 7–9 ms in the others. A range at a time, the worst round's p99 was 8.4 ms,
-/// and the WAL grew further meanwhile (BENCHMARKS.md, "Writing out the database a range at a
-/// time").
+/// at c=64, against 7–9 ms in the others. A range at a time, no round's p99 was over 9.7 ms in
+/// four runs, and the WAL grew further meanwhile (up to 119 MB, against 105 MB; at 8 MiB ranges
+/// 149 MB): BENCHMARKS.md, "Writing out the database a range at a time".
 const WRITE_OUT_RANGE: u64 = 32 * 1024 * 1024;
 
 #[cfg(target_os = "linux")]
