@@ -177,10 +177,10 @@ fn passes(conn: &Connection) -> rusqlite::Result<Pass> {
 /// waited. `perf trace` on the storm saw those fsyncs take 20–64 ms, and intake's writer wait
 /// as long for its turn. Only the data is written here (`sync_file_range`, a `WRITE_OUT_RANGE`
 /// at a time), with no journal commit or device cache flush: durability still comes from
-/// SQLite's own fsync, which then has little left to write. Only before the last pass (again while the last call took long,
-/// `write_out_again`): after every tick's passes instead, the pages rewritten most (an index's
-/// last leaf) were written out ten times a second, and intake on an empty database lost
-/// 10–30% (`bench/run.sh`, 3c9c53d).
+/// SQLite's own fsync, which then has little left to write. Only before the last pass (again
+/// while the last call took long, `write_out_again`): after every tick's passes instead, the
+/// pages rewritten most (an index's last leaf) were written out ten times a second, and intake
+/// on an empty database lost 10–30% (`bench/run.sh`, 3c9c53d).
 fn flush_database(conn: &Connection) -> rusqlite::Result<()> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
         return Ok(());
@@ -202,6 +202,7 @@ fn flush_database(conn: &Connection) -> rusqlite::Result<()> {
 /// at c=64, against 7–9 ms in the others. A range at a time, no round's p99 was over 9.7 ms in
 /// four runs, and the WAL grew further meanwhile (up to 119 MB, against 105 MB; at 8 MiB ranges
 /// 149 MB): BENCHMARKS.md, "Writing out the database a range at a time".
+#[cfg(target_os = "linux")]
 const WRITE_OUT_RANGE: u64 = 32 * 1024 * 1024;
 
 #[cfg(target_os = "linux")]
