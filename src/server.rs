@@ -32,7 +32,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let admin = match config.server.admin_listen.as_str() {
         "" => None,
-        address => Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        address => Some(listener::bind(address).await.map_err(|e| {
             Error::Config(format!(
                 "cannot listen on server.admin_listen = {address:?}: {e}"
             ))
@@ -51,7 +51,7 @@ pub async fn serve_split(
     // Bound first, so an address in use stops the start before anything else happens.
     let metrics_listener = match config.metrics.listen.as_str() {
         "" => None,
-        address => Some(tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        address => Some(listener::bind(address).await.map_err(|e| {
             Error::Config(format!(
                 "cannot listen on metrics.listen = {address:?}: {e}"
             ))

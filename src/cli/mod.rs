@@ -436,7 +436,7 @@ fn serve(config: Config, from_file: bool) -> anyhow::Result<ExitCode> {
         );
     }
     runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        let listener = crate::web::listener::bind(&config.server.listen)
             .await
             .with_context(|| {
                 format!(

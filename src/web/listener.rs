@@ -41,6 +41,41 @@ pub struct Limits {
 /// 2 KiB; hyper's default (about 400 KiB) would let a thousand slow clients hold 400 MB.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// How many connections the kernel holds for `accept` beyond those being served: a burst (Stripe
+/// catching up after an outage, a proxy opening its pool) waits here while the accept loop
+/// catches up or while `max_connections` are busy. The standard library and tokio ask for 128;
+/// once those are taken, Linux answers further handshakes with SYN cookies, and a client whose
+/// body follows its request head before the accept is reset with nothing answered (CI saw a few
+/// of 300 simultaneous clients reset so). The kernel caps it at `net.core.somaxconn` (4096 by
+/// default since Linux 5.4).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `address` (resolved; the first address that binds wins) with
+/// `LISTEN_BACKLOG`, in place of `TcpListener::bind` and its 128.
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    let mut failed = None;
+    for address in tokio::net::lookup_host(address).await? {
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As `TcpListener::bind` does: a restart listens again while the old process's
+        // connections linger in TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
 /// Serves `endpoint` on `listener` until `shutdown` resolves, then stops accepting, lets each
 /// request in flight finish for up to `grace`, closes what is left and returns.
 pub async fn serve<E>(
@@ -210,7 +245,7 @@ async fn serve_connection<E: Endpoint + 'static>(
                     tracing::debug!(peer = %peer, error = %error, "a connection ended in an error");
                 }
                 let socket = connection.into_parts().io.into_inner().stream;
-                linger(socket, stop).await;
+                linger(socket, peer, stop).await;
                 return;
             }
             () = clock.expired() => {
@@ -237,9 +272,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// write and never reads the answer. So, like nginx's lingering close: send our FIN, then read
 /// and drop what the client still sends until it closes, up to `LINGER_BYTES` or
 /// `LINGER_TIME`. A client that closed first costs one read.
-async fn linger(mut socket: TcpStream, mut stop: watch::Receiver<Stop>) {
+async fn linger(mut socket: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<Stop>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if socket.shutdown().await.is_err() {
+    if let Err(error) = socket.shutdown().await {
+        tracing::debug!(peer = %peer, error = %error, "a connection could not be shut down");
         return;
     }
     let drain = async {
@@ -248,9 +284,10 @@ async fn linger(mut socket: TcpStream, mut stop: watch::Receiver<Stop>) {
         while left > 0 {
             match socket.read(&mut sink).await {
                 Ok(read) if read > 0 => left = left.saturating_sub(read),
-                _ => return,
+                _ => return true,
             }
         }
+        false
     };
     let aborted = async {
         while stop.changed().await.is_ok() {
@@ -259,8 +296,14 @@ async fn linger(mut socket: TcpStream, mut stop: watch::Receiver<Stop>) {
             }
         }
     };
+    // Closing now resets a client that is still sending, so say when it happens.
     tokio::select! {
-        _ = tokio::time::timeout(LINGER_TIME, drain) => {}
+        drained = tokio::time::timeout(LINGER_TIME, drain) => if drained != Ok(true) {
+            tracing::debug!(
+                peer = %peer,
+                "closing a lingering connection whose client did not close within {LINGER_TIME:?} or {LINGER_BYTES} bytes"
+            );
+        },
         () = aborted => {}
     }
 }

@@ -270,6 +270,64 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// The machine's TCP counters that tell how a connection can be reset or lost without the
+/// server's doing (listen queue overflows, SYN cookies, aborts, loopback drops), by name.
+fn tcp_counters() -> std::collections::BTreeMap<String, u64> {
+    const WATCHED: [&str; 12] = [
+        "ListenOverflows",
+        "ListenDrops",
+        "SyncookiesSent",
+        "SyncookiesFailed",
+        "TCPReqQFullDrop",
+        "TCPAbortOnData",
+        "TCPAbortOnClose",
+        "TCPAbortOnMemory",
+        "EmbryonicRsts",
+        "OutRsts",
+        "RetransSegs",
+        "TCPTimeouts",
+    ];
+    let mut counters = std::collections::BTreeMap::new();
+    for file in ["/proc/net/netstat", "/proc/net/snmp"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        // Each group is a line of names and a line of values, both led by the group's name.
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            for (name, value) in names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .skip(1)
+            {
+                if WATCHED.contains(&name) {
+                    counters.insert(name.to_owned(), value.parse().unwrap_or(0));
+                }
+            }
+        }
+    }
+    // The second column of each CPU's line: packets dropped from a full backlog (loopback's too).
+    let softnet = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    let dropped = softnet
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .sum();
+    counters.insert("softnet dropped".to_owned(), dropped);
+    counters
+}
+
+/// The counters of `tcp_counters` that moved since `before`, by how much.
+fn tcp_counters_changed(
+    before: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    tcp_counters()
+        .into_iter()
+        .filter_map(|(name, now)| {
+            let moved = now.saturating_sub(*before.get(&name).unwrap_or(&0));
+            (moved > 0).then_some((name, moved))
+        })
+        .collect()
+}
+
 /// Seconds of CPU the process has used (user + system), from /proc/PID/stat.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -294,7 +352,7 @@ fn cpu_secs(pid: u32) -> f64 {
 /// stays far below the 150 MB it would take to read them.
 #[tokio::test(flavor = "multi_thread")]
 async fn unfinished_bodies_to_an_unknown_id_are_refused_unread() {
-    let server = Served::start(&[
+    let mut server = Served::start(&[
         ("MMC_SERVER__BODY_TIMEOUT_SECS", "60"),
         // So a connection closed on a deadline or in an error says so in the log shown below.
         ("MMC_LOG__LEVEL", "info,mailmycustomer::web::listener=debug"),
@@ -307,32 +365,40 @@ async fn unfinished_bodies_to_an_unknown_id_are_refused_unread() {
         server.addr
     );
 
+    let counters = tcp_counters();
+    let started = Instant::now();
     let mut clients = Vec::new();
     for _ in 0..300 {
         let (addr, head) = (server.addr.clone(), head.clone());
         clients.push(tokio::spawn(async move {
-            let mut stream = tokio::net::TcpStream::connect(&addr)
+            let client = async {
+                let mut stream = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                stream
+                    .write_all(head.as_bytes())
+                    .await
+                    .map_err(|e| format!("writing the head: {e}"))?;
+                stream
+                    .write_all(&[b'x'; 1024])
+                    .await
+                    .map_err(|e| format!("writing 1 KiB of the body: {e}"))?;
+                let mut answer = Vec::new();
+                match tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await {
+                    Ok(Ok(_)) => Ok(String::from_utf8_lossy(&answer).into_owned()),
+                    Ok(Err(e)) => Err(format!(
+                        "reading the answer: {e}, after {:?}",
+                        String::from_utf8_lossy(&answer)
+                    )),
+                    Err(_) => Err(format!(
+                        "no answer and no close in {PATIENCE:?} while the body is unfinished"
+                    )),
+                }
+            };
+            // When it failed tells a deadline (10 s) from a reset at once.
+            client
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
-            stream
-                .write_all(head.as_bytes())
-                .await
-                .map_err(|e| format!("writing the head: {e}"))?;
-            stream
-                .write_all(&[b'x'; 1024])
-                .await
-                .map_err(|e| format!("writing 1 KiB of the body: {e}"))?;
-            let mut answer = Vec::new();
-            match tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await {
-                Ok(Ok(_)) => Ok(String::from_utf8_lossy(&answer).into_owned()),
-                Ok(Err(e)) => Err(format!(
-                    "reading the answer: {e}, after {:?}",
-                    String::from_utf8_lossy(&answer)
-                )),
-                Err(_) => Err(format!(
-                    "no answer and no close in {PATIENCE:?} while the body is unfinished"
-                )),
-            }
+                .map_err(|e| format!("{e} ({:?} into the flood)", started.elapsed()))
         }));
     }
     let mut failed = Vec::new();
@@ -346,17 +412,26 @@ async fn unfinished_bodies_to_an_unknown_id_are_refused_unread() {
         }
     }
     if !failed.is_empty() {
-        // The server's side of it: everything but the expected refusals.
-        let log: Vec<String> = server
-            .log_text()
-            .lines()
+        let counters = tcp_counters_changed(&counters);
+        let running = server.child.try_wait().unwrap().is_none();
+        // The whole log, written out by a clean stop: everything but the expected refusals.
+        let log = if running {
+            server.stop()
+        } else {
+            server.log_text().lines().map(str::to_owned).collect()
+        };
+        let refused = log.iter().filter(|l| l.contains("webhook refused")).count();
+        let log: Vec<&String> = log
+            .iter()
             .filter(|l| !l.contains("webhook refused"))
-            .map(str::to_owned)
             .collect();
         panic!(
-            "{} of 300 clients failed, first: {:#?}\nserver log: {log:#?}",
+            "{} of 300 clients failed, first: {:#?}\nthe server was {}, and logged {refused} refusals\n\
+             the machine's TCP counters that moved meanwhile (other tests' too): {counters:?}\n\
+             server log: {log:#?}",
             failed.len(),
-            &failed[..failed.len().min(5)]
+            &failed[..failed.len().min(5)],
+            if running { "still running" } else { "gone" },
         );
     }
 
@@ -390,6 +465,60 @@ async fn unfinished_bodies_to_an_unknown_id_are_refused_unread() {
         peak < 100 * 1024,
         "the server held {peak} KiB at its peak: bodies were read"
     );
+}
+
+/// A burst of connections while the server cannot accept (stopped with SIGSTOP, as a busy
+/// server looks to the kernel) waits in the listen queue and is served once it can. Past the
+/// queue's end, Linux drops handshakes and then answers them with SYN cookies, which reset a
+/// client that sends before it is accepted; the server asks for a queue of 1024, where the
+/// standard 128 would leave the 130th connection here unanswered.
+#[test]
+fn a_burst_while_the_server_cannot_accept_waits_in_the_listen_queue() {
+    /// SIGCONT on the way out, so a failing test leaves no stopped server behind.
+    struct Stopped(u32);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .status();
+        }
+    }
+
+    let server = Served::start(&[]);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    assert!(Command::new("kill")
+        .args(["-STOP", &server.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let stopped = Stopped(server.pid());
+    // A queued handshake completes in the kernel at once; one past the queue's end is dropped
+    // and retried after 1 s, 3 s, ..., so it would not complete while the server is stopped.
+    let mut streams: Vec<TcpStream> = (1..=300)
+        .map(|n| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| {
+                panic!("connection {n} of 300 was not queued while the server was stopped: {e}")
+            })
+        })
+        .collect();
+    drop(stopped);
+    for stream in &mut streams {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.addr
+        )
+        .unwrap();
+    }
+    for (n, stream) in streams.iter_mut().enumerate() {
+        let answer = read_until_closed(stream);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "connection {} of 300, queued while the server was stopped, got {answer:?}",
+            n + 1
+        );
+    }
 }
 
 /// A client still sending a body the server refused before reading it (to an unknown id; over
