@@ -497,7 +497,13 @@ fn a_burst_while_the_server_cannot_accept_waits_in_the_listen_queue() {
     let mut streams: Vec<TcpStream> = (1..=300)
         .map(|n| {
             TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| {
-                panic!("connection {n} of 300 was not queued while the server was stopped: {e}")
+                // The kernel caps every listen queue at somaxconn, whatever the server asks.
+                let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn");
+                panic!(
+                    "connection {n} of 300 was not queued while the server was stopped: {e} \
+                     (net.core.somaxconn: {})",
+                    somaxconn.as_deref().map_or("unknown", str::trim)
+                )
             })
         })
         .collect();
