@@ -91,11 +91,7 @@ impl Served {
 
     /// Stops the server with SIGTERM and waits for it, so the whole log has been written.
     fn stop(mut self) -> Vec<String> {
-        assert!(Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        assert!(signal(self.pid(), "-TERM"), "SIGTERM to the server");
         let started = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
             assert!(started.elapsed() < PATIENCE, "no exit after SIGTERM");
@@ -112,6 +108,14 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (as kill(1) names it, "-TERM") to `pid`; whether it was delivered.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// The address in the "is serving" line, JSON or text.
@@ -478,19 +482,13 @@ fn a_burst_while_the_server_cannot_accept_waits_in_the_listen_queue() {
     struct Stopped(u32);
     impl Drop for Stopped {
         fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-CONT", &self.0.to_string()])
-                .status();
+            signal(self.0, "-CONT");
         }
     }
 
     let server = Served::start(&[]);
     let addr: std::net::SocketAddr = server.addr.parse().unwrap();
-    assert!(Command::new("kill")
-        .args(["-STOP", &server.pid().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    assert!(signal(server.pid(), "-STOP"), "SIGSTOP to the server");
     let stopped = Stopped(server.pid());
     // A queued handshake completes in the kernel at once; one past the queue's end is dropped
     // and retried after 1 s, 3 s, ..., so it would not complete while the server is stopped.
